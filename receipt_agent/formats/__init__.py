@@ -1,0 +1,93 @@
+"""Format registry: a source's `format:` value → its parser (CONTRACT §2, §3 step 2).
+
+A parser is a pure function `(stream, source) → iterator of records`:
+
+- `stream` is a binary file object the intake opened safely (no symlink, size checked);
+  parsers read it as a stream and never hold a whole large export in memory.
+- `source` is the source's config (store defaults, currency, timezone, mapping).
+- It yields, in file order, one record per transaction found:
+  - `RawReceipt`: a Dintero-shaped dict (amounts already int minor units, `purchase_at`
+    ISO-8601 with offset, `store.id` and `receipt_id` set where the format builds them);
+    `mapping.finish_receipt` then merges store defaults and validates it.
+  - `InvalidRecord`: a transaction that cannot become a receipt (does not add up, amount
+    finer than the minor unit, …); it is stored `rejected` with its message.
+  - `SkippedRecord`: a transaction that is not a receipt (non_sale, training, voided).
+- It raises `ParseError` (with a location) when the file cannot be parsed at all; the
+  intake then quarantines the whole file, and records yielded before are discarded.
+
+Parsers do no filesystem, database, HTTP or logging work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any, Literal
+
+from receipt_agent.config import SourceBase
+
+
+@dataclass(frozen=True, slots=True)
+class RawReceipt:
+    """A receipt in Dintero's shape, not yet validated; `location` is where it was read."""
+
+    data: dict[str, Any]
+    location: str
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidRecord:
+    """A transaction that cannot become a valid receipt; stored as `rejected`."""
+
+    location: str
+    errors: list[str]
+    store_id: str | None = None
+    receipt_id: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+SkipReason = Literal["non_sale", "training", "voided"]
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedRecord:
+    """A transaction that is not a receipt; counted in `file.accepted` as skipped."""
+
+    reason: SkipReason
+    location: str
+
+
+Record = RawReceipt | InvalidRecord | SkippedRecord
+Parser = Callable[[IO[bytes], SourceBase], Iterator[Record]]
+
+
+def get_parser(format_name: str) -> Parser:
+    """Given a `format:` value, return its parser (imported lazily, XML stacks are heavy)."""
+    if format_name == "dintero-json":
+        from receipt_agent.formats.dintero_json import parse  # noqa: PLC0415
+
+        return parse
+    if format_name == "csv":
+        from receipt_agent.formats.csv_export import parse  # noqa: PLC0415
+
+        return parse
+    if format_name == "saft-cashregister":
+        from receipt_agent.formats.saft import parse  # noqa: PLC0415
+
+        return parse
+    if format_name == "poslog":
+        from receipt_agent.formats.poslog import parse  # noqa: PLC0415
+
+        return parse
+    raise KeyError(format_name)
+
+
+__all__ = [
+    "InvalidRecord",
+    "Parser",
+    "RawReceipt",
+    "Record",
+    "SkipReason",
+    "SkippedRecord",
+    "get_parser",
+]
