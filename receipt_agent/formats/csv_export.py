@@ -1,0 +1,362 @@
+"""CSV exports, one row per receipt line → Dintero-shaped receipts (CONTRACT §2 `format: csv`).
+
+Pure: reads the stream it is given and nothing else; no filesystem, database, HTTP or logging.
+Never rounds an amount: one finer than the currency's minor unit rejects its receipt.
+
+Rules (decided here, CONTRACT §2 leaves them open):
+
+- **Encoding.** `mapping.encoding`; UTF-8 (any spelling) is read as `utf-8-sig`, so a BOM is
+  tolerated. A file that starts with a UTF-8 BOM is read as UTF-8 whatever the setting says
+  (the BOM is a stronger signal than a guess in a config). A byte that does not decode raises
+  ParseError naming the line and suggesting `mapping.encoding`.
+- **Header.** The first non-empty row; headers are matched after trimming spaces. A configured
+  column missing from the header raises ParseError naming the missing and the found headers.
+- **Grouping.** Rows belong to one receipt when they share (register, receipt number); the
+  register is the `register_id` column when configured, else empty. Rows may be consecutive or
+  scattered over the file; receipts are yielded in the order of their first row.
+- **Lines and payments.** A row whose `item_gross_amount` cell is non-empty is a receipt line.
+  A row whose `payment_amount` cell is non-empty is a payment (`payment_type` is its
+  `type_id`). One row may be both. A payment amount repeated on every line row is therefore
+  counted on every row; the totals cross-check then rejects the receipt rather than guessing.
+  A row with neither is an error in its receipt.
+- **Amounts.** `amounts: major` converts `123,45` to 12345 øre exactly; `minor` takes integers.
+  Net = gross (CSV lines carry no discounts; both are VAT-inclusive, formats.md §0.6); with a
+  VAT rate a tax line `{percentage, amount, tax_basis, included_in_price: true}` is derived by
+  `money.split_vat`. Receipt totals are the sums of the lines; receipt tax lines group the line
+  tax lines by rate.
+- **Time.** `datetime_format` (strptime), else ISO-8601. A time without an offset is local time
+  in `source.timezone` (fold=0 on the DST fold); an explicit offset wins. `purchase_at` is the
+  first row's time; other rows may leave it empty.
+- **Ids.** `receipt_id` = `{store.id}-{register}-{number}`, or `{store.id}-{number}` without a
+  register column/value. `store.terminal_id` = register. The parts are also handed to
+  `mapping` under `_receipt_id_parts` so a `receipt_id_format` override can be applied there.
+- **Errors.** A bad cell (unparseable or too fine amount, bad time, conflicting currency)
+  makes its receipt an InvalidRecord naming the line and the column; other receipts go on.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import IO, Any
+
+from receipt_agent.config import CsvMapping, CsvSource, SourceBase
+from receipt_agent.errors import ParseError
+from receipt_agent.formats import InvalidRecord, RawReceipt, Record
+from receipt_agent.money import AmountError, parse_decimal, split_vat, to_minor
+
+_UTF8_BOM = codecs.BOM_UTF8
+_RECEIPT_ID_PARTS = "_receipt_id_parts"
+
+
+class _CellError(ValueError):
+    """One bad cell; the message names the line and the column."""
+
+
+@dataclass
+class _Group:
+    """The rows of one receipt, collected over the whole file."""
+
+    number: str
+    register: str
+    first_line: int
+    rows: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+
+
+def parse(stream: IO[bytes], source: SourceBase) -> Iterator[Record]:
+    """Given a CSV export and its source, yield one record per receipt (see module docstring).
+
+    Raise ParseError when the file cannot be decoded, has no header or lacks a configured column.
+    """
+    if not isinstance(source, CsvSource):
+        raise TypeError("csv_export.parse needs a CsvSource")
+    mapping = source.mapping
+    text = _decode(stream.read(), mapping)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=mapping.delimiter)
+    header, header_line = _read_header(reader)
+    positions = _column_positions(header, mapping)
+    groups = _group_rows(reader, header, positions, header_line)
+    for group in groups.values():
+        yield _build(group, source)
+
+
+def _decode(raw: bytes, mapping: CsvMapping) -> str:
+    encoding = mapping.encoding
+    if raw.startswith(_UTF8_BOM) or codecs.lookup(encoding).name == "utf-8":
+        encoding = "utf-8-sig"
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise ParseError(
+            f"byte 0x{raw[error.start]:02x} cannot be decoded as {mapping.encoding}; "
+            "set mapping.encoding to the till's encoding (e.g. cp1252 for Windows tills)",
+            location=f"line {line}",
+        ) from None
+
+
+def _read_header(reader: Any) -> tuple[list[str], int]:
+    for row in reader:
+        if any(cell.strip() for cell in row):
+            return [cell.strip() for cell in row], int(reader.line_num)
+    raise ParseError(
+        "the file has no header row; the export must start with a row of column names",
+        location="line 1",
+    )
+
+
+def _column_positions(header: list[str], mapping: CsvMapping) -> dict[str, int]:
+    """Given the header, return receipt field → column index for every configured column."""
+    configured = mapping.columns.model_dump(exclude_none=True)
+    missing = [f"{name} ({title!r})" for name, title in configured.items() if title not in header]
+    if missing:
+        found = ", ".join(repr(title) for title in header)
+        raise ParseError(
+            f"the header lacks the configured column(s) {', '.join(missing)}; the header has "
+            f"{found}; fix mapping.columns or the export (also check mapping.delimiter)",
+            location="line 1",
+        )
+    return {name: header.index(title) for name, title in configured.items()}
+
+
+def _group_rows(
+    reader: Any,
+    header: list[str],
+    positions: dict[str, int],
+    header_line: int,
+) -> dict[tuple[str, str], _Group]:
+    groups: dict[tuple[str, str], _Group] = {}
+    previous_end = header_line
+    for row in reader:
+        line = previous_end + 1
+        previous_end = int(reader.line_num)
+        if not any(cell.strip() for cell in row):
+            continue
+        cells = {
+            name: (row[index].strip() if index < len(row) else "")
+            for name, index in positions.items()
+        }
+        if len(row) > len(header):
+            cells["_extra"] = f"the row has {len(row)} fields but the header has {len(header)}"
+        number = cells["receipt_number"]
+        register = cells.get("register_id", "")
+        key = (register, number) if number else ("", f"\x00line {line}")
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = _Group(number=number, register=register, first_line=line)
+        group.rows.append((line, cells))
+    return groups
+
+
+def _build(group: _Group, source: CsvSource) -> Record:
+    mapping = source.mapping
+    titles = mapping.columns.model_dump(exclude_none=True)
+    errors: list[str] = []
+    store_id = source.store.id
+    receipt_id = (
+        f"{store_id}-{group.register}-{group.number}"
+        if group.register
+        else f"{store_id}-{group.number}"
+    )
+    location = f"line {group.first_line}"
+    if not group.number:
+        return InvalidRecord(
+            location=location,
+            errors=[f"line {group.first_line}, column {titles['receipt_number']!r}: is empty"],
+            store_id=store_id,
+        )
+
+    currency = _currency(group, source, titles, errors)
+    purchase_at: str | None = None
+    operator_id: str | None = None
+    items: list[dict[str, Any]] = []
+    payments: list[dict[str, Any]] = []
+    for line, cells in group.rows:
+        try:
+            if "_extra" in cells:
+                raise _CellError(f"line {line}: {cells['_extra']}")
+            when = cells["purchase_at"]
+            if when:
+                parsed = _parse_time(when, mapping, source, line, titles["purchase_at"])
+                purchase_at = purchase_at or parsed
+            if cells.get("operator_id") and operator_id is None:
+                operator_id = cells["operator_id"]
+            has_line = bool(cells["item_gross_amount"])
+            has_payment = bool(cells.get("payment_amount"))
+            if has_line:
+                items.append(_item(cells, len(items) + 1, currency, mapping, line, titles))
+            if has_payment:
+                amount = _amount(cells, "payment_amount", currency, mapping, line, titles)
+                payment: dict[str, Any] = {"line_id": len(payments) + 1, "amount": amount}
+                if cells.get("payment_type"):
+                    payment["type_id"] = cells["payment_type"]
+                payments.append(payment)
+            if not has_line and not has_payment:
+                wanted = [titles["item_gross_amount"]]
+                if "payment_amount" in titles:
+                    wanted.append(titles["payment_amount"])
+                raise _CellError(f"line {line}: neither {' nor '.join(map(repr, wanted))} is set")
+        except _CellError as error:
+            errors.append(str(error))
+    if purchase_at is None and not errors:
+        errors.append(f"line {group.first_line}, column {titles['purchase_at']!r}: is empty")
+    if errors:
+        return InvalidRecord(
+            location=location, errors=errors, store_id=store_id, receipt_id=receipt_id
+        )
+
+    data: dict[str, Any] = {
+        "store": {"id": store_id},
+        "receipt_id": receipt_id,
+        _RECEIPT_ID_PARTS: {
+            "store_id": store_id,
+            "register_id": group.register or None,
+            "number": group.number,
+        },
+        "purchase_at": purchase_at,
+        "currency": currency,
+        "items": items,
+        "gross_amount": sum(item["gross_amount"] for item in items),
+        "net_amount": sum(item["net_amount"] for item in items),
+    }
+    if group.register:
+        data["store"]["terminal_id"] = group.register
+    tax_lines = _sum_tax_lines(items)
+    if tax_lines:
+        data["tax_lines"] = tax_lines
+    if payments:
+        data["payments"] = payments
+    if operator_id:
+        data["operator_id"] = operator_id
+    return RawReceipt(data=data, location=location)
+
+
+def _currency(group: _Group, source: CsvSource, titles: dict[str, str], errors: list[str]) -> str:
+    seen: dict[str, int] = {}
+    for line, cells in group.rows:
+        value = cells.get("currency", "").upper()
+        if value:
+            seen.setdefault(value, line)
+    if len(seen) > 1:
+        where = ", ".join(f"{code} (line {line})" for code, line in seen.items())
+        errors.append(f"column {titles['currency']!r}: one receipt in several currencies: {where}")
+    if seen:
+        code = next(iter(seen))
+        if len(code) != 3 or not code.isalpha():
+            errors.append(
+                f"line {seen[code]}, column {titles['currency']!r}: "
+                f"{code!r} is not an ISO 4217 code"
+            )
+        return code
+    return source.currency
+
+
+def _item(
+    cells: dict[str, str],
+    line_id: int,
+    currency: str,
+    mapping: CsvMapping,
+    line: int,
+    titles: dict[str, str],
+) -> dict[str, Any]:
+    gross = _amount(cells, "item_gross_amount", currency, mapping, line, titles)
+    item: dict[str, Any] = {"line_id": line_id}
+    for name, key in (("item_id", "id"), ("item_description", "description")):
+        if cells.get(name):
+            item[key] = cells[name]
+    if cells.get("item_barcode"):
+        item["barcode"] = cells["item_barcode"]
+    quantity: int | Decimal = 1
+    if cells.get("item_quantity"):
+        quantity = _number(cells, "item_quantity", mapping, line, titles)
+    item["quantity"] = quantity
+    item["gross_amount"] = gross
+    item["net_amount"] = gross
+    if cells.get("item_tax_percent"):
+        percent = _number(cells, "item_tax_percent", mapping, line, titles)
+        if percent < 0 or percent >= 100:
+            raise _CellError(
+                f"line {line}, column {titles['item_tax_percent']!r}: "
+                f"{cells['item_tax_percent']!r} is not a VAT rate in percent"
+            )
+        net, vat = split_vat(gross, percent)
+        item["tax_percent"] = percent
+        item["tax_lines"] = [
+            {"percentage": percent, "amount": vat, "tax_basis": net, "included_in_price": True}
+        ]
+    if gross < 0:
+        item["is_return_item"] = True
+    return item
+
+
+def _number(
+    cells: dict[str, str], name: str, mapping: CsvMapping, line: int, titles: dict[str, str]
+) -> int | Decimal:
+    """A quantity or rate: an int when whole, else the exact Decimal."""
+    try:
+        value = parse_decimal(cells[name], decimal_separator=mapping.decimal_separator)
+    except AmountError as error:
+        raise _CellError(f"line {line}, column {titles[name]!r}: {error}") from None
+    return int(value) if value == value.to_integral_value() else value.normalize()
+
+
+def _amount(
+    cells: dict[str, str],
+    name: str,
+    currency: str,
+    mapping: CsvMapping,
+    line: int,
+    titles: dict[str, str],
+) -> int:
+    try:
+        value = parse_decimal(cells[name], decimal_separator=mapping.decimal_separator)
+        if mapping.amounts == "major":
+            return to_minor(value, currency)
+        if value != value.to_integral_value():
+            raise AmountError(
+                f"{cells[name]!r} is not a whole number of minor units (mapping.amounts: minor)"
+            )
+        return int(value)
+    except AmountError as error:
+        raise _CellError(f"line {line}, column {titles[name]!r}: {error}") from None
+
+
+def _parse_time(text: str, mapping: CsvMapping, source: CsvSource, line: int, title: str) -> str:
+    try:
+        if mapping.datetime_format:
+            moment = datetime.strptime(text, mapping.datetime_format)  # noqa: DTZ007 - localised below
+        else:
+            moment = datetime.fromisoformat(text)
+    except ValueError:
+        expected = mapping.datetime_format or "ISO-8601, e.g. 2026-01-31T14:05:00"
+        raise _CellError(
+            f"line {line}, column {title!r}: {text!r} is not a time in the format {expected}; "
+            "set mapping.datetime_format"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=source.tz, fold=0)
+    return moment.isoformat()
+
+
+def _sum_tax_lines(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    by_rate: dict[Decimal, dict[str, Any]] = {}
+    for item in items:
+        for tax in item.get("tax_lines", []):
+            rate = Decimal(tax["percentage"])
+            total = by_rate.setdefault(
+                rate,
+                {
+                    "percentage": tax["percentage"],
+                    "amount": 0,
+                    "tax_basis": 0,
+                    "included_in_price": True,
+                },
+            )
+            total["amount"] += tax["amount"]
+            total["tax_basis"] += tax["tax_basis"]
+    return list(by_rate.values())
