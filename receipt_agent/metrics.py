@@ -1,0 +1,211 @@
+"""Prometheus metrics: the counters and gauges an SRE scrapes (CONTRACT §2 `metrics`).
+
+Owns one private `CollectorRegistry` per `AgentMetrics` (never the process-global one, so
+tests and the demo can build as many as they like), the node_exporter textfile written
+atomically, and the optional HTTP listener serving it. Never touches a spool file, the
+state store or the API: the agent calls the recording methods with plain values after
+the owning module has done the work. Never labels a series with a receipt id, a file
+name or anything a customer typed: labels are source names, outcomes and status codes,
+so the number of series stays small and nothing personal leaves the machine.
+
+Metric names (all with HELP text):
+
+    receipt_agent_receipts_total{source,outcome}     queued | sent | duplicate | rejected
+    receipt_agent_files_total{source,outcome}        accepted | quarantined
+    receipt_agent_batches_total{outcome,status}      sent | failed | split | rejected;
+                                                     status = HTTP code or "none"
+    receipt_agent_post_duration_seconds{outcome}     histogram of POST /receipts latency
+    receipt_agent_queue_pending                      receipts waiting to be sent
+    receipt_agent_queue_oldest_pending_age_seconds   0 when nothing is pending
+    receipt_agent_last_success_timestamp_seconds     unix time of the last 2xx batch
+    receipt_agent_token_refreshes_total              access tokens fetched
+    receipt_agent_build_info{version}                always 1
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+    start_http_server,
+    write_to_textfile,
+)
+
+from receipt_agent import __version__
+
+RECEIPT_OUTCOMES = ("queued", "sent", "duplicate", "rejected")
+FILE_OUTCOMES = ("accepted", "quarantined")
+BATCH_OUTCOMES = ("sent", "failed", "split", "rejected")
+
+# Seconds. Dintero usually answers in well under a second; the tail reaches the request
+# timeout (30 s by default, CONTRACT §2 `dintero.timeout`), so the last buckets cover it.
+POST_DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
+
+# How long stop() waits for the listener's thread after shutting the server down.
+_LISTENER_JOIN_TIMEOUT_S = 5.0
+
+
+def _check(value: str, allowed: tuple[str, ...], what: str) -> str:
+    # A typo in the caller would otherwise create a new, never-alerted-on series.
+    if value not in allowed:
+        raise ValueError(f"{value!r} is not a {what} outcome; use one of {', '.join(allowed)}")
+    return value
+
+
+def parse_host_port(host_port: str) -> tuple[str, int]:
+    """Given `127.0.0.1:9464` or `[::1]:9464`, return (host, port)."""
+    host, separator, port = host_port.rpartition(":")
+    if not separator or not host or not port.isdigit():
+        raise ValueError(f"{host_port!r} is not host:port; write e.g. 127.0.0.1:9464")
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+class AgentMetrics:
+    """The agent's metrics in their own registry, with one method per thing that happened."""
+
+    def __init__(self, sources: Iterable[str] = ()) -> None:
+        """Create the metrics; series for `sources` start at 0 so rate() works at once."""
+        self.registry = CollectorRegistry()
+        self._receipts = Counter(
+            "receipt_agent_receipts",
+            "Receipts by source and outcome: queued from a file, sent (2xx), duplicate "
+            "(already queued or sent), rejected (invalid, or refused alone by the API).",
+            ["source", "outcome"],
+            registry=self.registry,
+        )
+        self._files = Counter(
+            "receipt_agent_files",
+            "Till export files taken in (accepted) or moved to quarantine, by source.",
+            ["source", "outcome"],
+            registry=self.registry,
+        )
+        self._batches = Counter(
+            "receipt_agent_batches",
+            "POST /receipts batches by outcome (sent, failed, split, rejected) and HTTP "
+            'status code ("none" for timeouts and connection errors).',
+            ["outcome", "status"],
+            registry=self.registry,
+        )
+        self._post_duration = Histogram(
+            "receipt_agent_post_duration_seconds",
+            "Latency of POST /receipts requests, by batch outcome.",
+            ["outcome"],
+            buckets=POST_DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self._pending = Gauge(
+            "receipt_agent_queue_pending",
+            "Receipts in the queue waiting to be sent (state pending).",
+            registry=self.registry,
+        )
+        self._oldest_age = Gauge(
+            "receipt_agent_queue_oldest_pending_age_seconds",
+            "Age of the oldest pending receipt in seconds; 0 when nothing is pending.",
+            registry=self.registry,
+        )
+        self._last_success = Gauge(
+            "receipt_agent_last_success_timestamp_seconds",
+            "Unix time of the last batch Dintero accepted (2xx); 0 until the first.",
+            registry=self.registry,
+        )
+        self._token_refreshes = Counter(
+            "receipt_agent_token_refreshes",
+            "Access tokens fetched from Dintero (at start, before expiry, or after a 401).",
+            registry=self.registry,
+        )
+        build = Info("receipt_agent_build", "The running receipt-agent.", registry=self.registry)
+        build.info({"version": __version__})
+        for source in sources:
+            for outcome in RECEIPT_OUTCOMES:
+                self._receipts.labels(source, outcome)
+            for outcome in FILE_OUTCOMES:
+                self._files.labels(source, outcome)
+        for outcome in BATCH_OUTCOMES:
+            self._post_duration.labels(outcome)
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- recording: called by the agent after the owning module did the work -------------
+
+    def receipts(self, source: str, outcome: str, count: int = 1) -> None:
+        """Count `count` receipts of `source` that were queued, sent, duplicate or rejected."""
+        if count < 0:
+            raise ValueError("a receipt count cannot be negative")
+        self._receipts.labels(source, _check(outcome, RECEIPT_OUTCOMES, "receipt")).inc(count)
+
+    def batch(self, outcome: str, status: int | None, seconds: float) -> None:
+        """Count one POST /receipts that took `seconds` and ended with HTTP `status`."""
+        outcome = _check(outcome, BATCH_OUTCOMES, "batch")
+        self._batches.labels(outcome, "none" if status is None else str(status)).inc()
+        self._post_duration.labels(outcome).observe(max(seconds, 0.0))
+
+    def set_queue(self, pending: int, oldest_age_s: float | None) -> None:
+        """Set the queue gauges; `oldest_age_s` is None when nothing is pending."""
+        self._pending.set(pending)
+        self._oldest_age.set(0.0 if oldest_age_s is None else max(oldest_age_s, 0.0))
+
+    def last_success(self, unix_ts: float) -> None:
+        """Record when Dintero last accepted a batch (also call it at start from the DB)."""
+        self._last_success.set(unix_ts)
+
+    def token_refreshed(self) -> None:
+        """Count one access token fetched."""
+        self._token_refreshes.inc()
+
+    def file_accepted(self, source: str) -> None:
+        """Count one export file of `source` taken in (its receipts are in the DB)."""
+        self._files.labels(source, "accepted").inc()
+
+    def file_quarantined(self, source: str) -> None:
+        """Count one export file of `source` moved to quarantine."""
+        self._files.labels(source, "quarantined").inc()
+
+    # --- exposition ---------------------------------------------------------------------
+
+    def render(self) -> bytes:
+        """Return the metrics in the Prometheus text format (what /metrics serves)."""
+        return generate_latest(self.registry)
+
+    def write_textfile(self, path: Path | str) -> None:
+        """Write the metrics to `path` for node_exporter's textfile collector, atomically.
+
+        prometheus_client writes `<path>.<pid>.<thread>` in the same folder and renames it
+        over `path`, so a scrape never reads half a file; the temporary name does not end
+        in `.prom`, so the collector ignores it. `path` must end in `.prom` to be
+        collected. Raises OSError when the folder is missing or not writable.
+        """
+        write_to_textfile(str(path), self.registry)
+
+    def start_listener(self, host_port: str) -> tuple[str, int]:
+        """Serve /metrics on `host_port` in a daemon thread; return the bound (host, port).
+
+        Port 0 picks a free port (tests). Raises OSError when the address is in use and
+        RuntimeError when a listener is already running.
+        """
+        if self._server is not None:
+            raise RuntimeError("the metrics listener is already running")
+        host, port = parse_host_port(host_port)
+        # prometheus-client ≥ 0.20 returns the server and its thread, so we can stop it.
+        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        bound_host, bound_port = self._server.server_address[:2]
+        return str(bound_host), int(bound_port)
+
+    def stop(self) -> None:
+        """Stop the listener, free its port and join its thread; a no-op when none runs."""
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()  # shutdown() alone keeps the port bound
+        if thread is not None:
+            thread.join(_LISTENER_JOIN_TIMEOUT_S)
