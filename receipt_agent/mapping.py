@@ -1,0 +1,254 @@
+"""Raw records → validated receipts: store defaults, currency, receipt_id, validation, totals.
+
+Implements CONTRACT §2 (`store`, `currency`, `receipt_id_format`) and §3 (receipt ids,
+rejected receipts with field errors). Pure: values in, values out; no I/O, no logging.
+Never puts an input value into an error message (it may be personal data, CONTRACT §6).
+
+Private keys (the convention for format authors)
+-------------------------------------------------
+A parser may put these keys at the TOP level of `RawReceipt.data`. `finish_receipt` pops
+them before validation, so they are never sent; any other key starting with `_` is an
+unknown field and rejects the receipt like any misspelt key.
+
+| key            | type      | meaning                                                       |
+|----------------|-----------|---------------------------------------------------------------|
+| `_register_id` | str | int | the till/register/workstation the number belongs to (SAF-T  |
+|                |           | `registerID`, POSLog `WorkstationID`, CSV `register_id`)      |
+| `_number`      | str | int | the receipt number as printed, unique per register (SAF-T   |
+|                |           | `nr`, POSLog `SequenceNumber`, CSV `receipt_number`)          |
+| `_rounding`    | int       | cash rounding in minor units, signed: what was added to the   |
+|                |           | receipt's total to get the amount due (295.40 → 295.00: -40)  |
+| `_change`      | int       | change handed back in minor units, when the format records    |
+|                |           | tendered amounts and change separately (not as a negative     |
+|                |           | payment line)                                                 |
+
+Parsers still build `receipt_id` themselves (`{store.id}-{register}-{number}` for SAF-T,
+POSLog and CSV, CONTRACT §3); `_register_id`/`_number` exist so that a source's
+`receipt_id_format` can rebuild it. `_rounding`/`_change` are read by `check_totals`.
+
+`receipt_id_format` placeholders: `{store_id}` ← the merged `store.id`; `{register_id}` ←
+`_register_id`, else `store.terminal_id`; `{number}` ← `_number`, else the receipt's own
+`receipt_id` (so a dintero-json source can write `"{store_id}-{number}"`). A placeholder
+that has no value, or an unknown one, rejects the receipt with a sentence saying so.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from receipt_agent.config import SourceBase
+from receipt_agent.formats import InvalidRecord, RawReceipt
+from receipt_agent.model import Receipt
+
+PRIVATE_KEYS = ("_register_id", "_number", "_rounding", "_change")
+PLACEHOLDERS = ("store_id", "register_id", "number")
+
+
+@dataclass(frozen=True, slots=True)
+class ValidReceipt:
+    """A receipt ready to queue; `payload` is its final compact JSON object, sent verbatim."""
+
+    store_id: str
+    receipt_id: str
+    payload: bytes
+    location: str
+
+
+def finish_receipt(raw: RawReceipt, source: SourceBase) -> ValidReceipt | InvalidRecord:
+    """Given a parser's raw receipt and its source, return it validated, or its field errors.
+
+    Merges `source.store` under the receipt's `store` (the receipt's values win, address
+    field by field), sets `currency` from the source when absent, applies
+    `source.receipt_id_format`, then validates with `model.Receipt`. Never mutates `raw`.
+    """
+    data = dict(raw.data)
+    private = {key: data.pop(key) for key in PRIVATE_KEYS if key in data}
+    data["store"] = _merge_store(data.get("store"), source)
+    if data.get("currency") is None:
+        data["currency"] = source.currency
+    errors: list[str] = []
+    if source.receipt_id_format:
+        receipt_id, problem = _format_receipt_id(source.receipt_id_format, data, private)
+        if problem:
+            errors.append(problem)
+        else:
+            data["receipt_id"] = receipt_id
+    receipt: Receipt | None = None
+    try:
+        receipt = Receipt.model_validate(data)
+    except ValidationError as error:
+        errors.extend(error_sentences(error))
+    if receipt is None or errors:
+        return InvalidRecord(
+            location=raw.location,
+            errors=errors,
+            store_id=_text(data["store"].get("id") if isinstance(data["store"], dict) else None),
+            receipt_id=_text(data.get("receipt_id")),
+            data=data,
+        )
+    payload = orjson.dumps(receipt.model_dump(mode="json", exclude_none=True))
+    return ValidReceipt(
+        store_id=receipt.store.id,
+        receipt_id=receipt.receipt_id,
+        payload=payload,
+        location=raw.location,
+    )
+
+
+def check_totals(data: Mapping[str, Any], *, tolerance_minor: int = 0) -> list[str]:
+    """Given a raw receipt dict, return one sentence per total that its lines contradict.
+
+    The rules (formats.md §1.3, §6.2), all in integer minor units:
+
+    1. Σ `items[].gross_amount` = `gross_amount` (both before discounts).
+    2. Σ `items[].net_amount` = `net_amount` (both after discounts).
+    3. Σ `payments[].amount` − `_change` = `net_amount` (else `gross_amount`) + `_rounding`.
+       `round_off_to_coin` is NOT a rounding amount (it is a granularity, e.g. 100); the
+       rounding the till applied comes from the private `_rounding` key.
+
+    Every line counts, voided ones too: a void is an offsetting line (formats.md §4.2).
+    A rule is skipped when its lines are absent or any amount in it is missing or not an
+    int (validation reports those). Formats whose tills may legitimately disagree (the
+    dintero-json pass-through) do not call this.
+    """
+    problems: list[str] = []
+    items = _dicts(data.get("items"))
+    for key, label in (
+        ("gross_amount", "items sum to"),
+        ("net_amount", "items' net_amount sum to"),
+    ):
+        total = _int(data.get(key))
+        lines = [_int(item.get(key)) for item in items or ()]
+        if lines and total is not None and None not in lines:
+            line_sum = sum(line for line in lines if line is not None)
+            if abs(line_sum - total) > tolerance_minor:
+                problems.append(f"{label} {line_sum} but {key} is {total}")
+    payments = _dicts(data.get("payments"))
+    paid = [_int(payment.get("amount")) for payment in payments or ()]
+    basis_key = "net_amount" if _int(data.get("net_amount")) is not None else "gross_amount"
+    basis = _int(data.get(basis_key))
+    rounding = _int(data.get("_rounding")) or 0
+    change = _int(data.get("_change")) or 0
+    if paid and basis is not None and None not in paid:
+        paid_sum = sum(amount for amount in paid if amount is not None)
+        if abs(paid_sum - change - (basis + rounding)) > tolerance_minor:
+            got = f"payments sum to {paid_sum}"
+            if change:
+                got += f" minus change {change} = {paid_sum - change}"
+            want = f"{basis_key} is {basis}"
+            if rounding:
+                want = f"{basis_key} {basis} plus rounding {rounding} is {basis + rounding}"
+            problems.append(f"{got} but {want}")
+    return problems
+
+
+def error_sentences(error: ValidationError) -> list[str]:
+    """Given a pydantic error, return `items[2].tax_percent: <message>` lines, no inputs."""
+    sentences: list[str] = []
+    for item in error.errors(include_input=False, include_url=False):
+        sentence = f"{field_path(tuple(item['loc']))}: {_message(item['type'], item['msg'])}"
+        if sentence not in sentences:
+            sentences.append(sentence)
+    return sentences
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """Given a pydantic location, return `items[2].tax_percent` (list indices in brackets)."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out or "(receipt)"
+
+
+def _message(kind: str, message: str) -> str:
+    if kind == "extra_forbidden":
+        return "unknown field; Dintero's receipt has no such field, check its spelling"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "timezone_aware":
+        return "the date-time has no offset; write it with one, e.g. +01:00 or Z"
+    return message.removeprefix("Value error, ")
+
+
+def _merge_store(store: object, source: SourceBase) -> object:
+    """The source's store defaults under the receipt's own values (CONTRACT §2 `store`).
+
+    Defaults describe the store `sources[].store.id`; a receipt that names ANOTHER store
+    (a SAF-T/POSLog `mapping.stores` entry) gets none of them, so it never borrows the
+    wrong store's name or address. A non-dict `store` is left for validation to report.
+    """
+    defaults = source.store.model_dump(mode="json", exclude_none=True)
+    if store is None:
+        return defaults
+    if not isinstance(store, dict):
+        return store
+    if store.get("id") not in (None, defaults["id"]):
+        return dict(store)
+    merged = {**defaults, **{key: value for key, value in store.items() if value is not None}}
+    default_address, own_address = defaults.get("address"), store.get("address")
+    if isinstance(default_address, dict) and isinstance(own_address, dict):
+        merged["address"] = {
+            **default_address,
+            **{key: value for key, value in own_address.items() if value is not None},
+        }
+    return merged
+
+
+def _format_receipt_id(
+    template: str, data: Mapping[str, Any], private: Mapping[str, Any]
+) -> tuple[str, str | None]:
+    """Return (receipt_id, None), or ("", problem sentence) when the format cannot apply."""
+    store = data["store"] if isinstance(data["store"], dict) else {}
+    values = {
+        "store_id": _text(store.get("id")),
+        "register_id": _text(private.get("_register_id", store.get("terminal_id"))),
+        "number": _text(private.get("_number", data.get("receipt_id"))),
+    }
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError:
+        return "", "receipt_id_format: not a valid format string; check its { } braces"
+    for name in names:
+        if name not in PLACEHOLDERS:
+            return "", (
+                f"receipt_id_format: unknown placeholder {{{name}}}; "
+                "use {store_id}, {register_id} and {number}"
+            )
+        if values[name] is None:
+            return "", (
+                f"receipt_id_format: this receipt has no value for {{{name}}}; "
+                "the export does not provide it, so remove it from receipt_id_format"
+            )
+    try:
+        return template.format_map(values), None
+    except (ValueError, IndexError, KeyError):
+        return "", "receipt_id_format: not a valid format string; use e.g. {store_id}-{number}"
+
+
+def _text(value: object) -> str | None:
+    """A usable id: a non-empty str, or an int written out; anything else is None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    return value if isinstance(value, str) and value else None
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _dicts(value: object) -> list[dict[str, Any]] | None:
+    """The list's elements when all are dicts, else None (validation reports the rest)."""
+    if isinstance(value, list) and all(isinstance(item, dict) for item in value):
+        return value
+    return None
