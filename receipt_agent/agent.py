@@ -1,0 +1,314 @@
+"""The daemon's lifecycle for `run` and `run --once` (CONTRACT §1; the uvicorn shape).
+
+start → (lock the state dir, open the state store, start observers, intake thread,
+scheduler, metrics; sd_notify READY=1; `agent.started`) → tick loop on the main thread
+(SIGHUP log reopen, watchdog pings, STATUS=) → drain (`agent.stopping`: no new files, the
+file in hand finished, the batch in flight acknowledged or left pending, bounded by
+DRAIN_TIMEOUT_S) → `agent.stopped`.
+
+Signal handlers only set flags; a second SIGTERM/SIGINT forces an immediate exit.
+Owns every thread: the intake worker, the watchdog observers, the APScheduler pool and
+the metrics listener. Every thread's top loop catches, logs and continues.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any
+
+import structlog
+from pydantic import SecretStr
+
+from receipt_agent import logs, scheduler, spool, statedb, systemd
+from receipt_agent.api import DinteroClient
+from receipt_agent.config import AgentConfig
+from receipt_agent.errors import StateStoreError
+from receipt_agent.intake import FileOutcome, take_in
+from receipt_agent.metrics import AgentMetrics
+from receipt_agent.sender import Sender
+
+RESCAN_INTERVAL_S = 60.0  # the folder listing is the truth; inotify only wakes us earlier
+DRAIN_TIMEOUT_S = 30.0  # systemd's TimeoutStopSec must be larger
+STORE_RETRY_S = 5.0  # how often intake retries after the state store refused a write
+TICK_S = 0.5
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+class Agent:
+    """One receipt-agent process: `run()` for the daemon, `run_once()` for one pass."""
+
+    def __init__(self, config: AgentConfig, client_secret: SecretStr) -> None:
+        self.config = config
+        self._secret = client_secret
+        self.stop_event = threading.Event()
+        self._wake = threading.Event()
+        self._hup = threading.Event()
+        self._signals = 0
+        self._log = structlog.get_logger("receipt_agent")
+        self.metrics = AgentMetrics(sources=[source.name for source in config.sources])
+        self._queued_since_flush = 0
+        self._intake_paused_since: float | None = None
+        self._token_refreshes_seen = 0
+
+    # --- shared set-up -------------------------------------------------------------------
+
+    def _open(self) -> None:
+        self._lock = statedb.lock_dir(self.config.state_dir)
+        self.db = statedb.StateDB(self.config.db_path)
+        self.client = DinteroClient(self.config.dintero, self._secret)
+        self.sender = Sender(self.db, self.client, self.config, observer=self.metrics)
+        self.spool = spool.Spool(self.config.sources)
+
+    def _close(self) -> None:
+        self.client.close()
+        self.db.close()
+        self._lock.close()
+
+    def _take(self, ready: spool.ReadyFile) -> FileOutcome | None:
+        """Take in one file; return None when the state store refused (file left in place)."""
+        try:
+            outcome = take_in(ready.path, ready.source, self.db, self.config)
+        except FileNotFoundError:
+            return None  # gone between listing and opening (another agent, an operator)
+        except (StateStoreError, OSError) as error:
+            if self._intake_paused_since is None:
+                self._intake_paused_since = time.monotonic()
+                self._log.error(
+                    "intake.paused", source=ready.source.name, file=ready.path.name,
+                    error=f"{error}; the file stays in the spool and intake retries "
+                    f"every {STORE_RETRY_S:g}s",
+                )  # fmt: skip
+            return None
+        if self._intake_paused_since is not None:
+            self._log.info("intake.resumed", paused_s=round(time.monotonic() - self._intake_paused_since, 1))
+            self._intake_paused_since = None
+        self.spool.forget(ready)
+        if outcome.outcome == "quarantined":
+            self.metrics.file_quarantined(outcome.source)
+        else:
+            self.metrics.file_accepted(outcome.source)
+            self.metrics.receipts(outcome.source, "queued", outcome.receipts)
+            self.metrics.receipts(outcome.source, "rejected", outcome.rejected)
+            self.metrics.receipts(outcome.source, "duplicate", outcome.duplicates)
+        return outcome
+
+    # --- run --once ------------------------------------------------------------------------
+
+    def run_once(self) -> int:
+        """Take in every ready file, send everything pending, and return the exit code.
+
+        0 when nothing is left pending; 1 otherwise (a batch could not be delivered, or
+        the state store refused a file).
+        """
+        self._open()
+        try:
+            with self._signal_handlers():
+                ready, _ = self.spool.scan()
+                for item in ready:
+                    if self.stop_event.is_set():
+                        break
+                    self._take(item)
+                self.sender.flush(self.stop_event, once=True)
+                pending = self.db.pending_count()
+                return EXIT_OK if pending == 0 and self._intake_paused_since is None else EXIT_FAILED
+        finally:
+            self._close()
+
+    # --- the daemon --------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT, then drain and return 0."""
+        self._open()
+        observers: list[Any] = []
+        sched = scheduler.build_scheduler()
+        intake_thread = threading.Thread(target=self._intake_loop, name="intake", daemon=True)
+        try:
+            with self._signal_handlers():
+                observers = self._start_observers()
+                intake_thread.start()
+                self._schedule(sched)
+                self._scheduler = sched
+                sched.start()
+                self._start_metrics()
+                systemd.ready()
+                self._log.info(
+                    "agent.started", sources=[s.name for s in self.config.sources],
+                    pid=os.getpid(), account_id=self.config.dintero.account_id,
+                )  # fmt: skip
+                self._tick_loop(intake_thread)
+                systemd.stopping()
+                self._log.info("agent.stopping", pending=self.db.pending_count())
+                drained = self._drain(observers, sched, intake_thread)
+                self._log.info("agent.stopped", drained=drained, pending=self.db.pending_count())
+                return EXIT_OK
+        finally:
+            self.metrics.stop()
+            self._close()
+
+    def _start_observers(self) -> list[Any]:
+        observers = spool.build_observers(self.config.sources, self._wake)
+        started = []
+        for observer in observers:
+            try:
+                observer.start()
+                started.append(observer)
+            except OSError as error:  # e.g. inotify watch limit: the rescan still finds files
+                self._log.warning("spool.watch_failed", error=str(error), rescan_s=RESCAN_INTERVAL_S)
+        return started
+
+    def _schedule(self, sched: Any) -> None:
+        batch = self.config.batch
+        scheduler.add_interval_job(
+            sched, scheduler.FLUSH_JOB, self._flush, batch.flush_interval, start_now=True
+        )
+        scheduler.add_interval_job(
+            sched, scheduler.BACKLOG_JOB, self._backlog, scheduler.BACKLOG_INTERVAL_S, start_now=False
+        )
+        if self.config.metrics.textfile is not None:
+            scheduler.add_interval_job(sched, "metrics", self._write_metrics, 15.0, start_now=True)
+        self._schedule_reports(sched)
+
+    def _schedule_reports(self, sched: Any) -> None:
+        if not self.config.reports:
+            return
+        from receipt_agent import reports  # noqa: PLC0415 - only when reports are configured
+
+        runner = reports.ReportRunner(self.config, self.client, self.db)
+        for report in self.config.reports:
+            if report.cron:
+                scheduler.add_cron_job(
+                    sched, f"report:{report.name}", lambda r=report: runner.run_scheduled(r),
+                    report.cron, report.timezone,
+                )  # fmt: skip
+        sched.add_job(scheduler.guarded("reports:catch-up", runner.catch_up), id="reports:catch-up")
+
+    def _start_metrics(self) -> None:
+        if self.config.metrics.listen:
+            self.metrics.start_listener(self.config.metrics.listen)
+
+    def _flush(self) -> None:
+        self._queued_since_flush = 0
+        self.sender.flush(self.stop_event)
+        self._update_queue_metrics()
+
+    def _backlog(self) -> None:
+        pending, oldest_age_s = self._update_queue_metrics()
+        if pending:
+            self._log.info("queue.backlog", pending=pending, oldest_age_s=oldest_age_s)
+
+    def _update_queue_metrics(self) -> tuple[int, float | None]:
+        pending = self.db.pending_count()
+        oldest = self.db.oldest_pending_created_at()
+        oldest_age_s = None if oldest is None else round(max(0.0, time.time() - oldest), 1)
+        self.metrics.set_queue(pending, oldest_age_s)
+        refreshes = self.client.token_refreshes
+        for _ in range(refreshes - self._token_refreshes_seen):
+            self.metrics.token_refreshed()
+        self._token_refreshes_seen = refreshes
+        return pending, oldest_age_s
+
+    def _write_metrics(self) -> None:
+        if self.config.metrics.textfile is not None:
+            self.metrics.write_textfile(self.config.metrics.textfile)
+
+    def _intake_loop(self) -> None:
+        """The intake thread: scan, take in ready files, sleep until woken or due."""
+        while not self.stop_event.is_set():
+            self._wake.clear()
+            timeout = RESCAN_INTERVAL_S
+            try:
+                ready, next_due = self.spool.scan()
+                for item in ready:
+                    if self.stop_event.is_set():
+                        return
+                    outcome = self._take(item)
+                    if outcome is None and self._intake_paused_since is not None:
+                        break
+                    if outcome is not None:
+                        self._queued_since_flush += outcome.receipts
+                        if self._queued_since_flush >= self.config.batch.max_receipts:
+                            self._flush_soon()
+                if self._intake_paused_since is not None:
+                    timeout = STORE_RETRY_S
+                elif next_due is not None:
+                    timeout = min(timeout, next_due + 0.01)
+            except Exception:  # noqa: BLE001 - the thread boundary: log and keep taking files in
+                self._log.exception("intake.failed")
+                timeout = STORE_RETRY_S
+            self._wake.wait(timeout)
+
+    def _flush_soon(self) -> None:
+        """A full batch is waiting: run the flush job now unless it is already running."""
+        self._queued_since_flush = 0
+        if self._scheduler is not None and not self.sender.busy.is_set():
+            scheduler.run_soon(self._scheduler, scheduler.FLUSH_JOB)
+
+    _scheduler: Any = None
+
+    def _tick_loop(self, intake_thread: threading.Thread) -> None:
+        interval = systemd.watchdog_interval_s()
+        last_ping = last_status = 0.0
+        while not self.stop_event.wait(TICK_S):
+            if self._hup.is_set():
+                self._hup.clear()
+                logs.reopen()
+            now = time.monotonic()
+            if interval is not None and now - last_ping >= interval and intake_thread.is_alive():
+                systemd.watchdog_ping()  # only while the loop and the intake thread are alive
+                last_ping = now
+            if now - last_status >= 5.0:  # noqa: PLR2004
+                last_status = now
+                systemd.status(self._status_line())
+
+    def _status_line(self) -> str:
+        last = self.db.meta().get("last_success_at")
+        when = (
+            datetime.fromtimestamp(float(last), UTC).astimezone().strftime("%H:%M:%S")
+            if last
+            else "never"
+        )
+        return f"pending {self.db.pending_count()}, last sent {when}"
+
+    def _drain(self, observers: list[Any], sched: Any, intake_thread: threading.Thread) -> bool:
+        for observer in observers:
+            observer.stop()
+        self._wake.set()
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        sched.shutdown(wait=False)
+        intake_thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        while self.sender.busy.is_set() and time.monotonic() < deadline and self._signals < 2:  # noqa: PLR2004
+            time.sleep(0.05)
+        for observer in observers:
+            observer.join(timeout=max(0.1, deadline - time.monotonic()))
+        return not intake_thread.is_alive() and not self.sender.busy.is_set()
+
+    @contextlib.contextmanager
+    def _signal_handlers(self) -> Any:
+        def on_stop(signum: int, _: FrameType | None) -> None:
+            self._signals += 1
+            if self._signals >= 2:  # noqa: PLR2004 - the second signal forces
+                os._exit(EXIT_FAILED)
+            self.stop_event.set()
+
+        def on_hup(signum: int, _: FrameType | None) -> None:
+            self._hup.set()
+
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {
+            signal.SIGTERM: signal.signal(signal.SIGTERM, on_stop),
+            signal.SIGINT: signal.signal(signal.SIGINT, on_stop),
+            signal.SIGHUP: signal.signal(signal.SIGHUP, on_hup),
+        }
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)

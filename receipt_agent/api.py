@@ -1,0 +1,264 @@
+"""Dintero API client on httpx (CONTRACT §5): the one owner of every external call.
+
+Owns the access token (fetched with client credentials, cached, renewed at half its
+life, refreshed once on a 401), explicit timeouts, keep-alive connections and the
+`User-Agent: receipt-agent/<version>` header, and turns HTTP answers into typed outcomes
+or the errors of `errors.py`:
+
+    2xx                → PostResult
+    400, 422, other 4xx → RemoteRejectedError (the API's message)
+    413                → PayloadTooLargeError
+    401 after refresh  → MisconfiguredError (logs auth.failed)
+    403, 404           → MisconfiguredError
+    408, 429, 5xx, timeouts, connection errors → TransientSendError (retry_after when given)
+
+Emits `auth.token_refreshed` and `auth.failed`. Never logs or raises with the secret, a
+token, a header or a request body. Knows nothing of the state store.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+import structlog
+from pydantic import SecretStr
+
+from receipt_agent import __version__
+from receipt_agent.config import DinteroConfig
+from receipt_agent.errors import (
+    MisconfiguredError,
+    PayloadTooLargeError,
+    RemoteRejectedError,
+    TransientSendError,
+)
+
+AUDIENCE = "https://api.dintero.com/v1/accounts/{account_id}"
+USER_AGENT = f"receipt-agent/{__version__}"
+_MAX_MESSAGE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class PostResult:
+    """The API accepted a batch: how many were new, how many it already had."""
+
+    status: int
+    created: int
+    duplicates: int
+    ms: float
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Given a Retry-After header (seconds or an HTTP date), return seconds to wait."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    current = datetime.now(UTC).timestamp() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def error_message(response: httpx.Response) -> str:
+    """Given an error response, return Dintero's `error.message` (+ field errors), short."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    message = f"HTTP {response.status_code}"
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        error = body["error"]
+        message = str(error.get("message") or message)
+        details = error.get("errors")
+        if isinstance(details, list) and details:
+            parts = []
+            for detail in details[:5]:
+                if isinstance(detail, dict):
+                    where = detail.get("path") or detail.get("field") or ""
+                    what = detail.get("message") or ""
+                    parts.append(f"{where}: {what}" if where else str(what))
+            if parts:
+                message += " (" + "; ".join(parts) + ")"
+    return message[:_MAX_MESSAGE]
+
+
+class DinteroClient:
+    """A thread-safe Dintero client for one account; close() it when done."""
+
+    def __init__(
+        self,
+        config: DinteroConfig,
+        client_secret: SecretStr,
+        *,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.config = config
+        self._secret = client_secret
+        timeout = httpx.Timeout(config.timeout, connect=min(10.0, config.timeout))
+        self._http = httpx.Client(
+            timeout=timeout,
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            limits=httpx.Limits(max_keepalive_connections=4, keepalive_expiry=30),
+            transport=transport,
+        )
+        self._token: str | None = None
+        self._renew_at = 0.0
+        self._token_lock = threading.Lock()
+        self.token_refreshes = 0
+        self._log = structlog.get_logger("receipt_agent")
+
+    def close(self) -> None:
+        self._http.close()
+
+    def account_url(self, path: str) -> str:
+        return f"{self.config.base_url}/accounts/{self.config.account_id}{path}"
+
+    # --- token ---------------------------------------------------------------------------
+
+    def token(self, *, force: bool = False) -> str:
+        """Return a valid access token, fetching one when missing, half-expired or forced.
+
+        Raise MisconfiguredError when the credentials are refused, TransientSendError when
+        the token endpoint cannot be reached or is overloaded.
+        """
+        with self._token_lock:
+            if not force and self._token is not None and time.monotonic() < self._renew_at:
+                return self._token
+            audience = AUDIENCE.format(account_id=self.config.account_id)
+            try:
+                response = self._http.post(
+                    self.account_url("/auth/token"),
+                    auth=(self.config.client_id, self._secret.get_secret_value()),
+                    json={"grant_type": "client_credentials", "audience": audience},
+                )
+            except httpx.HTTPError as error:
+                raise TransientSendError(
+                    f"token request failed: {type(error).__name__}; the API is unreachable"
+                ) from None
+            if response.status_code in (408, 429) or response.status_code >= 500:  # noqa: PLR2004
+                raise TransientSendError(
+                    f"token request answered {response.status_code}: {error_message(response)}",
+                    status=response.status_code,
+                    retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                )
+            if response.status_code != 200:  # noqa: PLR2004
+                message = (
+                    f"the token endpoint refused client {self.config.client_id!r} for account "
+                    f"{self.config.account_id} ({response.status_code}: "
+                    f"{error_message(response)}); check dintero.client_id and the secret"
+                )
+                self._log.error(
+                    "auth.failed", status=response.status_code, error=message, stage="token"
+                )
+                raise MisconfiguredError(message, status=response.status_code)
+            body = response.json()
+            expires_in = float(body.get("expires_in") or 3600)
+            self._token = str(body["access_token"])
+            # Renew at half the token's life at the latest (CONTRACT §5).
+            self._renew_at = time.monotonic() + expires_in / 2
+            self.token_refreshes += 1
+            self._log.info("auth.token_refreshed", expires_in=int(expires_in))
+            return self._token
+
+    # --- requests ------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        content: bytes | None = None,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send an authorised request to `/accounts/{aid}{path}`; refresh once on 401.
+
+        Return the response whatever its status except a 401 that survives a refresh
+        (MisconfiguredError). Raise TransientSendError on timeouts and connection errors.
+        """
+        all_headers = dict(headers or {})
+        if json is not None:
+            content = orjson.dumps(json)
+            all_headers.setdefault("Content-Type", "application/json")
+        for attempt in (1, 2):
+            all_headers["Authorization"] = f"Bearer {self.token(force=attempt == 2)}"  # noqa: PLR2004
+            try:
+                response = self._http.request(
+                    method, self.account_url(path), params=params, content=content,
+                    headers=all_headers,
+                )  # fmt: skip
+            except httpx.TimeoutException:
+                raise TransientSendError(
+                    f"{method} {path} timed out after {self.config.timeout:g}s"
+                ) from None
+            except httpx.HTTPError as error:
+                raise TransientSendError(
+                    f"{method} {path} failed: {type(error).__name__}; the API is unreachable"
+                ) from None
+            if response.status_code != 401:  # noqa: PLR2004
+                return response
+        message = (
+            f"{method} {path} answered 401 with a fresh token ({error_message(response)}); "
+            "the API client lacks the scope for this call or was revoked"
+        )
+        self._log.error("auth.failed", status=401, error=message, stage="request")
+        raise MisconfiguredError(message, status=401)
+
+    def post_receipts(self, body: bytes) -> PostResult:
+        """Given a JSON array of receipts as bytes, POST it and return the outcome.
+
+        Raise RemoteRejectedError (400/422/4xx), PayloadTooLargeError (413),
+        MisconfiguredError (401 after refresh, 403, 404) or TransientSendError.
+        """
+        params = None
+        if self.config.receipt_token_expire_days is not None:
+            params = {"token_expire_days": self.config.receipt_token_expire_days}
+        started = time.monotonic()
+        response = self.request(
+            "POST",
+            "/receipts",
+            params=params,
+            content=body,
+            headers={"Content-Type": "application/json"},
+        )
+        ms = (time.monotonic() - started) * 1000
+        status = response.status_code
+        if 200 <= status < 300:  # noqa: PLR2004
+            try:
+                answer = response.json()
+            except ValueError:
+                answer = {}
+            created = len(answer.get("receipts") or []) if isinstance(answer, dict) else 0
+            duplicates = int(answer.get("duplicates") or 0) if isinstance(answer, dict) else 0
+            return PostResult(status=status, created=created, duplicates=duplicates, ms=ms)
+        message = error_message(response)
+        if status == 413:  # noqa: PLR2004
+            raise PayloadTooLargeError(f"the API refused the batch as too large: {message}", status=413)
+        if status in (403, 404):
+            raise MisconfiguredError(
+                f"POST receipts answered {status} ({message}); check dintero.base_url, "
+                "dintero.account_id and the API client's scopes (write:receipts)",
+                status=status,
+            )
+        if status in (408, 429) or status >= 500:  # noqa: PLR2004
+            raise TransientSendError(
+                f"POST receipts answered {status}: {message}",
+                status=status,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            )
+        raise RemoteRejectedError(message, status=status)

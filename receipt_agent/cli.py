@@ -1,0 +1,296 @@
+"""The `receipt-agent` command line (CONTRACT §1) and the one error presenter.
+
+Exit codes: OK=0, FAILED=1 (the work failed), USAGE=2 (usage or configuration error).
+Expected errors (ReceiptAgentError) print as operator sentences without a traceback;
+anything else is a bug and prints with one. The only module that calls sys.exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import structlog
+from rich.console import Console
+
+from receipt_agent import __version__, logs
+from receipt_agent.config import (
+    AgentConfig,
+    check_environment,
+    load_config,
+    parse_duration,
+    resolve_client_secret,
+    resolve_config_path,
+)
+from receipt_agent.errors import ConfigError, ReceiptAgentError
+
+OK, FAILED, USAGE = 0, 1, 2
+DEFAULT_HEALTH_AGE_S = 1800.0
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="receipt-agent",
+        description="Gets every sale a store's tills export into Dintero, durably.",
+    )
+    parser.add_argument("--version", action="version", version=f"receipt-agent {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c", "--config", help="config file (default: $RECEIPT_AGENT_CONFIG, "
+        "else /etc/receipt-agent/config.yaml)",
+    )  # fmt: skip
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", parents=[common], help="the daemon (or one pass with --once)")
+    run.add_argument("--once", action="store_true", help="take in ready files, send, exit")
+
+    check = sub.add_parser("check-config", parents=[common], help="validate the config")
+    check.add_argument("--online", action="store_true", help="also fetch a token from the API")
+
+    convert = sub.add_parser(
+        "convert", parents=[common], help="show the Dintero receipts a till export maps to"
+    )
+    convert.add_argument("--source", required=True, help="the source whose format and mapping to use")
+    convert.add_argument("file", type=Path)
+
+    status = sub.add_parser("status", parents=[common], help="queue counts and health")
+    status.add_argument("--json", action="store_true")
+    status.add_argument(
+        "--max-age", default=DEFAULT_HEALTH_AGE_S, type=parse_duration,
+        help="degraded when the oldest pending receipt, or the last error, is younger/older "
+        "than this (default 30m)",
+    )  # fmt: skip
+
+    queue = sub.add_parser("queue", help="inspect and act on the queue")
+    queue_sub = queue.add_subparsers(dest="queue_command", required=True, metavar="ACTION")
+    listing = queue_sub.add_parser("list", parents=[common], help="list receipts")
+    listing.add_argument("--state", choices=["pending", "sent", "rejected"])
+    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--limit", type=int, default=1000)
+    retry = queue_sub.add_parser("retry", parents=[common], help="move rejected back to pending")
+    retry.add_argument("ids", nargs="*", type=int)
+    retry.add_argument("--all-rejected", action="store_true")
+    purge = queue_sub.add_parser("purge", parents=[common], help="delete old sent/rejected rows")
+    purge.add_argument("--state", required=True, choices=["sent", "rejected"])
+    purge.add_argument("--older-than", required=True, type=parse_duration)
+
+    report = sub.add_parser("report", help="report generation")
+    report_sub = report.add_subparsers(dest="report_command", required=True, metavar="ACTION")
+    generate = report_sub.add_parser("generate", parents=[common], help="run a report now")
+    generate.add_argument("name")
+    generate.add_argument("--period-start", help="YYYY-MM-DD: the period to report on")
+
+    settlement = sub.add_parser("settlement", help="settlement reports")
+    settlement_sub = settlement.add_subparsers(dest="settlement_command", required=True, metavar="ACTION")
+    test_report = settlement_sub.add_parser(
+        "test-report", parents=[common], help="ask Dintero for a test settlement report"
+    )
+    test_report.add_argument("--transaction-id", action="append", dest="transaction_ids")
+    test_report.add_argument("--count", type=int)
+    test_report.add_argument("--from", dest="date_from")
+    test_report.add_argument("--to", dest="date_to")
+
+    demo = sub.add_parser("demo", help="the whole pipeline against a local sandbox")
+    demo.add_argument("--keep", action="store_true", help="keep the temporary folder")
+
+    sandbox = sub.add_parser("sandbox", help="serve the sandbox API on 127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8765)
+    sandbox.add_argument("--client-id", default="demo")
+    sandbox.add_argument("--client-secret", default="demo-secret")
+    return parser
+
+
+def _load(args: argparse.Namespace, *, configure_logs: bool = True) -> AgentConfig:
+    config = load_config(resolve_config_path(args.config))
+    if configure_logs:
+        logs.configure(file=config.log.file, format=config.log.format, level=config.log.level)
+    return config
+
+
+def _open_db(config: AgentConfig, *, readonly: bool) -> Any:
+    from receipt_agent.statedb import StateDB  # noqa: PLC0415
+
+    return StateDB(config.db_path, readonly=readonly)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from receipt_agent.agent import Agent  # noqa: PLC0415 - heavy imports only for run
+
+    config = _load(args)
+    secret, warnings = resolve_client_secret(config.dintero)
+    log = structlog.get_logger("receipt_agent")
+    for warning in warnings:
+        log.warning("config.warning", error=warning)
+    agent = Agent(config, secret)
+    return agent.run_once() if args.once else agent.run()
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    path = resolve_config_path(args.config)
+    config = load_config(path)
+    problems, warnings = check_environment(config)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if problems:
+        raise ConfigError(problems)
+    if args.online:
+        from receipt_agent.api import DinteroClient  # noqa: PLC0415
+
+        secret, _ = resolve_client_secret(config.dintero)
+        client = DinteroClient(config.dintero, secret)
+        try:
+            client.token(force=True)
+        finally:
+            client.close()
+        print(f"token ok: client {config.dintero.client_id!r} on {config.dintero.account_id}")
+    print("config ok")
+    return OK
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from receipt_agent.formats import InvalidRecord, RawReceipt, SkippedRecord, get_parser  # noqa: PLC0415
+    from receipt_agent.intake import open_safely  # noqa: PLC0415
+    from receipt_agent.mapping import ValidReceipt, finish_receipt  # noqa: PLC0415
+
+    config = _load(args, configure_logs=False)
+    source = config.source(args.source)
+    receipts: list[bytes] = []
+    problems = skipped = 0
+    with open_safely(args.file, source.size_limit_bytes) as stream:
+        for record in get_parser(source.format_name)(stream, source):
+            if isinstance(record, SkippedRecord):
+                skipped += 1
+                print(f"skipped ({record.reason}): {record.location}", file=sys.stderr)
+                continue
+            finished = finish_receipt(record, source) if isinstance(record, RawReceipt) else record
+            if isinstance(finished, ValidReceipt):
+                receipts.append(finished.payload)
+            elif isinstance(finished, InvalidRecord):
+                problems += 1
+                who = f"{finished.store_id or source.store.id}/{finished.receipt_id or '?'}"
+                print(f"invalid {who} at {finished.location or args.file.name}:", file=sys.stderr)
+                for error in finished.errors:
+                    print(f"  {error}", file=sys.stderr)
+    body = orjson.loads(b"[" + b",".join(receipts) + b"]")
+    sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+    print(f"{len(receipts)} receipts, {problems} invalid, {skipped} skipped", file=sys.stderr)
+    return OK if problems == 0 else FAILED
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from receipt_agent import status  # noqa: PLC0415
+
+    config = _load(args, configure_logs=False)
+    db = _open_db(config, readonly=True)
+    report = status.build_status(db, max_age_s=args.max_age)
+    if args.json:
+        print(orjson.dumps(status.status_json(report), option=orjson.OPT_INDENT_2).decode())
+    else:
+        status.print_status(report, Console())
+    return OK if report.healthy else FAILED
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    from dataclasses import asdict  # noqa: PLC0415
+
+    from receipt_agent import status  # noqa: PLC0415
+
+    config = _load(args, configure_logs=False)
+    if args.queue_command == "list":
+        rows = _open_db(config, readonly=True).list_receipts(state=args.state, limit=args.limit)
+        if args.json:
+            print(orjson.dumps([asdict(row) for row in rows], option=orjson.OPT_INDENT_2).decode())
+        else:
+            status.print_queue(rows, Console())
+        return OK
+    db = _open_db(config, readonly=False)
+    if args.queue_command == "retry":
+        if not args.ids and not args.all_rejected:
+            raise ConfigError([("queue retry", "name receipt ids (from `queue list`) or --all-rejected")])
+        moved = db.retry(None if args.all_rejected else args.ids, now=time.time())
+        print(f"{moved} receipts moved back to pending")
+        if moved == 0:
+            print(
+                "receipts rejected at intake (invalid in the export) cannot be retried; "
+                "fix the export and drop the file in the source folder again",
+                file=sys.stderr,
+            )
+        return OK
+    removed = db.purge(state=args.state, older_than=time.time() - args.older_than)
+    print(f"{removed} {args.state} receipts purged")
+    return OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from receipt_agent import reports  # noqa: PLC0415
+
+    config = _load(args)
+    return reports.cli_generate(config, args.name, args.period_start)
+
+
+def cmd_settlement(args: argparse.Namespace) -> int:
+    from receipt_agent import reports  # noqa: PLC0415
+
+    config = _load(args)
+    return reports.cli_test_report(
+        config,
+        transaction_ids=args.transaction_ids,
+        count=args.count,
+        date_from=args.date_from,
+        date_to=args.date_to,
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from receipt_agent import demo  # noqa: PLC0415
+
+    return demo.run_demo(keep=args.keep)
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from receipt_agent.sandbox import serve  # noqa: PLC0415
+
+    print(f"sandbox API on http://127.0.0.1:{args.port}/v1 (client {args.client_id!r}); Ctrl-C stops")
+    serve(host="127.0.0.1", port=args.port, client_id=args.client_id, client_secret=args.client_secret)
+    return OK
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": cmd_run,
+    "check-config": cmd_check_config,
+    "convert": cmd_convert,
+    "status": cmd_status,
+    "queue": cmd_queue,
+    "report": cmd_report,
+    "settlement": cmd_settlement,
+    "demo": cmd_demo,
+    "sandbox": cmd_sandbox,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The console script: parse, dispatch, present errors, exit with a named code."""
+    args = _build_parser().parse_args(argv)
+    # Until the config names a log file, warnings and errors go to stderr (STYLE §5).
+    logs.configure(file="-", format="console", level="warning")
+    sys.exit(_dispatch(args))
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    try:
+        return _COMMANDS[args.command](args)
+    except ConfigError as error:
+        for path, message in error.problems:
+            print(f"{path}: {message}", file=sys.stderr)
+        structlog.get_logger("receipt_agent").error("config.invalid", problems=len(error.problems))
+        return USAGE
+    except ReceiptAgentError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return FAILED
+    except KeyboardInterrupt:
+        return FAILED

@@ -1,0 +1,102 @@
+"""File primitives that never lose data: atomic writes, durable moves, sidecars, digests.
+
+Owns how bytes reach the disk. `atomic_write` writes a temporary file in the target
+folder, fsyncs it, renames it over the target and fsyncs the folder, so a reader sees the
+old file or the new one, never half of one. `move_into` moves a file into a folder without
+overwriting anything there (a name collision gets a numbered suffix) and makes the rename
+durable; across filesystems it copies, fsyncs, and only then removes the source.
+Stdlib only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import IO
+
+_CHUNK = 1 << 20
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or create in `folder` durable."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Given a path and bytes, replace the file atomically and durably."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    fsync_dir(path.parent)
+
+
+def free_name(folder: Path, name: str) -> Path:
+    """Given a folder and a file name, return a path in it that does not exist yet."""
+    candidate = folder / name
+    counter = 1
+    while candidate.exists() or candidate.is_symlink():
+        candidate = folder / f"{name}.{counter}"
+        counter += 1
+    return candidate
+
+
+def move_into(source: Path, folder: Path, *, name: str | None = None) -> Path:
+    """Given a file and a folder, move the file there durably; return its new path.
+
+    Never overwrites: a name already taken gets a `.1`, `.2`, … suffix. Across
+    filesystems the copy is fsynced before the source is removed.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    target = free_name(folder, name or source.name)
+    try:
+        os.rename(source, target)
+    except OSError as error:
+        if error.errno != errno.EXDEV:
+            raise
+        tmp = folder / f".{target.name}.part"
+        with source.open("rb") as reader, tmp.open("wb") as writer:
+            shutil.copyfileobj(reader, writer, _CHUNK)
+            writer.flush()
+            os.fsync(writer.fileno())
+        os.rename(tmp, target)
+        fsync_dir(folder)
+        source.unlink()
+        fsync_dir(source.parent)
+        return target
+    fsync_dir(folder)
+    if folder != source.parent:
+        fsync_dir(source.parent)
+    return target
+
+
+def remove(path: Path) -> None:
+    """Delete a file and make the deletion durable."""
+    path.unlink()
+    fsync_dir(path.parent)
+
+
+def digest_stream(stream: IO[bytes]) -> str:
+    """Given a binary stream, return its SHA-256 hex digest and rewind it."""
+    hasher = hashlib.sha256()
+    while chunk := stream.read(_CHUNK):
+        hasher.update(chunk)
+    stream.seek(0)
+    return hasher.hexdigest()

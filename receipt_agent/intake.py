@@ -1,0 +1,216 @@
+"""Intake: one ready spool file → the state store, then archive; or quarantine (CONTRACT §3).
+
+For each file, in this order:
+1. open it without following symlinks; refuse non-regular files and files over the
+   source's `max_file_size` (UnsafeFileError, never read);
+2. hash it; content already recorded → archive (or delete) it, queue nothing;
+3. parse and map it record by record, inside ONE state-store transaction that records the
+   receipts (valid → pending, invalid → rejected with field errors, already known →
+   local duplicate) and the file's digest;
+4. only after that commit, archive or delete the file (CONTRACT §3.4).
+A file that cannot be parsed at all is quarantined: `<file>.error.json` is written
+atomically first, then the file is moved (STYLE §4). A state store that cannot be written
+(disk full) leaves the file exactly where it was and raises StateStoreError.
+
+Emits file.accepted, file.quarantined, receipt.rejected (validation) and
+receipt.duplicate (where=local). Never deletes a spool file before its commit.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+import structlog
+
+from receipt_agent import files, statedb
+from receipt_agent.config import AgentConfig, SourceBase
+from receipt_agent.errors import InputFileError, ParseError, UnsafeFileError
+from receipt_agent.formats import InvalidRecord, RawReceipt, SkippedRecord, get_parser
+from receipt_agent.mapping import ValidReceipt, finish_receipt
+
+# Per-receipt log lines per file; beyond this a file's outcome line carries the counts.
+_MAX_RECEIPT_LINES = 100
+
+
+@dataclass
+class FileOutcome:
+    """What happened to one spool file."""
+
+    source: str
+    file: str
+    outcome: str  # accepted | already_seen | quarantined
+    receipts: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+
+def open_safely(path: Path, limit_bytes: int) -> IO[bytes]:
+    """Given a spool path, return it opened for reading, never through a symlink.
+
+    Raise UnsafeFileError for symlinks, non-regular files and files over `limit_bytes`.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        if os.path.islink(path):
+            raise UnsafeFileError(
+                "the file is a symbolic link; receipt-agent never follows links in a spool "
+                "folder; copy the real file in instead",
+                detail=f"refused before reading ({error.strerror})",
+            ) from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnsafeFileError(
+                "not a regular file (a pipe, socket or device); tills must write plain files"
+            )
+        if info.st_size > limit_bytes:
+            raise UnsafeFileError(
+                f"the file is {info.st_size} bytes, over this source's max_file_size of "
+                f"{limit_bytes} bytes; split the export or raise max_file_size",
+                detail="refused without reading it",
+            )
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
+
+
+def take_in(path: Path, source: SourceBase, db: statedb.StateDB, config: AgentConfig) -> FileOutcome:
+    """Given a ready spool file, record its receipts and archive it, or quarantine it.
+
+    Return the outcome. Raise StateStoreError (the file stays in the spool) when the
+    state store cannot be written, OSError when archive or quarantine cannot be written.
+    """
+    log = structlog.get_logger("receipt_agent").bind(source=source.name, file=path.name)
+    try:
+        with open_safely(path, source.size_limit_bytes) as stream:
+            digest = files.digest_stream(stream)
+            if db.has_file(digest):
+                _finish(path, source, config)
+                log.info("file.accepted", receipts=0, rejected=0, skipped={}, already_seen=True)
+                return FileOutcome(source.name, path.name, "already_seen")
+            outcome, rejections, duplicates = _record(stream, path, source, db, digest)
+    except InputFileError as error:
+        return _quarantine(path, source, config, error, log)
+    # Commit happened inside _record; only now may the file leave the spool (§3.4).
+    _finish(path, source, config)
+    for store_id, receipt_id, message in rejections[:_MAX_RECEIPT_LINES]:
+        log.warning("receipt.rejected", store_id=store_id, receipt_id=receipt_id, error=message)
+    for store_id, receipt_id in duplicates[:_MAX_RECEIPT_LINES]:
+        log.info("receipt.duplicate", store_id=store_id, receipt_id=receipt_id, where="local")
+    log.info(
+        "file.accepted",
+        receipts=outcome.receipts,
+        rejected=outcome.rejected,
+        duplicates=outcome.duplicates,
+        skipped=outcome.skipped,
+    )
+    return outcome
+
+
+def _record(
+    stream: IO[bytes], path: Path, source: SourceBase, db: statedb.StateDB, digest: str
+) -> tuple[FileOutcome, list[tuple[str, str, str]], list[tuple[str, str]]]:
+    parser = get_parser(source.format_name)
+    outcome = FileOutcome(source.name, path.name, "accepted")
+    skipped: Counter[str] = Counter()
+    rejections: list[tuple[str, str, str]] = []
+    duplicates: list[tuple[str, str]] = []
+    now = time.time()
+    with db.transaction() as tx:
+        try:
+            for record in parser(stream, source):
+                if isinstance(record, SkippedRecord):
+                    skipped[record.reason] += 1
+                    continue
+                finished = finish_receipt(record, source) if isinstance(record, RawReceipt) else record
+                if isinstance(finished, ValidReceipt):
+                    is_new = statedb.insert_receipt(
+                        tx, source=source.name, store_id=finished.store_id,
+                        receipt_id=finished.receipt_id, payload=finished.payload,
+                        file=path.name, now=now,
+                    )  # fmt: skip
+                    if is_new:
+                        outcome.receipts += 1
+                    else:
+                        outcome.duplicates += 1
+                        duplicates.append((finished.store_id, finished.receipt_id))
+                    continue
+                store_id, receipt_id, message = _describe_invalid(finished, source, path)
+                statedb.insert_receipt(
+                    tx, source=source.name, store_id=store_id, receipt_id=receipt_id,
+                    payload=orjson.dumps(finished.data, default=str), file=path.name, now=now,
+                    rejected_error=message,
+                )  # fmt: skip
+                outcome.rejected += 1
+                rejections.append((store_id, receipt_id, message))
+        except (UnicodeDecodeError, RecursionError) as error:
+            raise ParseError(f"cannot be parsed ({type(error).__name__}: {error})") from None
+        statedb.record_file(
+            tx, digest=digest, source=source.name, name=path.name,
+            receipts=outcome.receipts, rejected=outcome.rejected, now=now,
+        )  # fmt: skip
+    outcome.skipped = dict(skipped)
+    return outcome, rejections, duplicates
+
+
+def _describe_invalid(
+    record: InvalidRecord, source: SourceBase, path: Path
+) -> tuple[str, str, str]:
+    store_id = record.store_id or source.store.id
+    receipt_id = record.receipt_id or f"{path.name}{'@' + record.location if record.location else ''}"
+    where = f"{path.name}: {record.location}: " if record.location else f"{path.name}: "
+    return store_id, receipt_id, where + "; ".join(record.errors)
+
+
+def _finish(path: Path, source: SourceBase, config: AgentConfig) -> None:
+    if source.after == "delete":
+        files.remove(path)
+    else:
+        files.move_into(path, config.archive_dir(source))
+
+
+def _quarantine(
+    path: Path, source: SourceBase, config: AgentConfig, error: InputFileError, log: Any
+) -> FileOutcome:
+    folder = config.quarantine_dir(source)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = files.free_name(folder, path.name)
+    sidecar = {
+        "error": error.message,
+        "detail": error.detail or _advice(error),
+        "kind": error.kind,
+        "location": getattr(error, "location", None),
+        "source": source.name,
+        "file": path.name,
+        "quarantined_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    # The sidecar first, atomically; then the move: an operator never finds a
+    # quarantined file without its explanation (STYLE §4).
+    files.atomic_write(
+        target.with_name(target.name + ".error.json"),
+        orjson.dumps(sidecar, option=orjson.OPT_INDENT_2) + b"\n",
+    )
+    files.move_into(path, folder, name=target.name)
+    log.warning("file.quarantined", error=error.message, kind=error.kind)
+    return FileOutcome(source.name, path.name, "quarantined", error=error.message)
+
+
+def _advice(error: InputFileError) -> str:
+    if isinstance(error, UnsafeFileError):
+        return "the file was not read; nothing from it was queued"
+    return (
+        "nothing from this file was queued; fix the export and move the file back into the "
+        "source folder (the .error.json can be deleted)"
+    )

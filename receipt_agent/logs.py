@@ -1,0 +1,119 @@
+"""Logging: structlog over stdlib logging, one event per line (CONTRACT §6).
+
+Owns the processor chain (contextvars, level, UTC ISO-8601 `timestamp`, redaction, then
+JSON or console rendering), the log file handler (`WatchedFileHandler`, so logrotate's
+move is noticed; `reopen()` on SIGHUP for good measure) and the routing of stdlib loggers
+(httpx, apscheduler, watchdog) through the same formatter at WARNING.
+
+The redaction processor is a backstop: call sites name receipts by store_id + receipt_id
+only and never pass secrets, tokens or customers' personal data.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import orjson
+import structlog
+
+REDACTED = "[redacted]"
+# Keys whose values are never written, whatever a call site passes.
+_SECRET_KEYS = frozenset(
+    {
+        "client_secret", "secret", "password", "token", "access_token", "refresh_token",
+        "authorization", "headers", "email", "phone", "phone_number", "first_name",
+        "last_name", "address", "addresses", "date_of_birth", "card_number", "card_info",
+        "customer", "delivery", "customer_id", "token_id", "payload", "body",
+    }
+)  # fmt: skip
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+_NOISY = ("httpx", "httpcore", "apscheduler", "watchdog", "tzlocal")
+
+_handler: logging.Handler | None = None
+
+
+def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Drop known secret/personal keys and mask bearer tokens and e-mails in strings."""
+    for key in list(event_dict):
+        if key.lower() in _SECRET_KEYS:
+            event_dict[key] = REDACTED
+        else:
+            value = event_dict[key]
+            if isinstance(value, str) and key != "event":
+                event_dict[key] = _EMAIL.sub(REDACTED, _BEARER.sub(REDACTED, value))
+    return event_dict
+
+
+def _orjson_dumps(value: Any, **_: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
+def configure(*, file: str = "-", format: str = "json", level: str = "info") -> None:  # noqa: A002
+    """Set up structlog and stdlib logging; `file="-"` writes to stderr (journald)."""
+    global _handler  # noqa: PLW0603 - one process-wide handler, reopened on SIGHUP
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+        redact,
+    ]
+    if format == "json":
+        renderer: Any = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
+        final = [structlog.processors.dict_tracebacks, renderer]
+    else:
+        final = [structlog.dev.ConsoleRenderer(colors=False)]
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
+    )
+    if file == "-":
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+    else:
+        from pathlib import Path  # noqa: PLC0415
+
+        Path(file).parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.WatchedFileHandler(file, encoding="utf-8")
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for name in _NOISY:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    _handler = handler
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        cache_logger_on_first_use=False,
+    )
+
+
+def reopen() -> None:
+    """Reopen the log file (SIGHUP after logrotate); a no-op on stderr."""
+    if isinstance(_handler, logging.handlers.WatchedFileHandler):
+        _handler.acquire()
+        try:
+            _handler.close()
+            _handler.stream = _handler._open()  # noqa: SLF001 - the documented reopen path
+            _handler._statstream()  # noqa: SLF001
+        finally:
+            _handler.release()
+
+
+def get_logger(**context: Any) -> Any:
+    """Return a bound structlog logger with `context` bound."""
+    return structlog.get_logger("receipt_agent").bind(**context)

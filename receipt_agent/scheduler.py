@@ -1,0 +1,85 @@
+"""The APScheduler 3.x scheduler: triggers and job defaults, no job logic.
+
+Every job gets explicit `coalesce=True` (missed runs collapse into one),
+`max_instances=1` (a job never overlaps itself: one flush at a time) and a
+`misfire_grace_time`. Jobs are callables handed in by the agent; each one must catch and
+log its own exceptions (huey's rule), which `guarded` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+FLUSH_JOB = "flush"
+BACKLOG_JOB = "backlog"
+BACKLOG_INTERVAL_S = 60.0
+
+
+def build_scheduler() -> Any:
+    """Return an unstarted BackgroundScheduler in UTC with the project's job defaults."""
+    return BackgroundScheduler(
+        timezone=UTC,
+        executors={"default": ThreadPoolExecutor(max_workers=4)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
+    )
+
+
+def guarded(name: str, func: Callable[[], object]) -> Callable[[], None]:
+    """Wrap a job so an exception is logged with its traceback and the job runs again."""
+
+    def run() -> None:
+        try:
+            func()
+        except Exception:  # noqa: BLE001 - a job boundary: log and keep the scheduler alive
+            structlog.get_logger("receipt_agent").exception("job.failed", job=name)
+
+    return run
+
+
+def add_interval_job(
+    scheduler: Any, name: str, func: Callable[[], object], seconds: float, *, start_now: bool
+) -> None:
+    """Run `func` every `seconds`; first run at once when `start_now`."""
+    first_run = {"next_run_time": datetime.now(UTC)} if start_now else {}
+    scheduler.add_job(
+        guarded(name, func),
+        IntervalTrigger(seconds=max(seconds, 0.05)),
+        id=name,
+        name=name,
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=max(1, int(seconds)),
+        replace_existing=True,
+        **first_run,
+    )
+
+
+def add_cron_job(
+    scheduler: Any, name: str, func: Callable[[], object], cron: str, timezone: str
+) -> None:
+    """Run `func` on a crontab expression in `timezone` (DST handled by APScheduler)."""
+    scheduler.add_job(
+        guarded(name, func),
+        CronTrigger.from_crontab(cron, timezone=timezone),
+        id=name,
+        name=name,
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=3600,
+        replace_existing=True,
+    )
+
+
+def run_soon(scheduler: Any, name: str) -> None:
+    """Ask for the job `name` to run now (coalesced with a run already due)."""
+    job = scheduler.get_job(name)
+    if job is not None:
+        job.modify(next_run_time=datetime.now(UTC))

@@ -1,0 +1,234 @@
+"""Sender: due receipts → batches → the API → state transitions (CONTRACT §4, §5).
+
+Owns batching (by `batch.max_receipts` and `batch.max_bytes`, oldest first; payloads are
+the stored JSON bytes, joined without re-serialising), splitting on 400/422/413 until a
+bad receipt stands alone (it becomes `rejected` with the API's message), and backoff:
+one pause for the whole sender after a transient failure or a configuration problem, so an
+outage costs one POST per backoff step, not one per batch. The wait comes from tenacity's
+`wait_exponential_jitter` (initial → max, jittered); a `Retry-After` answer is honoured
+even above the cap.
+
+Emits batch.sent, batch.duplicates, batch.failed, receipt.rejected (where the API
+refused it) and api.misconfigured. Never deletes a receipt; never loses one: a batch that
+fails for any reason stays `pending`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+import tenacity
+
+from receipt_agent import statedb
+from receipt_agent.api import DinteroClient
+from receipt_agent.config import AgentConfig
+from receipt_agent.errors import (
+    MisconfiguredError,
+    PayloadTooLargeError,
+    RemoteRejectedError,
+    TransientSendError,
+)
+
+# `run --once` waits out backoffs (Retry-After included) for at most this long in total.
+ONCE_WAIT_BUDGET_S = 60.0
+
+
+class SendObserver(Protocol):
+    """What the agent's metrics need to hear from the sender."""
+
+    def receipts(self, source: str, outcome: str, count: int) -> None: ...
+    def batch(self, outcome: str, status: int | None, seconds: float) -> None: ...
+    def last_success(self, unix_ts: float) -> None: ...
+
+
+@dataclass
+class FlushResult:
+    """What one flush did."""
+
+    batches: int = 0
+    sent: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    failed: bool = False
+
+
+class Sender:
+    """Sends due receipts; `flush()` is called by one thread at a time (max_instances=1)."""
+
+    def __init__(
+        self,
+        db: statedb.StateDB,
+        client: DinteroClient,
+        config: AgentConfig,
+        *,
+        observer: SendObserver | None = None,
+    ) -> None:
+        self._db = db
+        self._client = client
+        self._batch = config.batch
+        self._retry = config.retry
+        self._observer = observer
+        self._wait = tenacity.wait_exponential_jitter(
+            initial=config.retry.initial, max=config.retry.max, jitter=config.retry.initial
+        )
+        self._failures = 0
+        self._paused_until = 0.0  # time.monotonic()
+        self._log = structlog.get_logger("receipt_agent")
+        self.busy = threading.Event()
+
+    @property
+    def paused_for_s(self) -> float:
+        """Seconds until the sender may try again (0 when not backing off)."""
+        return max(0.0, self._paused_until - time.monotonic())
+
+    def flush(self, stop: threading.Event, *, once: bool = False) -> FlushResult:
+        """Send every due batch until none is due, the sender backs off, or `stop` is set.
+
+        With `once`, pending receipts are due whatever their backoff, and backoffs are
+        waited out (at most ONCE_WAIT_BUDGET_S in total) instead of ending the flush.
+        """
+        result = FlushResult()
+        waited = 0.0
+        self.busy.set()
+        try:
+            while not stop.is_set():
+                pause = self.paused_for_s
+                if pause > 0:
+                    if not once or waited + pause > ONCE_WAIT_BUDGET_S:
+                        result.failed = True
+                        return result
+                    stop.wait(pause)
+                    waited += pause
+                    continue
+                batch = self._next_batch(ignore_backoff=once)
+                if not batch:
+                    return result
+                result.batches += 1
+                self._send(batch, result)
+            return result
+        finally:
+            self.busy.clear()
+
+    def _next_batch(self, *, ignore_backoff: bool) -> list[statedb.QueuedReceipt]:
+        due = self._db.due(
+            now=time.time(), limit=self._batch.max_receipts, ignore_backoff=ignore_backoff
+        )
+        batch: list[statedb.QueuedReceipt] = []
+        size = 2  # the brackets
+        for receipt in due:
+            size += len(receipt.payload) + 1
+            if batch and size > self._batch.max_bytes:
+                break
+            batch.append(receipt)
+        return batch
+
+    def _send(self, batch: list[statedb.QueuedReceipt], result: FlushResult) -> bool:
+        """POST one batch; split it when refused. Return False when the sender must pause."""
+        body = b"[" + b",".join(receipt.payload for receipt in batch) + b"]"
+        started = time.monotonic()
+        try:
+            answer = self._client.post_receipts(body)
+        except (RemoteRejectedError, PayloadTooLargeError) as error:
+            self._observe_batch("rejected", error.status, started)
+            if len(batch) == 1:
+                self._reject(batch[0], error, result)
+                return True
+            middle = len(batch) // 2
+            self._log.info(
+                "batch.failed", status=error.status, error=str(error), retry_in=0,
+                receipts=len(batch), action="split",
+            )  # fmt: skip
+            return self._send(batch[:middle], result) and self._send(batch[middle:], result)
+        except TransientSendError as error:
+            self._observe_batch("failed", error.status, started)
+            self._back_off(batch, error, result)
+            return False
+        except MisconfiguredError as error:
+            self._observe_batch("failed", error.status, started)
+            retry_in = self._pause(None)
+            self._db.record_error(str(error), now=time.time())
+            if error.status != 401:  # noqa: PLR2004 - the api already logged auth.failed
+                self._log.error(
+                    "api.misconfigured", status=error.status, error=str(error),
+                    retry_in=round(retry_in, 1), pending=len(batch),
+                )  # fmt: skip
+            result.failed = True
+            return False
+        now = time.time()
+        self._db.mark_sent([receipt.id for receipt in batch], now=now)
+        self._failures = 0
+        result.sent += len(batch)
+        result.duplicates += answer.duplicates
+        self._observe_batch("sent", answer.status, started)
+        if self._observer is not None:
+            for source, count in Counter(r.source for r in batch).items():
+                self._observer.receipts(source, "sent", count)
+            self._observer.last_success(now)
+        self._log.info(
+            "batch.sent", receipts=len(batch), created=answer.created,
+            duplicates=answer.duplicates, ms=round(answer.ms, 1),
+        )  # fmt: skip
+        if answer.duplicates:
+            self._log.info("batch.duplicates", count=answer.duplicates, receipts=len(batch))
+            if self._observer is not None:
+                self._observer.receipts(batch[0].source, "duplicate", answer.duplicates)
+        return True
+
+    def _reject(
+        self,
+        receipt: statedb.QueuedReceipt,
+        error: RemoteRejectedError | PayloadTooLargeError,
+        result: FlushResult,
+    ) -> None:
+        message = f"the API refused this receipt ({error.status}): {error}"
+        self._db.mark_rejected(receipt.id, message, now=time.time())
+        result.rejected += 1
+        if self._observer is not None:
+            self._observer.receipts(receipt.source, "rejected", 1)
+        self._log.warning(
+            "receipt.rejected", store_id=receipt.store_id, receipt_id=receipt.receipt_id,
+            error=message, status=error.status, where="remote",
+        )  # fmt: skip
+
+    def _back_off(
+        self, batch: list[statedb.QueuedReceipt], error: TransientSendError, result: FlushResult
+    ) -> None:
+        now = time.time()
+        retry_in = self._pause(error.retry_after)
+        give_up = self._retry.give_up_after
+        expired = [r for r in batch if give_up is not None and now - r.created_at > give_up]
+        keep = [r.id for r in batch if r not in expired]
+        self._db.mark_retry(keep, str(error), now=now, next_attempt_at=now + retry_in)
+        for receipt in expired:
+            message = f"gave up after retry.give_up_after ({give_up:g}s); last error: {error}"
+            self._db.mark_rejected(receipt.id, message, now=now)
+            self._log.error(
+                "receipt.rejected", store_id=receipt.store_id, receipt_id=receipt.receipt_id,
+                error=message, where="gave_up",
+            )  # fmt: skip
+        result.failed = True
+        self._log.warning(
+            "batch.failed", status=error.status, error=str(error), retry_in=round(retry_in, 2),
+            receipts=len(batch), attempt=self._failures,
+        )  # fmt: skip
+
+    def _pause(self, retry_after: float | None) -> float:
+        """Start a sender-wide pause; return its length in seconds."""
+        self._failures += 1
+        state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+        state.attempt_number = self._failures
+        wait = float(self._wait(state))
+        if retry_after is not None:
+            # The server knows best: honour Retry-After even above retry.max.
+            wait = max(retry_after, self._retry.initial)
+        self._paused_until = time.monotonic() + wait
+        return wait
+
+    def _observe_batch(self, outcome: str, status: int | None, started: float) -> None:
+        if self._observer is not None:
+            self._observer.batch(outcome, status, time.monotonic() - started)

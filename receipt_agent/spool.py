@@ -1,0 +1,149 @@
+"""Spool folders: which files are ready to be taken in (CONTRACT §3 step 1).
+
+The folder listing is the truth; inotify is only a wake-up. `Spool.scan()` lists every
+source folder with `scandir` (0.6 µs a file) and returns the files that match the
+source's pattern and have settled; `build_observers()` makes watchdog observers whose
+only job is to set a wake-up event, narrowed to created / moved / closed-after-write
+events so a burst of 10,000 writes cannot overflow the kernel's queue with modify events.
+Events can still be lost; the agent rescans at start-up, after every wake-up and every
+minute, so a lost event delays a file, never loses it.
+
+A file is ready when it has not been modified for `settle` seconds: by its mtime, or —
+for clocks that disagree (network shares) — by our own observation of an unchanged size
+and mtime for that long. Never reads contents, never moves files.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from watchdog.events import (
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+from watchdog.observers.polling import PollingObserver
+
+from receipt_agent.config import SourceBase
+
+_TEMPORARY_SUFFIXES = (".tmp", ".part", "~", ".swp", ".partial", ".crdownload")
+
+
+def is_candidate(name: str, pattern: str) -> bool:
+    """Given a file name and a glob, return whether the spool should consider it."""
+    if name.startswith(".") or name.lower().endswith(_TEMPORARY_SUFFIXES):
+        return False
+    return fnmatch.fnmatch(name, pattern)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadyFile:
+    """A settled file in a source folder."""
+
+    source: SourceBase
+    path: Path
+    mtime: float
+
+
+class Spool:
+    """Lists source folders and tracks settle times; used by the intake thread only."""
+
+    def __init__(self, sources: list[Any]) -> None:
+        self.sources: list[SourceBase] = list(sources)
+        # (source name, file name) → (size, mtime_ns, monotonic time first seen so)
+        self._seen: dict[tuple[str, str], tuple[int, int, float]] = {}
+
+    def scan(self, *, ignore_settle: bool = False) -> tuple[list[ReadyFile], float | None]:
+        """Return (ready files oldest first, seconds until the next unsettled one may be ready).
+
+        Symlinks and non-regular entries that match the pattern are returned too, so the
+        intake can quarantine them; sub-folders are ignored.
+        """
+        ready: list[ReadyFile] = []
+        next_due: float | None = None
+        now, mono = time.time(), time.monotonic()
+        still_present: set[tuple[str, str]] = set()
+        for source in self.sources:
+            pattern = source.glob
+            try:
+                entries = list(os.scandir(source.path))
+            except OSError:
+                continue  # a vanished share; the next scan tries again
+            for entry in entries:
+                if not is_candidate(entry.name, pattern):
+                    continue
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue  # removed between listing and stat
+                if stat.S_ISDIR(info.st_mode):
+                    continue
+                key = (source.name, entry.name)
+                still_present.add(key)
+                wait = self._settle_wait(key, info, source.settle, now, mono)
+                if ignore_settle or wait <= 0 or not stat.S_ISREG(info.st_mode):
+                    ready.append(ReadyFile(source, Path(entry.path), info.st_mtime))
+                else:
+                    next_due = wait if next_due is None else min(next_due, wait)
+        for key in set(self._seen) - still_present:
+            del self._seen[key]
+        ready.sort(key=lambda item: (item.mtime, item.path.name))
+        return ready, next_due
+
+    def _settle_wait(
+        self, key: tuple[str, str], info: os.stat_result, settle: float, now: float, mono: float
+    ) -> float:
+        by_mtime = settle - (now - info.st_mtime)
+        seen = self._seen.get(key)
+        if seen is None or seen[:2] != (info.st_size, info.st_mtime_ns):
+            self._seen[key] = (info.st_size, info.st_mtime_ns, mono)
+            by_observation = settle
+        else:
+            by_observation = settle - (mono - seen[2])
+        return min(by_mtime, by_observation)
+
+    def forget(self, ready: ReadyFile) -> None:
+        """Drop settle tracking for a file the intake has moved away."""
+        self._seen.pop((ready.source.name, ready.path.name), None)
+
+
+class _WakeHandler(FileSystemEventHandler):
+    def __init__(self, wake: threading.Event) -> None:
+        self._wake = wake
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        self._wake.set()
+
+
+def build_observers(sources: list[Any], wake: threading.Event) -> list[Any]:
+    """Given sources and a wake-up event, return unstarted watchdog observers.
+
+    One inotify observer for all `poll: false` sources, one PollingObserver for the
+    `poll: true` ones (SMB/NFS shares, where inotify sees nothing).
+    """
+    handler = _WakeHandler(wake)
+    wanted = [FileCreatedEvent, FileMovedEvent, FileClosedEvent]
+    observers: list[Any] = []
+    native = [s for s in sources if not s.poll]
+    polled = [s for s in sources if s.poll]
+    if native:
+        observer = Observer()
+        for source in native:
+            observer.schedule(handler, str(source.path), recursive=False, event_filter=wanted)
+        observers.append(observer)
+    if polled:
+        observer = PollingObserver(timeout=max(0.5, min(s.settle for s in polled)))
+        for source in polled:
+            observer.schedule(handler, str(source.path), recursive=False, event_filter=wanted)
+        observers.append(observer)
+    return observers

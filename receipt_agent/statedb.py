@@ -1,0 +1,428 @@
+"""The state store: one SQLite database in WAL mode with synchronous=FULL (CONTRACT §3, §4).
+
+Owns every table: `files` (digests of files taken in), `receipts` (the queue and its
+dead letters: pending → sent | rejected), `meta` (last success, last error) and
+`reports` (periods already written). The schema is versioned with PRAGMA user_version
+and migrated forward on open.
+
+Writes are serialised: one connection per thread, and one process-wide write lock held
+inside `transaction()`, so the intake worker and the sender never interleave. A second
+agent on the same state directory is refused by an flock on `agent.lock` (`lock_dir`).
+
+Never deletes a receipt that is not `sent` or `rejected` (purge is explicit), never logs
+(callers log outcomes), knows nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from receipt_agent.errors import AgentLockedError, StateStoreError
+
+PENDING, SENT, REJECTED = "pending", "sent", "rejected"
+STATES = (PENDING, SENT, REJECTED)
+
+_MIGRATIONS: list[str] = [
+    # 1: the initial schema.
+    """
+    CREATE TABLE files (
+        digest      TEXT PRIMARY KEY,
+        source      TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        recorded_at REAL NOT NULL,
+        receipts    INTEGER NOT NULL,
+        rejected    INTEGER NOT NULL
+    );
+    CREATE TABLE receipts (
+        id              INTEGER PRIMARY KEY,
+        source          TEXT NOT NULL,
+        store_id        TEXT NOT NULL,
+        receipt_id      TEXT NOT NULL,
+        state           TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'rejected')),
+        payload         BLOB NOT NULL,
+        size_bytes      INTEGER NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL DEFAULT 0,
+        last_error      TEXT,
+        created_at      REAL NOT NULL,
+        updated_at      REAL NOT NULL,
+        file            TEXT,
+        UNIQUE (store_id, receipt_id)
+    );
+    CREATE INDEX receipts_pending ON receipts (id) WHERE state = 'pending';
+    CREATE INDEX receipts_state_updated ON receipts (state, updated_at);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE reports (
+        name         TEXT NOT NULL,
+        period_start TEXT NOT NULL,
+        file         TEXT NOT NULL,
+        generated_at REAL NOT NULL,
+        PRIMARY KEY (name, period_start)
+    );
+    """,
+]
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedReceipt:
+    """A receipt row as the sender needs it."""
+
+    id: int
+    source: str
+    store_id: str
+    receipt_id: str
+    payload: bytes
+    attempts: int
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptRow:
+    """A receipt row as `queue list` shows it (no payload)."""
+
+    id: int
+    source: str
+    store_id: str
+    receipt_id: str
+    state: str
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+    created_at: float
+    updated_at: float
+    file: str | None
+
+
+def lock_dir(state_dir: Path) -> IO[str]:
+    """Take the agent lock on `state_dir`; return the open lock file (keep it open).
+
+    Raise AgentLockedError when another agent holds it.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True)
+    handle = (state_dir / "agent.lock").open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise AgentLockedError(
+            f"{state_dir}: another receipt-agent (pid {holder}) is running on this state "
+            "directory; stop it first, or give this one its own state_dir"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+class StateDB:
+    """The queue database; safe to share between threads (one connection per thread)."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        self.readonly = readonly
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        if readonly:
+            if not path.exists():
+                raise StateStoreError(f"{path}: no state store yet; has the agent ever run?")
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._migrate()
+
+    # --- connections -------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        try:
+            if self.readonly:
+                conn = sqlite3.connect(
+                    f"file:{self.path}?mode=ro", uri=True, isolation_level=None, timeout=30
+                )
+            else:
+                conn = sqlite3.connect(
+                    self.path, isolation_level=None, timeout=30, check_same_thread=False
+                )
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=30000")
+        except sqlite3.Error as error:
+            raise StateStoreError(f"{self.path}: cannot open the state store ({error})") from None
+        self._local.conn = conn
+        with self._connections_lock:
+            self._connections.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Close every thread's connection (call once, at shutdown)."""
+        with self._connections_lock:
+            for conn in self._connections:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Hold the write lock and one IMMEDIATE transaction; commit on success.
+
+        Raise StateStoreError (after rolling back) when SQLite cannot write, e.g. the
+        disk is full: nothing half-written remains.
+        """
+        conn = self._connect()
+        with self._write_lock:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as error:
+                raise StateStoreError(f"{self.path}: cannot start a write ({error})") from None
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except sqlite3.Error as error:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise StateStoreError(
+                    f"{self.path}: write failed and was rolled back ({error}); "
+                    "check free disk space"
+                ) from None
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+
+    def _migrate(self) -> None:
+        conn = self._connect()
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StateStoreError(
+                f"{self.path}: schema version {version} is newer than this receipt-agent "
+                f"understands ({SCHEMA_VERSION}); upgrade receipt-agent"
+            )
+        for number in range(version, SCHEMA_VERSION):
+            with self.transaction() as tx:
+                for statement in _MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        tx.execute(statement)
+                tx.execute(f"PRAGMA user_version = {number + 1}")
+
+    def integrity_check(self) -> str:
+        """Return SQLite's `PRAGMA integrity_check` verdict ("ok" when healthy)."""
+        return str(self._connect().execute("PRAGMA integrity_check").fetchone()[0])
+
+    # --- files ---------------------------------------------------------------------------
+
+    def has_file(self, digest: str) -> bool:
+        """Given a file digest, return whether that content was already taken in."""
+        row = self._connect().execute("SELECT 1 FROM files WHERE digest = ?", (digest,))
+        return row.fetchone() is not None
+
+    # --- receipts ------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """Return the number of receipts per state (every state present)."""
+        rows = self._connect().execute("SELECT state, COUNT(*) FROM receipts GROUP BY state")
+        counts = dict.fromkeys(STATES, 0)
+        counts.update({state: count for state, count in rows})
+        return counts
+
+    def counts_by_source(self) -> dict[str, dict[str, int]]:
+        """Return {source: {state: count}}."""
+        rows = self._connect().execute(
+            "SELECT source, state, COUNT(*) FROM receipts GROUP BY source, state"
+        )
+        result: dict[str, dict[str, int]] = {}
+        for source, state, count in rows:
+            result.setdefault(source, dict.fromkeys(STATES, 0))[state] = count
+        return result
+
+    def pending_count(self) -> int:
+        """Return how many receipts wait to be sent."""
+        row = self._connect().execute("SELECT COUNT(*) FROM receipts WHERE state = 'pending'")
+        return int(row.fetchone()[0])
+
+    def oldest_pending_created_at(self) -> float | None:
+        """Return the creation time (unix seconds) of the oldest pending receipt."""
+        row = self._connect().execute(
+            "SELECT MIN(created_at) FROM receipts WHERE state = 'pending'"
+        ).fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def due(self, *, now: float, limit: int, ignore_backoff: bool = False) -> list[QueuedReceipt]:
+        """Return up to `limit` pending receipts due at `now`, oldest first."""
+        sql = (
+            "SELECT id, source, store_id, receipt_id, payload, attempts, created_at "
+            "FROM receipts WHERE state = 'pending'"
+        )
+        params: tuple[float | int, ...] = (limit,)
+        if not ignore_backoff:
+            sql += " AND next_attempt_at <= ?"
+            params = (now, limit)
+        rows = self._connect().execute(sql + " ORDER BY id LIMIT ?", params)
+        return [QueuedReceipt(*row) for row in rows]
+
+    def mark_sent(self, ids: list[int], *, now: float) -> None:
+        """Mark receipts `sent`; their payload is dropped, the (store, receipt) key stays."""
+        with self.transaction() as tx:
+            tx.executemany(
+                "UPDATE receipts SET state = 'sent', payload = x'', attempts = attempts + 1, "
+                "last_error = NULL, updated_at = ? WHERE id = ? AND state = 'pending'",
+                [(now, receipt_id) for receipt_id in ids],
+            )
+            _set_meta(tx, "last_success_at", str(now))
+
+    def mark_rejected(self, receipt_row_id: int, error: str, *, now: float) -> None:
+        """Mark one receipt `rejected` (a dead letter) with the API's message."""
+        with self.transaction() as tx:
+            tx.execute(
+                "UPDATE receipts SET state = 'rejected', attempts = attempts + 1, "
+                "last_error = ?, updated_at = ? WHERE id = ?",
+                (error, now, receipt_row_id),
+            )
+
+    def mark_retry(self, ids: list[int], error: str, *, now: float, next_attempt_at: float) -> None:
+        """Keep receipts pending with attempts+1 and a next attempt time."""
+        with self.transaction() as tx:
+            tx.executemany(
+                "UPDATE receipts SET attempts = attempts + 1, next_attempt_at = ?, "
+                "last_error = ?, updated_at = ? WHERE id = ? AND state = 'pending'",
+                [(next_attempt_at, error, now, receipt_id) for receipt_id in ids],
+            )
+            _set_meta(tx, "last_error", error)
+            _set_meta(tx, "last_error_at", str(now))
+
+    def record_error(self, error: str, *, now: float) -> None:
+        """Remember the last send error (for `status` and health)."""
+        with self.transaction() as tx:
+            _set_meta(tx, "last_error", error)
+            _set_meta(tx, "last_error_at", str(now))
+
+    def meta(self) -> dict[str, str]:
+        """Return the meta table (last_success_at, last_error, last_error_at, …)."""
+        return dict(self._connect().execute("SELECT key, value FROM meta"))
+
+    def list_receipts(self, *, state: str | None = None, limit: int = 1000) -> list[ReceiptRow]:
+        """Return receipts (newest first), optionally of one state, without payloads."""
+        sql = (
+            "SELECT id, source, store_id, receipt_id, state, attempts, next_attempt_at, "
+            "last_error, created_at, updated_at, file FROM receipts"
+        )
+        params: tuple[str | int, ...] = (limit,)
+        if state is not None:
+            sql += " WHERE state = ?"
+            params = (state, limit)
+        rows = self._connect().execute(sql + " ORDER BY id DESC LIMIT ?", params)
+        return [ReceiptRow(*row) for row in rows]
+
+    def retry(self, ids: list[int] | None, *, now: float) -> int:
+        """Move rejected receipts back to pending (all of them when `ids` is None)."""
+        with self.transaction() as tx:
+            sql = (
+                "UPDATE receipts SET state = 'pending', next_attempt_at = 0, updated_at = ? "
+                "WHERE state = 'rejected' AND size_bytes > 0"
+            )
+            if ids is None:
+                return tx.execute(sql, (now,)).rowcount
+            return sum(tx.execute(sql + " AND id = ?", (now, i)).rowcount for i in ids)
+
+    def purge(self, *, state: str, older_than: float) -> int:
+        """Delete `sent` or `rejected` receipts last updated before `older_than`."""
+        if state not in (SENT, REJECTED):
+            raise StateStoreError(f"purge --state {state}: only sent or rejected can be purged")
+        with self.transaction() as tx:
+            return tx.execute(
+                "DELETE FROM receipts WHERE state = ? AND updated_at < ?", (state, older_than)
+            ).rowcount
+
+    # --- reports -------------------------------------------------------------------------
+
+    def report_done(self, name: str, period_start: str) -> str | None:
+        """Return the file written for this report period, or None."""
+        row = self._connect().execute(
+            "SELECT file FROM reports WHERE name = ? AND period_start = ?", (name, period_start)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def record_report(self, name: str, period_start: str, file: str) -> None:
+        """Remember that this report period was written."""
+        with self.transaction() as tx:
+            tx.execute(
+                "INSERT OR REPLACE INTO reports VALUES (?, ?, ?, ?)",
+                (name, period_start, file, time.time()),
+            )
+
+
+def _set_meta(tx: sqlite3.Connection, key: str, value: str) -> None:
+    tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+
+def insert_receipt(
+    tx: sqlite3.Connection,
+    *,
+    source: str,
+    store_id: str,
+    receipt_id: str,
+    payload: bytes,
+    file: str,
+    now: float,
+    rejected_error: str | None = None,
+) -> bool:
+    """Inside a transaction, queue a receipt; return False when (store, receipt) exists."""
+    state = PENDING if rejected_error is None else REJECTED
+    # A corrected receipt dropped again replaces its rejected predecessor; anything
+    # pending or sent stays as it is (a local duplicate).
+    cursor = tx.execute(
+        "INSERT INTO receipts (source, store_id, receipt_id, state, payload, "
+        "size_bytes, last_error, created_at, updated_at, file) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (store_id, receipt_id) DO UPDATE SET state = excluded.state, "
+        "payload = excluded.payload, size_bytes = excluded.size_bytes, attempts = 0, "
+        "next_attempt_at = 0, last_error = excluded.last_error, "
+        "updated_at = excluded.updated_at, file = excluded.file "
+        "WHERE receipts.state = 'rejected' AND excluded.state = 'pending'",
+        (
+            source,
+            store_id,
+            receipt_id,
+            state,
+            payload,
+            len(payload) if rejected_error is None else 0,
+            rejected_error,
+            now,
+            now,
+            file,
+        ),
+    )
+    return cursor.rowcount == 1
+
+
+def record_file(
+    tx: sqlite3.Connection,
+    *,
+    digest: str,
+    source: str,
+    name: str,
+    receipts: int,
+    rejected: int,
+    now: float,
+) -> None:
+    """Inside a transaction, remember that a file's content was taken in."""
+    tx.execute(
+        "INSERT OR IGNORE INTO files VALUES (?, ?, ?, ?, ?, ?)",
+        (digest, source, name, now, receipts, rejected),
+    )

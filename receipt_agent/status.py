@@ -1,0 +1,109 @@
+"""Read-only views of the state store behind `status` and `queue list` (CONTRACT §1).
+
+Safe while the daemon runs (a read-only SQLite connection; WAL lets readers in).
+`health()` decides the `status` exit code: degraded when the oldest pending receipt is
+older than the threshold, or the last send error is recent and newer than the last
+success. Never writes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from receipt_agent.statedb import STATES, StateDB
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """What `status` shows."""
+
+    counts: dict[str, int]
+    by_source: dict[str, dict[str, int]]
+    oldest_pending_age_s: float | None
+    last_success_at: str | None
+    last_error: str | None
+    last_error_at: str | None
+    healthy: bool
+    problems: list[str]
+
+
+def _iso(value: str | None) -> str | None:
+    if value is None:
+        return None
+    return datetime.fromtimestamp(float(value), UTC).isoformat(timespec="seconds")
+
+
+def build_status(db: StateDB, *, max_age_s: float, now: float | None = None) -> StatusReport:
+    """Given the state store and the health threshold, return the status report."""
+    now = time.time() if now is None else now
+    meta = db.meta()
+    oldest = db.oldest_pending_created_at()
+    oldest_age_s = None if oldest is None else round(max(0.0, now - oldest), 1)
+    problems: list[str] = []
+    if oldest_age_s is not None and oldest_age_s > max_age_s:
+        problems.append(
+            f"the oldest pending receipt waits for {oldest_age_s:.0f}s (threshold {max_age_s:.0f}s)"
+        )
+    last_success = float(meta["last_success_at"]) if "last_success_at" in meta else None
+    last_error_at = float(meta["last_error_at"]) if "last_error_at" in meta else None
+    if (
+        last_error_at is not None
+        and now - last_error_at <= max_age_s
+        and (last_success is None or last_error_at > last_success)
+    ):
+        problems.append(f"the last send failed: {meta.get('last_error')}")
+    return StatusReport(
+        counts=db.counts(),
+        by_source=db.counts_by_source(),
+        oldest_pending_age_s=oldest_age_s,
+        last_success_at=_iso(meta.get("last_success_at")),
+        last_error=meta.get("last_error"),
+        last_error_at=_iso(meta.get("last_error_at")),
+        healthy=not problems,
+        problems=problems,
+    )
+
+
+def status_json(report: StatusReport) -> dict[str, Any]:
+    return asdict(report)
+
+
+def print_status(report: StatusReport, console: Console) -> None:
+    """Render the status as rich tables."""
+    table = Table(title="receipt-agent queue", show_lines=False)
+    table.add_column("source")
+    for state in STATES:
+        table.add_column(state, justify="right")
+    for source, counts in sorted(report.by_source.items()):
+        table.add_row(source, *(str(counts[state]) for state in STATES))
+    table.add_row("[b]total[/b]", *(f"[b]{report.counts[state]}[/b]" for state in STATES))
+    console.print(table)
+    age = report.oldest_pending_age_s
+    console.print(f"oldest pending: {'-' if age is None else f'{age:.0f}s'}")
+    console.print(f"last successful send: {report.last_success_at or 'never'}")
+    if report.last_error:
+        console.print(f"last error ({report.last_error_at}): {report.last_error}")
+    verdict = "[green]healthy[/green]" if report.healthy else "[red]degraded[/red]"
+    console.print(f"health: {verdict}")
+    for problem in report.problems:
+        console.print(f"  - {problem}")
+
+
+def print_queue(rows: list[Any], console: Console) -> None:
+    """Render `queue list` rows as a rich table."""
+    table = Table(title="receipts")
+    for column in ("id", "source", "store_id", "receipt_id", "state", "attempts", "updated", "last_error"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            str(row.id), row.source, row.store_id, row.receipt_id, row.state, str(row.attempts),
+            datetime.fromtimestamp(row.updated_at, UTC).isoformat(timespec="seconds"),
+            row.last_error or "",
+        )  # fmt: skip
+    console.print(table)
