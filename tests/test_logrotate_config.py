@@ -3,7 +3,7 @@
 The config relies on logging.handlers.WatchedFileHandler (no postrotate signal), so the
 test rotates a file that a WatchedFileHandler writer is filling, twice (the second
 rotation compresses the first), and checks that every numbered line survives exactly
-once. The agent itself is exercised the same way in tests/e2e/test_logrotate.py.
+once. The agent itself is exercised the same way in tests/e2e/test_logrotate.py (the real agent).
 logrotate is Debian's package `logrotate`; the tests skip where it is not installed.
 """
 
