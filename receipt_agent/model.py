@@ -44,6 +44,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     StrictStr,
+    WithJsonSchema,
 )
 from pydantic_core import PydanticCustomError
 
@@ -98,7 +99,7 @@ def _not_blank(value: str) -> str:
 
 Amount = StrictInt
 """Money in the currency's minor unit (øre), a JSON integer."""
-Number = Annotated[int | float, PlainValidator(_number)]
+Number = Annotated[int | float, PlainValidator(_number), WithJsonSchema({"type": "number"})]
 DateTime = Annotated[AwareDatetime, BeforeValidator(_datetime_input)]
 Date = Annotated[date, BeforeValidator(_date_input)]
 DecimalText = Annotated[StrictStr, Field(pattern=r"^-?\d+(\.\d+)?$")]
