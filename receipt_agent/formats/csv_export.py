@@ -17,7 +17,8 @@ Rules (decided here, CONTRACT §2 leaves them open):
 - **Lines and payments.** A row whose `item_gross_amount` cell is non-empty is a receipt line.
   A row whose `payment_amount` cell is non-empty is a payment (`payment_type` is its
   `type_id`). One row may be both. A payment amount repeated on every line row is therefore
-  counted on every row; the totals cross-check then rejects the receipt rather than guessing.
+  counted on every row; `mapping.check_totals` (Σ payments = net) then rejects the receipt
+  rather than guessing. A receipt without payment rows is sent without payments.
   A row with neither is an error in its receipt.
 - **Amounts.** `amounts: major` converts `123,45` to 12345 øre exactly; `minor` takes integers.
   Net = gross (CSV lines carry no discounts; both are VAT-inclusive, formats.md §0.6); with a
@@ -28,8 +29,8 @@ Rules (decided here, CONTRACT §2 leaves them open):
   in `source.timezone` (fold=0 on the DST fold); an explicit offset wins. `purchase_at` is the
   first row's time; other rows may leave it empty.
 - **Ids.** `receipt_id` = `{store.id}-{register}-{number}`, or `{store.id}-{number}` without a
-  register column/value. `store.terminal_id` = register. The parts are also handed to
-  `mapping` under `_receipt_id_parts` so a `receipt_id_format` override can be applied there.
+  register column/value. `store.terminal_id` = register. The parts also go to `mapping` as
+  the private keys `_register_id`/`_number` (mapping.py's convention) for `receipt_id_format`.
 - **Errors.** A bad cell (unparseable or too fine amount, bad time, conflicting currency)
   makes its receipt an InvalidRecord naming the line and the column; other receipts go on.
 """
@@ -39,6 +40,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -48,10 +50,12 @@ from typing import IO, Any
 from receipt_agent.config import CsvMapping, CsvSource, SourceBase
 from receipt_agent.errors import ParseError
 from receipt_agent.formats import InvalidRecord, RawReceipt, Record
+from receipt_agent.mapping import check_totals
 from receipt_agent.money import AmountError, parse_decimal, split_vat, to_minor
 
 _UTF8_BOM = codecs.BOM_UTF8
-_RECEIPT_ID_PARTS = "_receipt_id_parts"
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_MAX_VAT_PERCENT = 100
 
 
 class _CellError(ValueError):
@@ -213,11 +217,7 @@ def _build(group: _Group, source: CsvSource) -> Record:
     data: dict[str, Any] = {
         "store": {"id": store_id},
         "receipt_id": receipt_id,
-        _RECEIPT_ID_PARTS: {
-            "store_id": store_id,
-            "register_id": group.register or None,
-            "number": group.number,
-        },
+        "_number": group.number,
         "purchase_at": purchase_at,
         "currency": currency,
         "items": items,
@@ -226,6 +226,7 @@ def _build(group: _Group, source: CsvSource) -> Record:
     }
     if group.register:
         data["store"]["terminal_id"] = group.register
+        data["_register_id"] = group.register
     tax_lines = _sum_tax_lines(items)
     if tax_lines:
         data["tax_lines"] = tax_lines
@@ -233,6 +234,15 @@ def _build(group: _Group, source: CsvSource) -> Record:
         data["payments"] = payments
     if operator_id:
         data["operator_id"] = operator_id
+    problems = check_totals(data)
+    if problems:
+        return InvalidRecord(
+            location=location,
+            errors=[f"totals do not add up: {problem} (in minor units)" for problem in problems],
+            store_id=store_id,
+            receipt_id=receipt_id,
+            data=data,
+        )
     return RawReceipt(data=data, location=location)
 
 
@@ -247,7 +257,7 @@ def _currency(group: _Group, source: CsvSource, titles: dict[str, str], errors: 
         errors.append(f"column {titles['currency']!r}: one receipt in several currencies: {where}")
     if seen:
         code = next(iter(seen))
-        if len(code) != 3 or not code.isalpha():
+        if not _CURRENCY.match(code):
             errors.append(
                 f"line {seen[code]}, column {titles['currency']!r}: "
                 f"{code!r} is not an ISO 4217 code"
@@ -279,7 +289,7 @@ def _item(
     item["net_amount"] = gross
     if cells.get("item_tax_percent"):
         percent = _number(cells, "item_tax_percent", mapping, line, titles)
-        if percent < 0 or percent >= 100:
+        if percent < 0 or percent >= _MAX_VAT_PERCENT:
             raise _CellError(
                 f"line {line}, column {titles['item_tax_percent']!r}: "
                 f"{cells['item_tax_percent']!r} is not a VAT rate in percent"

@@ -227,10 +227,11 @@ def _business_day(value: str | None, where: str, errors: list[str]) -> str | Non
     if value is None:
         return None
     try:
-        return date.fromisoformat(value[:10]).strftime("%Y%m%d")
+        day = date.fromisoformat(value[:10])
     except ValueError:
         errors.append(f"{where}/BusinessDayDate: {value!r} is not a date (YYYY-MM-DD)")
         return None
+    return f"{day.year:04d}{day.month:02d}{day.day:02d}"  # strftime does not pad years < 1000
 
 
 def _purchase_at(

@@ -13,12 +13,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from receipt_agent.config import CsvSource
+from receipt_agent.config import CsvSource, load_config
 from receipt_agent.errors import ParseError
-from receipt_agent.formats import InvalidRecord, RawReceipt, Record
+from receipt_agent.formats import InvalidRecord, RawReceipt, Record, get_parser
 from receipt_agent.formats.csv_export import parse
+from receipt_agent.mapping import ValidReceipt, finish_receipt
 
 OSLO = ZoneInfo("Europe/Oslo")
+REPO = Path(__file__).resolve().parents[2]
 
 NORWEGIAN_COLUMNS = {
     "receipt_number": "Kvitteringsnr",
@@ -295,7 +297,6 @@ _receipt = st.fixed_dictionaries(
             lambda moment: moment.replace(microsecond=0)
         ),
         "lines": st.lists(_line, min_size=1, max_size=4),
-        "paid": st.integers(-1_000_000, 10_000_000),
     }
 )
 
@@ -307,19 +308,23 @@ def _major(amount_minor: int) -> str:
     return f"{sign}{kroner:,}".replace(",", " ") + f",{ore:02d}"
 
 
+def _paid(receipt: dict[str, Any]) -> int:
+    return sum(line["gross"] for line in receipt["lines"])
+
+
 def write_csv(generated: list[dict[str, Any]], order: list[int]) -> bytes:
     """The test writer: one row per line plus one payment row, rows in the given order."""
     rows = []
     for receipt in generated:
         stamp = receipt["at"].strftime("%d.%m.%Y %H:%M:%S")
-        for line in receipt["lines"]:
-            rows.append(
-                f"{receipt['number']};{stamp};{receipt['register']};{line['id']};"
-                f"{line['description']};{line['quantity']};{line['rate']};"
-                f"{_major(line['gross'])};;"
-            )
+        rows.extend(
+            f"{receipt['number']};{stamp};{receipt['register']};{line['id']};"
+            f"{line['description']};{line['quantity']};{line['rate']};"
+            f"{_major(line['gross'])};;"
+            for line in receipt["lines"]
+        )
         rows.append(
-            f"{receipt['number']};{stamp};{receipt['register']};;;;;;Kort;{_major(receipt['paid'])}"
+            f"{receipt['number']};{stamp};{receipt['register']};;;;;;Kort;{_major(_paid(receipt))}"
         )
     header = (
         "Kvitteringsnr;Tidspunkt;Kasse;Varenr;Varetekst;Antall;MVA;Linjebeløp;Betalingsmåte;Betalt"
@@ -360,7 +365,7 @@ def test_csv_property_parse_of_written_receipts_round_trips(
             (tax,) = item["tax_lines"]
             assert tax["amount"] + tax["tax_basis"] == item["gross_amount"]
         assert data["gross_amount"] == sum(line["gross"] for line in receipt["lines"])
-        assert data["payments"] == [{"line_id": 1, "amount": receipt["paid"], "type_id": "Kort"}]
+        assert data["payments"] == [{"line_id": 1, "amount": _paid(receipt), "type_id": "Kort"}]
 
 
 def test_csv_fractional_quantity_is_exact_decimal() -> None:
@@ -368,3 +373,50 @@ def test_csv_fractional_quantity_is_exact_decimal() -> None:
     text = NORWEGIAN.replace(";2;15;119,80", ";0,425;15;119,80")
     first = receipts(run(text.encode("cp1252"), make_source()))[0]
     assert first["items"][1]["quantity"] == Decimal("0.425")
+
+
+def test_csv_payment_repeated_on_every_line_row_rejects_receipt() -> None:
+    """A payment written on each line row is not silently de-duplicated: totals say why."""
+    text = (
+        "Kvitteringsnr;Tidspunkt;Linjebeløp;Betalingsmåte;Betalt\n"
+        "1;31.01.2026 10:00:00;10,00;Kort;30,00\n"
+        "1;31.01.2026 10:00:00;20,00;Kort;30,00\n"
+    )
+    source = make_source(
+        columns={"receipt_number": "Kvitteringsnr", "purchase_at": "Tidspunkt",
+                 "item_gross_amount": "Linjebeløp", "payment_type": "Betalingsmåte",
+                 "payment_amount": "Betalt"},
+    )  # fmt: skip
+    (record,) = run(text.encode("cp1252"), source)
+    assert isinstance(record, InvalidRecord)
+    assert "payments sum to 6000 but net_amount is 3000" in record.errors[0]
+
+
+def test_csv_receipt_id_format_override_uses_register_and_number() -> None:
+    """A source's receipt_id_format is applied by mapping from the parser's private keys."""
+    source = CsvSource.model_validate(
+        {**make_source().model_dump(), "receipt_id_format": "{register_id}/{number}"}
+    )
+    raw = run(NORWEGIAN.encode("cp1252"), source)[0]
+    assert isinstance(raw, RawReceipt)
+    finished = finish_receipt(raw, source)
+    assert isinstance(finished, ValidReceipt)
+    assert finished.receipt_id == "1/1001"
+
+
+def test_csv_example_config_converts_its_bundled_sample() -> None:
+    """config/examples/csv.yaml turns the bundled cp1252 sample into valid receipts only."""
+    agent = load_config(REPO / "config" / "examples" / "csv.yaml")
+    (source,) = agent.sources
+    parser = get_parser(source.format)
+    with (REPO / "receipt_agent" / "samples" / "csv" / "kvitteringer-cp1252.csv").open("rb") as f:
+        records = list(parser(f, source))
+    finished = [finish_receipt(r, source) for r in records if isinstance(r, RawReceipt)]
+    assert len(finished) == len(records) == 4
+    assert all(isinstance(r, ValidReceipt) for r in finished), finished
+    assert [r.receipt_id for r in finished if isinstance(r, ValidReceipt)] == [
+        "butikk-0417-1-5001",
+        "butikk-0417-1-5002",
+        "butikk-0417-2-5003",
+        "butikk-0417-2-5004",
+    ]
