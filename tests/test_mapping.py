@@ -8,12 +8,11 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
+from receipt_agent import mapping, totals
 from receipt_agent.config import DinteroJsonSource, SourceBase
 from receipt_agent.formats import InvalidRecord, RawReceipt
-from receipt_agent.mapping import ValidReceipt, check_totals, finish_receipt
+from receipt_agent.mapping import ValidReceipt, finish_receipt
 
 EXAMPLE = Path(__file__).parent / "data" / "dintero" / "example.post-receipts.request.json"
 
@@ -294,14 +293,6 @@ def test_finish_receipt_errors_never_contain_personal_data(tmp_path: Path) -> No
     assert not [error for error in errors if "CANARY" in error]
 
 
-# --- check_totals ---------------------------------------------------------------------------
-
-
-def test_check_totals_saft_worked_example_with_cash_rounding_adds_up() -> None:
-    """The SAF-T example (295.40 paid as 295.00 cash, rounding -0.40) passes every cross-check."""
-    assert check_totals(SAFT_1001) == []
-
-
 def test_finish_receipt_saft_worked_example_sends_without_private_keys(tmp_path: Path) -> None:
     """The SAF-T example maps to a valid receipt and its private keys are not sent."""
     sent = valid(
@@ -311,121 +302,6 @@ def test_finish_receipt_saft_worked_example_sends_without_private_keys(tmp_path:
     assert sent["receipt_id"] == "frogner-11.222-33.44.567-1001"
 
 
-def test_check_totals_items_not_matching_gross_names_both_numbers() -> None:
-    """Lines that do not add up to gross_amount are reported with both sums."""
-    data = {"gross_amount": 12500, "items": [{"gross_amount": 12000}, {"gross_amount": 300}]}
-    assert check_totals(data) == ["items sum to 12300 but gross_amount is 12500"]
-
-
-def test_check_totals_items_not_matching_net_names_both_numbers() -> None:
-    """Lines whose net amounts do not add up to net_amount are reported with both sums."""
-    data = {"net_amount": 900, "items": [{"net_amount": 500}, {"net_amount": 500}]}
-    assert check_totals(data) == ["items' net_amount sum to 1000 but net_amount is 900"]
-
-
-def test_check_totals_payments_compared_with_net_after_discount() -> None:
-    """Payments are checked against the total after discounts, not the gross."""
-    data = {
-        "gross_amount": 10000,
-        "net_amount": 8000,
-        "items": [{"gross_amount": 10000, "net_amount": 8000}],
-        "payments": [{"amount": 8000}],
-    }
-    assert check_totals(data) == []
-    data["payments"] = [{"amount": 10000}]
-    assert check_totals(data) == ["payments sum to 10000 but net_amount is 8000"]
-
-
-def test_check_totals_payment_mismatch_with_rounding_shows_the_arithmetic() -> None:
-    """A cash payment that misses the rounded total names the total, the rounding and the sum."""
-    data = dict(SAFT_1001, payments=[{"amount": 29400}])
-    assert check_totals(data) == [
-        "payments sum to 29400 but net_amount 29540 plus rounding -40 is 29500"
-    ]
-
-
-def test_check_totals_round_off_to_coin_is_not_a_rounding_amount() -> None:
-    """round_off_to_coin (a granularity such as 100) does not excuse a payment difference."""
-    data = {"net_amount": 29540, "round_off_to_coin": 100, "payments": [{"amount": 29500}]}
-    assert check_totals(data) == ["payments sum to 29500 but net_amount is 29540"]
-
-
-def test_check_totals_change_handed_back_is_subtracted() -> None:
-    """Tendered cash minus the recorded change must equal the total."""
-    data = {"net_amount": 29500, "payments": [{"amount": 30000}], "_change": 500}
-    assert check_totals(data) == []
-    data["_change"] = 400
-    assert check_totals(data) == [
-        "payments sum to 30000 minus change 400 = 29600 but net_amount is 29500"
-    ]
-
-
-def test_check_totals_uses_gross_when_net_is_absent() -> None:
-    """A receipt without net_amount has its payments checked against gross_amount."""
-    data = {"gross_amount": 5000, "payments": [{"amount": 2000}, {"amount": 2000}]}
-    assert check_totals(data) == ["payments sum to 4000 but gross_amount is 5000"]
-
-
-def test_check_totals_counts_voided_lines_and_negative_returns() -> None:
-    """A voided line carries its offsetting amount, so every line counts, returns too."""
-    data = {
-        "gross_amount": 1000,
-        "items": [
-            {"gross_amount": 1500},
-            {"gross_amount": -1500, "voided": True},
-            {"gross_amount": 1500},
-            {"gross_amount": -500, "is_return_item": True},
-        ],
-        "payments": [{"amount": 1500}, {"amount": -500}],
-    }
-    assert check_totals(data) == []
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        {"gross_amount": 100},
-        {"gross_amount": 100, "items": []},
-        {"gross_amount": 100, "items": [{"gross_amount": 50}, {}]},
-        {"gross_amount": 100, "items": [{"gross_amount": 50.0}]},
-        {"gross_amount": "100", "items": [{"gross_amount": 50}]},
-        {"gross_amount": 100, "items": [{"gross_amount": 50}, "line"]},
-        {"gross_amount": 100, "items": [{"gross_amount": True}]},
-        {"net_amount": 100, "payments": [{"amount": 50}, {"type_id": "CASH"}]},
-        {"payments": [{"amount": 50}]},
-    ],
-)
-def test_check_totals_with_missing_or_malformed_amounts_skips_the_rule(
-    data: dict[str, Any],
-) -> None:
-    """A cross-check whose amounts are absent or not integers is skipped; validation reports."""
-    assert check_totals(data) == []
-
-
-def test_check_totals_tolerance_allows_small_differences() -> None:
-    """A caller may allow a difference of a few minor units; larger ones are still reported."""
-    data = {"gross_amount": 1001, "items": [{"gross_amount": 1000}]}
-    assert check_totals(data, tolerance_minor=1) == []
-    assert check_totals(data, tolerance_minor=0) == ["items sum to 1000 but gross_amount is 1001"]
-
-
-@given(
-    lines=st.lists(st.integers(min_value=-(10**9), max_value=10**9), min_size=1, max_size=20),
-    rounding=st.integers(min_value=-99, max_value=99),
-    error=st.integers(min_value=-(10**6), max_value=10**6).filter(lambda n: n != 0),
-)
-def test_check_totals_consistent_receipts_pass_and_any_gross_error_is_reported(
-    lines: list[int], rounding: int, error: int
-) -> None:
-    """A receipt whose lines add up passes; shifting its gross by any amount is reported once."""
-    total = sum(lines)
-    data: dict[str, Any] = {
-        "gross_amount": total,
-        "net_amount": total,
-        "items": [{"gross_amount": line, "net_amount": line} for line in lines],
-        "payments": [{"amount": total + rounding}],
-        "_rounding": rounding,
-    }
-    assert check_totals(data) == []
-    data["gross_amount"] = total + error
-    assert check_totals(data) == [f"items sum to {total} but gross_amount is {total + error}"]
+def test_mapping_check_totals_is_the_totals_module_function() -> None:
+    """Parsers that import check_totals from mapping get the same cross-checks as from totals."""
+    assert mapping.check_totals is totals.check_totals
