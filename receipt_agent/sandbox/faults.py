@@ -23,6 +23,7 @@ from typing import Any
 
 ENDPOINTS = frozenset({"token", "receipts", "reports", "test_report"})
 _DEFAULT_ENDPOINTS = frozenset({"receipts", "reports", "test_report"})
+_SERVER_ERROR_CLASS = 5  # status // 100 of a 5xx
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +131,7 @@ class Faults:
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1")
         for name in ("error_status", "fail_next_status"):
-            if not 500 <= int(getattr(self, name)) <= 599:
+            if int(getattr(self, name)) // 100 != _SERVER_ERROR_CLASS:
                 raise ValueError(f"{name} must be a 5xx status")
         if self.token_lifetime_s < 1:
             raise ValueError("token_lifetime_s must be at least 1")

@@ -18,6 +18,8 @@ import orjson
 from receipt_agent.sandbox.schema import is_date, is_date_time
 
 CONTENT_TYPES = ("application/pdf", "text/csv", "application/json", "text/html")
+MAX_TRANSACTION_IDS = 1000  # TestReportOptions.transaction_ids maxItems
+MAX_TRANSACTIONS = 10000  # TestReportOptions.number_of_transactions maximum
 SCHEDULES = ("monthly", "weekly", "daily", "custom", "none")
 _REQUIRED_QUERY = (
     "template_id",
@@ -50,11 +52,11 @@ def check_generation(query: dict[str, str], body: Any) -> list[Problem]:
         problems.append(
             {"path": "query.template_accept_timezone", "message": "is not an IANA timezone"}
         )
-    for name in ("data_from", "data_to"):
-        if name in query and not is_date_time(query[name]):
-            problems.append(
-                {"path": f"query.{name}", "message": "is not a date-time with an offset"}
-            )
+    problems += [
+        {"path": f"query.{name}", "message": "is not a date-time with an offset"}
+        for name in ("data_from", "data_to")
+        if name in query and not is_date_time(query[name])
+    ]
     if "schedule" in query and query["schedule"] not in SCHEDULES:
         problems.append(
             {"path": "query.schedule", "message": f"must be one of {', '.join(SCHEDULES)}"}
@@ -186,10 +188,12 @@ def check_test_report(body: Any) -> list[Problem]:
     if ids is not None:
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             problems.append({"path": "transaction_ids", "message": "must be an array of strings"})
-        elif len(ids) > 1000:
+        elif len(ids) > MAX_TRANSACTION_IDS:
             problems.append({"path": "transaction_ids", "message": "must have at most 1000 items"})
     count = body.get("number_of_transactions")
-    if "number_of_transactions" in body and (type(count) is not int or not 1 <= count <= 10000):
+    if "number_of_transactions" in body and (
+        type(count) is not int or not 1 <= count <= MAX_TRANSACTIONS
+    ):
         problems.append(
             {
                 "path": "number_of_transactions",

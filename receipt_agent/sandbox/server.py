@@ -8,7 +8,7 @@ file (atomically); never logs per request.
 """
 
 import contextlib
-import os
+import functools
 import re
 import socket
 import sys
@@ -29,15 +29,12 @@ from receipt_agent.sandbox.schema import ReceiptValidator
 from receipt_agent.sandbox.state import RecordedRequest, SandboxState
 
 _JSON = "application/json"
-_VALIDATOR: ReceiptValidator | None = None
 
 
+@functools.cache
 def _validator() -> ReceiptValidator:
     # Compiled once per process: building it costs more than a thousand validations.
-    global _VALIDATOR
-    if _VALIDATOR is None:
-        _VALIDATOR = ReceiptValidator()
-    return _VALIDATOR
+    return ReceiptValidator()
 
 
 class SandboxHTTPServer(ThreadingHTTPServer):
@@ -172,7 +169,7 @@ class SandboxHTTPServer(ThreadingHTTPServer):
             try:
                 changes = orjson.loads(body) if body else {}
                 if not isinstance(changes, dict):
-                    raise ValueError("body must be a JSON object of fault fields")
+                    raise TypeError("body must be a JSON object of fault fields")
                 if changes.pop("clear", False):
                     self.faults.clear()
                 self.faults.update(**changes)
@@ -355,7 +352,7 @@ def serve(
     if port_file is not None:
         temporary = port_file.with_name(port_file.name + ".tmp")
         temporary.write_text(f"{bound}\n", encoding="utf-8")
-        os.replace(temporary, port_file)
+        temporary.replace(port_file)
     if ready is not None:
         ready(f"http://{host}:{bound}/v1")
     try:

@@ -127,9 +127,10 @@ class SandboxState:
                     "created_by": _CREATED_BY,
                     "updated_at": now,
                 }
+                stored = receipt
                 if token_expire_days is not None:
-                    receipt = _with_receipt_token(receipt, token_expire_days)
-                held[receipt_id] = {**receipt, **entity}
+                    stored = _with_receipt_token(receipt, token_expire_days)
+                held[receipt_id] = {**stored, **entity}
                 created.append(entity)
             self.receipt_posts += 1
             self.receipts_received += len(receipts)
