@@ -1,8 +1,14 @@
-"""Raw records → validated receipts: store defaults, currency, receipt_id, validation, totals.
+"""Raw records → validated receipts: store defaults, currency, receipt_id, validation.
 
 Implements CONTRACT §2 (`store`, `currency`, `receipt_id_format`) and §3 (receipt ids,
 rejected receipts with field errors). Pure: values in, values out; no I/O, no logging.
 Never puts an input value into an error message (it may be personal data, CONTRACT §6).
+Never mutates the parser's record.
+
+Store defaults: `sources[].store` describes the store with that id. A receipt whose
+`store` has no id or the same id gets every default it lacks (its own values win, the
+address merged field by field); a receipt that names ANOTHER store (a SAF-T/POSLog
+`mapping.stores` entry) gets none, so it never borrows the wrong name or address.
 
 Private keys (the convention for format authors)
 -------------------------------------------------
@@ -10,28 +16,26 @@ A parser may put these keys at the TOP level of `RawReceipt.data`. `finish_recei
 them before validation, so they are never sent; any other key starting with `_` is an
 unknown field and rejects the receipt like any misspelt key.
 
-| key            | type      | meaning                                                       |
-|----------------|-----------|---------------------------------------------------------------|
-| `_register_id` | str | int | the till/register/workstation the number belongs to (SAF-T  |
-|                |           | `registerID`, POSLog `WorkstationID`, CSV `register_id`)      |
-| `_number`      | str | int | the receipt number as printed, unique per register (SAF-T   |
-|                |           | `nr`, POSLog `SequenceNumber`, CSV `receipt_number`)          |
-| `_rounding`    | int       | cash rounding in minor units, signed: what was added to the   |
-|                |           | receipt's total to get the amount due (295.40 → 295.00: -40)  |
-| `_change`      | int       | change handed back in minor units, when the format records    |
-|                |           | tendered amounts and change separately (not as a negative     |
-|                |           | payment line)                                                 |
+- `_register_id` (str or int): the till/register/workstation that numbers the receipt
+  (SAF-T `registerID`, POSLog `WorkstationID`, CSV `register_id`).
+- `_number` (str or int): the receipt number as printed, unique per register (SAF-T `nr`,
+  POSLog `SequenceNumber`, CSV `receipt_number`).
+- `_rounding` (int, minor units, signed): the cash rounding the till applied, i.e. what
+  was added to the receipt's total to get the amount paid (295.40 paid as 295.00: -40).
+- `_change` (int, minor units): change handed back, for formats that record the tendered
+  amount and the change separately instead of as a negative payment line.
 
 Parsers still build `receipt_id` themselves (`{store.id}-{register}-{number}` for SAF-T,
 POSLog and CSV, CONTRACT §3); `_register_id`/`_number` exist so that a source's
 `receipt_id_format` can rebuild it. `_rounding`/`_change` are read by
-`totals.check_totals` (parsers import it from `receipt_agent.totals`, not from here:
-`formats` may not import `mapping`, see the import-linter layers).
+`totals.check_totals`; parsers import that from `receipt_agent.totals`, not from here,
+because `formats` may not import `mapping` (import-linter layers).
 
 `receipt_id_format` placeholders: `{store_id}` ← the merged `store.id`; `{register_id}` ←
 `_register_id`, else `store.terminal_id`; `{number}` ← `_number`, else the receipt's own
 `receipt_id` (so a dintero-json source can write `"{store_id}-{number}"`). A placeholder
-that has no value, or an unknown one, rejects the receipt with a sentence saying so.
+without a value, an unknown placeholder or broken braces reject the receipt with a
+sentence saying so.
 """
 
 from __future__ import annotations
@@ -140,11 +144,9 @@ def _message(kind: str, message: str) -> str:
 
 
 def _merge_store(store: object, source: SourceBase) -> object:
-    """The source's store defaults under the receipt's own values (CONTRACT §2 `store`).
+    """The source's store defaults under the receipt's own values (module docstring).
 
-    Defaults describe the store `sources[].store.id`; a receipt that names ANOTHER store
-    (a SAF-T/POSLog `mapping.stores` entry) gets none of them, so it never borrows the
-    wrong store's name or address. A non-dict `store` is left for validation to report.
+    A non-dict `store` is left as it is for validation to report.
     """
     defaults = source.store.model_dump(mode="json", exclude_none=True)
     if store is None:
