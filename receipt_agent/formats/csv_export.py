@@ -82,9 +82,15 @@ def parse(stream: IO[bytes], source: SourceBase) -> Iterator[Record]:
     mapping = source.mapping
     text = _decode(stream.read(), mapping)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=mapping.delimiter)
-    header, header_line = _read_header(reader)
-    positions = _column_positions(header, mapping)
-    groups = _group_rows(reader, header, positions, header_line)
+    try:
+        header, header_line = _read_header(reader)
+        positions = _column_positions(header, mapping)
+        groups = _group_rows(reader, header, positions, header_line)
+    except csv.Error as error:
+        raise ParseError(
+            f"the CSV cannot be read ({error}); check the export and mapping.delimiter",
+            location=f"line {max(reader.line_num, 1)}",
+        ) from None
     for group in groups.values():
         yield _build(group, source)
 

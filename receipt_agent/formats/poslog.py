@@ -16,7 +16,8 @@ What becomes what (decided here; formats.md §4.2 leaves the exact shapes open):
   (then `entry_status: "Training"`); `Transaction/@CancelFlag="true"` or `TransactionStatus`
   Canceled/Cancelled/Voided/PostVoided → `voided` unless `mapping.voided: send` (then
   `entry_status: "Voided"`). Visma's `ControlTransaction` (CashDrawerOpen) next to a
-  RetailTransaction does not make a sale a non-sale.
+  RetailTransaction does not make a sale a non-sale; a RetailTransaction with neither an
+  item nor a tender (after cancelled lines are dropped) is a `non_sale` too.
 - **Store.** `BusinessUnit/UnitID`, else `RetailStoreID`, looked up in `mapping.stores`; a unit
   missing from a non-empty map rejects its receipt. Without a map every receipt gets
   `sources[].store.id`, and a file naming a second unit raises ParseError (never guessed).
@@ -114,6 +115,8 @@ def _transaction(
 
     reader = LineReader(currency, f"{where}/RetailTransaction", tax_included=mapping.tax_included)
     lines = reader.read(retail)
+    if not lines.items and not lines.payments and not lines.errors:
+        return SkippedRecord("non_sale", where)  # nothing sold, nothing paid: a no-sale
     errors.extend(lines.errors)
     data = _receipt(lines, store_id, receipt_id, purchase_at, currency)
     data["_register_id"], data["_number"] = workstation, sequence

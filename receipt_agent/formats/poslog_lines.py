@@ -24,7 +24,9 @@ Rules (formats.md §4.2, decided here where the dialects differ):
   rewards (points, messages, custom offers) are not money and are ignored.
 - **Tax.** Item `Sale/Tax` → `tax_lines` (`included_in_price` = `mapping.tax_included`).
   US-style transaction-level `LineItem/Tax` (tax on top) → receipt `tax_lines` only; items
-  stay at the shelf price, and the amount the customer pays goes to `amount_due`.
+  stay at the shelf price, and the amount the customer pays goes to `amount_due`. With
+  `tax_included: false` and no `LineItem/Tax`, the items' own tax amounts are the tax on top
+  (a file with both is read from the `LineItem/Tax` lines, never counted twice).
 - **Tenders.** `Tender/Amount`; `@TypeCode="Refund"` is negative; a nested `TenderChange`
   is subtracted (the payment is what the store kept); NCR's separate negative change tender
   is kept as written. A `Tender/Rounding` is not a payment: `RoundingDirection="Up"` adds,
@@ -69,6 +71,8 @@ class LineReader:
         self.out = Lines()
         self._by_operator_sequence: dict[str, dict[str, Any]] = {}
         self._rewards: list[tuple[Element, str, bool]] = []
+        self._item_tax_total = 0
+        self._has_transaction_tax = False
 
     # --- values -------------------------------------------------------------------------
 
@@ -124,6 +128,9 @@ class LineReader:
                 elif part.tag == "LoyaltyMembership":
                     self.out.customer_id = self.out.customer_id or text(part, "LoyaltyID")
         self._apply_rewards()
+        if not self.tax_included and not self._has_transaction_tax:
+            # Tax on top written per item only (no LineItem/Tax): the items' tax is on top.
+            self.out.tax_on_top = self._item_tax_total
         for total in children(retail, "Total"):
             kind = (total.get("TotalType") or "").rpartition(":")[2]
             if kind.startswith("Transaction") and kind.endswith("Amount"):
@@ -227,6 +234,7 @@ class LineReader:
                 line["percentage"] = percent
             if amount is not None:
                 line["amount"] = sign * abs(amount)
+                self._item_tax_total += line["amount"]
                 if basis is None and self.tax_included:
                     basis = abs(item["net_amount"]) - abs(amount)
             if basis is not None:
@@ -249,6 +257,7 @@ class LineReader:
         if basis is not None:
             line["tax_basis"] = basis
         self.out.tax_lines.append(line)
+        self._has_transaction_tax = True
         if not self.tax_included:
             self.out.tax_on_top += amount
 

@@ -420,3 +420,11 @@ def test_csv_example_config_converts_its_bundled_sample() -> None:
         "butikk-0417-2-5003",
         "butikk-0417-2-5004",
     ]
+
+
+def test_csv_unreadable_row_raises_parse_error_with_line() -> None:
+    """A field the csv module refuses (over its size limit) quarantines the file at its line."""
+    text = NORWEGIAN + "1003;31.01.2026 14:09:00;1;1;" + "x" * 200_000 + ";1;25;10,00;;\r\n"
+    with pytest.raises(ParseError) as caught:
+        run(text.encode("cp1252"), make_source())
+    assert caught.value.location == "line 6"

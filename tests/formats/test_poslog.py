@@ -501,3 +501,24 @@ def test_poslog_property_parse_of_written_transactions_round_trips(
         assert data["payments"][0]["amount"] == net + tx["rounding"]
         assert data.get("_rounding", 0) == tx["rounding"]
         assert check_totals(data) == []
+
+
+def test_poslog_item_level_tax_on_top_is_added_once() -> None:
+    """US tax written per item (no LineItem/Tax) is on top of prices and counted once."""
+    body = (
+        "<LineItem><Sale><ItemID>A</ItemID><ExtendedAmount>10.00</ExtendedAmount>"
+        "<Quantity>1</Quantity><Tax><TaxableAmount>10.00</TaxableAmount><Amount>0.80</Amount>"
+        "<Percent>8</Percent></Tax></Sale></LineItem>" + cash("10.80")
+    )
+    data = one_receipt(run(poslog(transaction(body)), make_source(tax_included=False)))
+    assert data["net_amount"] == 1000
+    assert data["amount_due"] == 1080
+    assert data["items"][0]["tax_lines"] == [
+        {"included_in_price": False, "percentage": 8, "amount": 80, "tax_basis": 1000}
+    ]
+
+
+def test_poslog_retail_transaction_without_items_or_tenders_is_a_non_sale() -> None:
+    """An empty RetailTransaction (everything cancelled) is skipped, not sent as a 0 receipt."""
+    data = poslog(transaction(sale("5.00", flags='CancelFlag="true"')))
+    assert run(data) == [SkippedRecord("non_sale", "/POSLog/Transaction[1]")]
