@@ -14,6 +14,7 @@ the metrics listener. Every thread's top loop catches, logs and continues.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import threading
@@ -86,7 +87,9 @@ class Agent:
                 )  # fmt: skip
             return None
         if self._intake_paused_since is not None:
-            self._log.info("intake.resumed", paused_s=round(time.monotonic() - self._intake_paused_since, 1))
+            self._log.info(
+                "intake.resumed", paused_s=round(time.monotonic() - self._intake_paused_since, 1)
+            )
             self._intake_paused_since = None
         self.spool.forget(ready)
         if outcome.outcome == "quarantined":
@@ -116,7 +119,9 @@ class Agent:
                     self._take(item)
                 self.sender.flush(self.stop_event, once=True)
                 pending = self.db.pending_count()
-                return EXIT_OK if pending == 0 and self._intake_paused_since is None else EXIT_FAILED
+                return (
+                    EXIT_OK if pending == 0 and self._intake_paused_since is None else EXIT_FAILED
+                )
         finally:
             self._close()
 
@@ -159,7 +164,9 @@ class Agent:
                 observer.start()
                 started.append(observer)
             except OSError as error:  # e.g. inotify watch limit: the rescan still finds files
-                self._log.warning("spool.watch_failed", error=str(error), rescan_s=RESCAN_INTERVAL_S)
+                self._log.warning(
+                    "spool.watch_failed", error=str(error), rescan_s=RESCAN_INTERVAL_S
+                )
         return started
 
     def _schedule(self, sched: Any) -> None:
@@ -168,7 +175,11 @@ class Agent:
             sched, scheduler.FLUSH_JOB, self._flush, batch.flush_interval, start_now=True
         )
         scheduler.add_interval_job(
-            sched, scheduler.BACKLOG_JOB, self._backlog, scheduler.BACKLOG_INTERVAL_S, start_now=False
+            sched,
+            scheduler.BACKLOG_JOB,
+            self._backlog,
+            scheduler.BACKLOG_INTERVAL_S,
+            start_now=False,
         )
         if self.config.metrics.textfile is not None:
             scheduler.add_interval_job(sched, "metrics", self._write_metrics, 15.0, start_now=True)
@@ -177,13 +188,13 @@ class Agent:
     def _schedule_reports(self, sched: Any) -> None:
         if not self.config.reports:
             return
-        from receipt_agent import reports  # noqa: PLC0415 - only when reports are configured
+        from receipt_agent import reports
 
         runner = reports.ReportRunner(self.config, self.client, self.db)
         for report in self.config.reports:
             if report.cron:
                 scheduler.add_cron_job(
-                    sched, f"report:{report.name}", lambda r=report: runner.run_scheduled(r),
+                    sched, f"report:{report.name}", functools.partial(runner.run_scheduled, report),
                     report.cron, report.timezone,
                 )  # fmt: skip
         sched.add_job(scheduler.guarded("reports:catch-up", runner.catch_up), id="reports:catch-up")

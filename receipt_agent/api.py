@@ -248,7 +248,9 @@ class DinteroClient:
             return PostResult(status=status, created=created, duplicates=duplicates, ms=ms)
         message = error_message(response)
         if status == 413:  # noqa: PLR2004
-            raise PayloadTooLargeError(f"the API refused the batch as too large: {message}", status=413)
+            raise PayloadTooLargeError(
+                f"the API refused the batch as too large: {message}", status=413
+            )
         if status in (403, 404):
             raise MisconfiguredError(
                 f"POST receipts answered {status} ({message}); check dintero.base_url, "

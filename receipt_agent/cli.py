@@ -55,7 +55,9 @@ def _build_parser() -> argparse.ArgumentParser:
     convert = sub.add_parser(
         "convert", parents=[common], help="show the Dintero receipts a till export maps to"
     )
-    convert.add_argument("--source", required=True, help="the source whose format and mapping to use")
+    convert.add_argument(
+        "--source", required=True, help="the source whose format and mapping to use"
+    )
     convert.add_argument("file", type=Path)
 
     status = sub.add_parser("status", parents=[common], help="queue counts and health")
@@ -86,7 +88,9 @@ def _build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--period-start", help="YYYY-MM-DD: the period to report on")
 
     settlement = sub.add_parser("settlement", help="settlement reports")
-    settlement_sub = settlement.add_subparsers(dest="settlement_command", required=True, metavar="ACTION")
+    settlement_sub = settlement.add_subparsers(
+        dest="settlement_command", required=True, metavar="ACTION"
+    )
     test_report = settlement_sub.add_parser(
         "test-report", parents=[common], help="ask Dintero for a test settlement report"
     )
@@ -113,13 +117,13 @@ def _load(args: argparse.Namespace, *, configure_logs: bool = True) -> AgentConf
 
 
 def _open_db(config: AgentConfig, *, readonly: bool) -> Any:
-    from receipt_agent.statedb import StateDB  # noqa: PLC0415
+    from receipt_agent.statedb import StateDB
 
     return StateDB(config.db_path, readonly=readonly)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from receipt_agent.agent import Agent  # noqa: PLC0415 - heavy imports only for run
+    from receipt_agent.agent import Agent
 
     config = _load(args)
     secret, warnings = resolve_client_secret(config.dintero)
@@ -139,7 +143,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if problems:
         raise ConfigError(problems)
     if args.online:
-        from receipt_agent.api import DinteroClient  # noqa: PLC0415
+        from receipt_agent.api import DinteroClient
 
         secret, _ = resolve_client_secret(config.dintero)
         client = DinteroClient(config.dintero, secret)
@@ -153,9 +157,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from receipt_agent.formats import InvalidRecord, RawReceipt, SkippedRecord, get_parser  # noqa: PLC0415
-    from receipt_agent.intake import open_safely  # noqa: PLC0415
-    from receipt_agent.mapping import ValidReceipt, finish_receipt  # noqa: PLC0415
+    from receipt_agent.formats import InvalidRecord, RawReceipt, SkippedRecord, get_parser
+    from receipt_agent.intake import open_safely
+    from receipt_agent.mapping import ValidReceipt, finish_receipt
 
     config = _load(args, configure_logs=False)
     source = config.source(args.source)
@@ -183,7 +187,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from receipt_agent import status  # noqa: PLC0415
+    from receipt_agent import status
 
     config = _load(args, configure_logs=False)
     db = _open_db(config, readonly=True)
@@ -196,9 +200,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
-    from dataclasses import asdict  # noqa: PLC0415
+    from dataclasses import asdict
 
-    from receipt_agent import status  # noqa: PLC0415
+    from receipt_agent import status
 
     config = _load(args, configure_logs=False)
     if args.queue_command == "list":
@@ -211,7 +215,9 @@ def cmd_queue(args: argparse.Namespace) -> int:
     db = _open_db(config, readonly=False)
     if args.queue_command == "retry":
         if not args.ids and not args.all_rejected:
-            raise ConfigError([("queue retry", "name receipt ids (from `queue list`) or --all-rejected")])
+            raise ConfigError(
+                [("queue retry", "name receipt ids (from `queue list`) or --all-rejected")]
+            )
         moved = db.retry(None if args.all_rejected else args.ids, now=time.time())
         print(f"{moved} receipts moved back to pending")
         if moved == 0:
@@ -227,14 +233,14 @@ def cmd_queue(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from receipt_agent import reports  # noqa: PLC0415
+    from receipt_agent import reports
 
     config = _load(args)
     return reports.cli_generate(config, args.name, args.period_start)
 
 
 def cmd_settlement(args: argparse.Namespace) -> int:
-    from receipt_agent import reports  # noqa: PLC0415
+    from receipt_agent import reports
 
     config = _load(args)
     return reports.cli_test_report(
@@ -247,16 +253,20 @@ def cmd_settlement(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from receipt_agent import demo  # noqa: PLC0415
+    from receipt_agent import demo
 
     return demo.run_demo(keep=args.keep)
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    from receipt_agent.sandbox import serve  # noqa: PLC0415
+    from receipt_agent.sandbox import serve
 
-    print(f"sandbox API on http://127.0.0.1:{args.port}/v1 (client {args.client_id!r}); Ctrl-C stops")
-    serve(host="127.0.0.1", port=args.port, client_id=args.client_id, client_secret=args.client_secret)
+    print(
+        f"sandbox API on http://127.0.0.1:{args.port}/v1 (client {args.client_id!r}); Ctrl-C stops"
+    )
+    serve(
+        host="127.0.0.1", port=args.port, client_id=args.client_id, client_secret=args.client_secret
+    )
     return OK
 
 

@@ -37,7 +37,7 @@ from receipt_agent.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/receipt-agent/config.yaml")
 CONFIG_ENV = "RECEIPT_AGENT_CONFIG"
-SECRET_ENV = "RECEIPT_AGENT_CLIENT_SECRET"
+SECRET_ENV = "RECEIPT_AGENT_CLIENT_SECRET"  # noqa: S105 - a variable name, not a secret
 FORMATS = ("dintero-json", "csv", "saft-cashregister", "poslog")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -192,7 +192,7 @@ class CsvMapping(_Model):
     @field_validator("encoding")
     @classmethod
     def _known_encoding(cls, value: str) -> str:
-        import codecs  # noqa: PLC0415 - only needed here
+        import codecs
 
         try:
             codecs.lookup(value)
@@ -434,13 +434,17 @@ def load_config(path: Path) -> AgentConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise ConfigError([(str(path), f"cannot read the config file ({error.strerror})")]) from None
+        raise ConfigError(
+            [(str(path), f"cannot read the config file ({error.strerror})")]
+        ) from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError([(where, f"not valid YAML ({getattr(error, 'problem', error)})")]) from None
+        raise ConfigError(
+            [(where, f"not valid YAML ({getattr(error, 'problem', error)})")]
+        ) from None
     if not isinstance(raw, dict):
         raise ConfigError([(str(path), "the config must be a YAML mapping of keys")])
     try:

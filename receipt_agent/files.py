@@ -40,7 +40,7 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        tmp.replace(path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -67,7 +67,7 @@ def move_into(source: Path, folder: Path, *, name: str | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     target = free_name(folder, name or source.name)
     try:
-        os.rename(source, target)
+        source.rename(target)
     except OSError as error:
         if error.errno != errno.EXDEV:
             raise
@@ -76,7 +76,7 @@ def move_into(source: Path, folder: Path, *, name: str | None = None) -> Path:
             shutil.copyfileobj(reader, writer, _CHUNK)
             writer.flush()
             os.fsync(writer.fileno())
-        os.rename(tmp, target)
+        tmp.rename(target)
         fsync_dir(folder)
         source.unlink()
         fsync_dir(source.parent)

@@ -61,7 +61,7 @@ def open_safely(path: Path, limit_bytes: int) -> IO[bytes]:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as error:
-        if os.path.islink(path):
+        if path.is_symlink():
             raise UnsafeFileError(
                 "the file is a symbolic link; receipt-agent never follows links in a spool "
                 "folder; copy the real file in instead",
@@ -86,7 +86,9 @@ def open_safely(path: Path, limit_bytes: int) -> IO[bytes]:
     return os.fdopen(fd, "rb")
 
 
-def take_in(path: Path, source: SourceBase, db: statedb.StateDB, config: AgentConfig) -> FileOutcome:
+def take_in(
+    path: Path, source: SourceBase, db: statedb.StateDB, config: AgentConfig
+) -> FileOutcome:
     """Given a ready spool file, record its receipts and archive it, or quarantine it.
 
     Return the outcome. Raise StateStoreError (the file stays in the spool) when the
@@ -134,7 +136,9 @@ def _record(
                 if isinstance(record, SkippedRecord):
                     skipped[record.reason] += 1
                     continue
-                finished = finish_receipt(record, source) if isinstance(record, RawReceipt) else record
+                finished = (
+                    finish_receipt(record, source) if isinstance(record, RawReceipt) else record
+                )
                 if isinstance(finished, ValidReceipt):
                     is_new = statedb.insert_receipt(
                         tx, source=source.name, store_id=finished.store_id,
@@ -169,7 +173,9 @@ def _describe_invalid(
     record: InvalidRecord, source: SourceBase, path: Path
 ) -> tuple[str, str, str]:
     store_id = record.store_id or source.store.id
-    receipt_id = record.receipt_id or f"{path.name}{'@' + record.location if record.location else ''}"
+    receipt_id = (
+        record.receipt_id or f"{path.name}{'@' + record.location if record.location else ''}"
+    )
     where = f"{path.name}: {record.location}: " if record.location else f"{path.name}: "
     return store_id, receipt_id, where + "; ".join(record.errors)
 

@@ -54,7 +54,7 @@ def _orjson_dumps(value: Any, **_: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
-def configure(*, file: str = "-", format: str = "json", level: str = "info") -> None:  # noqa: A002
+def configure(*, file: str = "-", format: str = "json", level: str = "info") -> None:
     """Set up structlog and stdlib logging; `file="-"` writes to stderr (journald)."""
     global _handler  # noqa: PLW0603 - one process-wide handler, reopened on SIGHUP
     shared: list[Any] = [
@@ -75,7 +75,7 @@ def configure(*, file: str = "-", format: str = "json", level: str = "info") -> 
     if file == "-":
         handler: logging.Handler = logging.StreamHandler(sys.stderr)
     else:
-        from pathlib import Path  # noqa: PLC0415
+        from pathlib import Path
 
         Path(file).parent.mkdir(parents=True, exist_ok=True)
         handler = logging.handlers.WatchedFileHandler(file, encoding="utf-8")
@@ -108,8 +108,8 @@ def reopen() -> None:
         _handler.acquire()
         try:
             _handler.close()
-            _handler.stream = _handler._open()  # noqa: SLF001 - the documented reopen path
-            _handler._statstream()  # noqa: SLF001
+            _handler.stream = _handler._open()
+            _handler._statstream()
         finally:
             _handler.release()
 

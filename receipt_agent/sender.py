@@ -34,8 +34,10 @@ from receipt_agent.errors import (
     TransientSendError,
 )
 
-# `run --once` waits out backoffs (Retry-After included) for at most this long in total.
+# `run --once` waits out backoffs (Retry-After included) for at most this long in total,
+# and gives up after this many failures in a row: cron runs it again.
 ONCE_WAIT_BUDGET_S = 60.0
+ONCE_MAX_FAILURES = 5
 
 
 class SendObserver(Protocol):
@@ -99,7 +101,10 @@ class Sender:
             while not stop.is_set():
                 pause = self.paused_for_s
                 if pause > 0:
-                    if not once or waited + pause > ONCE_WAIT_BUDGET_S:
+                    out_of_budget = (
+                        waited + pause > ONCE_WAIT_BUDGET_S or self._failures >= ONCE_MAX_FAILURES
+                    )
+                    if not once or out_of_budget:
                         result.failed = True
                         return result
                     stop.wait(pause)

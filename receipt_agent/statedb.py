@@ -238,7 +238,7 @@ class StateDB:
         """Return the number of receipts per state (every state present)."""
         rows = self._connect().execute("SELECT state, COUNT(*) FROM receipts GROUP BY state")
         counts = dict.fromkeys(STATES, 0)
-        counts.update({state: count for state, count in rows})
+        counts.update(dict(rows))
         return counts
 
     def counts_by_source(self) -> dict[str, dict[str, int]]:
@@ -258,9 +258,11 @@ class StateDB:
 
     def oldest_pending_created_at(self) -> float | None:
         """Return the creation time (unix seconds) of the oldest pending receipt."""
-        row = self._connect().execute(
-            "SELECT MIN(created_at) FROM receipts WHERE state = 'pending'"
-        ).fetchone()
+        row = (
+            self._connect()
+            .execute("SELECT MIN(created_at) FROM receipts WHERE state = 'pending'")
+            .fetchone()
+        )
         return None if row[0] is None else float(row[0])
 
     def due(self, *, now: float, limit: int, ignore_backoff: bool = False) -> list[QueuedReceipt]:
@@ -353,9 +355,13 @@ class StateDB:
 
     def report_done(self, name: str, period_start: str) -> str | None:
         """Return the file written for this report period, or None."""
-        row = self._connect().execute(
-            "SELECT file FROM reports WHERE name = ? AND period_start = ?", (name, period_start)
-        ).fetchone()
+        row = (
+            self._connect()
+            .execute(
+                "SELECT file FROM reports WHERE name = ? AND period_start = ?", (name, period_start)
+            )
+            .fetchone()
+        )
         return None if row is None else str(row[0])
 
     def record_report(self, name: str, period_start: str, file: str) -> None:

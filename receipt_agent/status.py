@@ -98,7 +98,16 @@ def print_status(report: StatusReport, console: Console) -> None:
 def print_queue(rows: list[Any], console: Console) -> None:
     """Render `queue list` rows as a rich table."""
     table = Table(title="receipts")
-    for column in ("id", "source", "store_id", "receipt_id", "state", "attempts", "updated", "last_error"):
+    for column in (
+        "id",
+        "source",
+        "store_id",
+        "receipt_id",
+        "state",
+        "attempts",
+        "updated",
+        "last_error",
+    ):
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(

@@ -64,21 +64,21 @@ Parser = Callable[[IO[bytes], SourceBase], Iterator[Record]]
 def get_parser(format_name: str) -> Parser:
     """Given a `format:` value, return its parser (imported lazily, XML stacks are heavy)."""
     if format_name == "dintero-json":
-        from receipt_agent.formats.dintero_json import parse  # noqa: PLC0415
+        from receipt_agent.formats.dintero_json import parse as parse_dintero_json
 
-        return parse
+        return parse_dintero_json
     if format_name == "csv":
-        from receipt_agent.formats.csv_export import parse  # noqa: PLC0415
+        from receipt_agent.formats.csv_export import parse as parse_csv
 
-        return parse
+        return parse_csv
     if format_name == "saft-cashregister":
-        from receipt_agent.formats.saft import parse  # noqa: PLC0415
+        from receipt_agent.formats.saft import parse as parse_saft
 
-        return parse
+        return parse_saft
     if format_name == "poslog":
-        from receipt_agent.formats.poslog import parse  # noqa: PLC0415
+        from receipt_agent.formats.poslog import parse as parse_poslog
 
-        return parse
+        return parse_poslog
     raise KeyError(format_name)
 
 

@@ -1,0 +1,96 @@
+"""Shared fixtures: real folders, real YAML, the real sandbox on loopback.
+
+- `spool_dir` / `state_dir`: folders in tmp_path.
+- `write_config`: writes a real YAML config (dict → file) and returns its path.
+- `sandbox`: the package's own Dintero stand-in on 127.0.0.1:0, in a thread.
+- `agent_config`: a config for one dintero-json source sending to that sandbox.
+- autouse `clean_environ`: drops RECEIPT_AGENT_*, CREDENTIALS_DIRECTORY and proxies.
+Helpers (the installed CLI, receipt builders, log readers) live in `support.py`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+import yaml
+from support import CLIENT_ID, SECRET, base_config
+
+from receipt_agent.sandbox import Sandbox
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's receipt-agent settings or proxies (httpx's rule)."""
+    for name in list(os.environ):
+        if name.startswith("RECEIPT_AGENT_") or name in {"CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET"}:
+            monkeypatch.delenv(name, raising=False)
+        if name.lower() in {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}:
+            monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def reset_structlog() -> Iterator[None]:
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.fixture
+def spool_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "spool"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(client_id=CLIENT_ID, client_secret=SECRET, port=0) as running:
+        yield running
+
+
+@pytest.fixture
+def secret_file(tmp_path: Path) -> Path:
+    path = tmp_path / "client_secret"
+    path.write_text(SECRET + "\n")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[[dict[str, Any]], Path]:
+    def write(config: dict[str, Any], name: str = "config.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def agent_config(
+    tmp_path: Path,
+    sandbox: Sandbox,
+    spool_dir: Path,
+    state_dir: Path,
+    secret_file: Path,
+    write_config: Callable[[dict[str, Any]], Path],
+) -> Path:
+    """A config for one dintero-json source sending to the sandbox."""
+    return write_config(
+        base_config(
+            base_url=sandbox.base_url,
+            spool_dir=spool_dir,
+            state_dir=state_dir,
+            secret_file=secret_file,
+            log_file=tmp_path / "agent.log",
+        )
+    )

@@ -1,0 +1,142 @@
+"""Helpers the tests share: constants, receipt builders, the installed CLI, log readers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+ACCOUNT = "T12345678"
+CLIENT_ID = "test-client"
+SECRET = "canary-secret-s3cr3t-value"  # a canary: must never appear in any log
+BIN = Path(sys.executable).parent
+SHARED_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+
+
+def base_config(
+    *,
+    base_url: str,
+    spool_dir: Path,
+    state_dir: Path,
+    secret_file: Path,
+    log_file: Path,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Return a config dict for one dintero-json source with test-sized timings."""
+    config: dict[str, Any] = {
+        "dintero": {
+            "base_url": base_url,
+            "account_id": ACCOUNT,
+            "client_id": CLIENT_ID,
+            "client_secret_file": str(secret_file),
+            "timeout": "5s",
+        },
+        "state_dir": str(state_dir),
+        "log": {"file": str(log_file), "format": "json", "level": "info"},
+        "sources": [
+            {
+                "name": "till-1",
+                "path": str(spool_dir),
+                "format": "dintero-json",
+                "settle": "0.1s",
+                "store": {"id": "sc029", "name": "SC Oslo"},
+            }
+        ],
+        "batch": {"max_receipts": 100, "flush_interval": "0.2s"},
+        "retry": {"initial": "0.1s", "max": "1s"},
+    }
+    config.update(overrides)
+    return config
+
+
+def cli(*args: str, timeout: float = 60, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run the installed console script and return the finished process."""
+    return subprocess.run(
+        [str(BIN / "receipt-agent"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **kwargs,
+    )
+
+
+def start_agent(config: Path, *extra: str) -> subprocess.Popen[str]:
+    """Start `receipt-agent run` as a subprocess (for signals and kill -9)."""
+    return subprocess.Popen(
+        [str(BIN / "receipt-agent"), "run", "-c", str(config), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_until(
+    predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05
+) -> Any:
+    """Poll `predicate` until it is truthy; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s: {predicate}")
+        time.sleep(interval)
+
+
+def make_receipt(
+    number: int, *, store_id: str = "sc029", amount: int = 12500, **extra: Any
+) -> dict[str, Any]:
+    """A valid Dintero receipt with one item, one payment and VAT 25 %."""
+    net = amount * 4 // 5
+    receipt: dict[str, Any] = {
+        "store": {"id": store_id},
+        "receipt_id": f"R{number:06d}",
+        "purchase_at": "2026-11-20T10:15:00+01:00",
+        "currency": "NOK",
+        "gross_amount": amount,
+        "net_amount": amount,
+        "items": [
+            {
+                "id": "A1",
+                "line_id": 1,
+                "description": "Kaffe",
+                "quantity": 1,
+                "gross_amount": amount,
+                "net_amount": net,
+                "tax_percent": 25,
+                "tax_lines": [{"amount": amount - net, "percentage": 25, "tax_basis": net}],
+            }
+        ],
+        "payments": [{"amount": amount, "type_id": "CARD", "line_id": 1}],
+    }
+    receipt.update(extra)
+    return receipt
+
+
+def drop(folder: Path, name: str, receipts: list[dict[str, Any]] | dict[str, Any] | bytes) -> Path:
+    """Write a file into a spool the way a careful till does: tmp name, then rename."""
+    data = receipts if isinstance(receipts, bytes) else orjson.dumps(receipts)
+    tmp = folder / f".{name}.tmp"
+    tmp.write_bytes(data)
+    target = folder / name
+    tmp.rename(target)
+    return target
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """Parse the JSON-lines log file; every line must be a JSON object."""
+    if not path.exists():
+        return []
+    return [orjson.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def events(path: Path, name: str) -> list[dict[str, Any]]:
+    return [line for line in read_log(path) if line.get("event") == name]
