@@ -65,8 +65,8 @@ def _config_for(log_dir: Path, target: Path) -> None:
     user = getpass.getuser()
     group = grp.getgrgid(os.getgid()).gr_name
     lines = []
-    for line in CONFIG.read_text(encoding="utf-8").splitlines():
-        line = line.replace("/var/log/receipt-agent", str(log_dir))
+    for shipped in CONFIG.read_text(encoding="utf-8").splitlines():
+        line = shipped.replace("/var/log/receipt-agent", str(log_dir))
         line = line.replace("receipt-agent receipt-agent", f"{user} {group}")
         if line.strip().startswith("su ") and os.geteuid() != 0:
             continue  # only root may switch users; an unprivileged run needs no su
