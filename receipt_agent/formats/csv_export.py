@@ -17,7 +17,7 @@ Rules (decided here, CONTRACT §2 leaves them open):
 - **Lines and payments.** A row whose `item_gross_amount` cell is non-empty is a receipt line.
   A row whose `payment_amount` cell is non-empty is a payment (`payment_type` is its
   `type_id`). One row may be both. A payment amount repeated on every line row is therefore
-  counted on every row; `mapping.check_totals` (Σ payments = net) then rejects the receipt
+  counted on every row; `totals.check_totals` (Σ payments = net) then rejects the receipt
   rather than guessing. A receipt without payment rows is sent without payments.
   A row with neither is an error in its receipt.
 - **Amounts.** `amounts: major` converts `123,45` to 12345 øre exactly; `minor` takes integers.
@@ -50,8 +50,8 @@ from typing import IO, Any
 from receipt_agent.config import CsvMapping, CsvSource, SourceBase
 from receipt_agent.errors import ParseError
 from receipt_agent.formats import InvalidRecord, RawReceipt, Record
-from receipt_agent.mapping import check_totals
 from receipt_agent.money import AmountError, parse_decimal, split_vat, to_minor
+from receipt_agent.totals import check_totals
 
 _UTF8_BOM = codecs.BOM_UTF8
 _CURRENCY = re.compile(r"^[A-Z]{3}$")

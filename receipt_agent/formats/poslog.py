@@ -32,7 +32,7 @@ What becomes what (decided here; formats.md §4.2 leaves the exact shapes open):
   `BeginDateTime`; without an offset it is local time in `source.timezone`. The business day
   is only used for the id (NCR: business day 2017-09-30 ends at 02:02 on 2017-10-01).
 - **Currency**: `CurrencyCode`, else a `Total/@CurrencyCode`, else `source.currency`.
-- **Totals** are sums of the lines; they are checked against `mapping.check_totals` and the
+- **Totals** are sums of the lines; they are checked against `totals.check_totals` and the
   file's own `Total` elements (TransactionGross/Net/Grand/TaxAmount). With
   `tax_included: false` (US) the tax on top is not in the items' amounts: `amount_due` =
   net + tax, and payments are checked against it.
@@ -51,8 +51,8 @@ from receipt_agent.errors import ParseError
 from receipt_agent.formats import InvalidRecord, RawReceipt, Record, SkippedRecord
 from receipt_agent.formats.poslog_lines import LineReader, Lines
 from receipt_agent.formats.xml_stream import Path, child, children, stream_elements, text
-from receipt_agent.mapping import check_totals
 from receipt_agent.money import minor_to_major
+from receipt_agent.totals import check_totals
 
 _ROOTS = ("POSLog", "Transaction")
 _VOIDED = {"Canceled", "Cancelled", "Voided", "PostVoided"}
@@ -173,7 +173,7 @@ def _receipt(
 
 
 def _check(data: dict[str, Any], lines: Lines, reader: LineReader) -> list[str]:
-    """Cross-check the receipt with mapping.check_totals and the file's own Totals."""
+    """Cross-check the receipt with totals.check_totals and the file's own Totals."""
     if lines.tax_on_top:
         # Payments cover net + tax on top: check the lines, then payments against amount_due.
         problems = check_totals({key: value for key, value in data.items() if key != "payments"})

@@ -31,7 +31,7 @@ Rules (formats.md §4.2, decided here where the dialects differ):
   is subtracted (the payment is what the store kept); NCR's separate negative change tender
   is kept as written. A `Tender/Rounding` is not a payment: `RoundingDirection="Up"` adds,
   `Down` subtracts, and the signed sum goes to the private `_rounding` key for
-  `mapping.check_totals` (and to `extra_info` `poslog.rounding`).
+  `totals.check_totals` (and to `extra_info` `poslog.rounding`).
 """
 
 from __future__ import annotations
