@@ -86,6 +86,9 @@ def _transaction(
     transaction: Element, where: str, source: PoslogSource, units: dict[str, str]
 ) -> Record:
     mapping = source.mapping
+    errors: list[str] = []
+    # Every transaction names its store, skipped ones too: a file of two stores is caught.
+    store_id = _store_id(transaction, where, source, units, errors)
     retail = child(transaction, "RetailTransaction")
     status = retail.get("TransactionStatus", "") if retail is not None else ""
     if retail is None or status.startswith("Suspended"):
@@ -100,8 +103,6 @@ def _transaction(
             return SkippedRecord("voided", where)
         entry_status = entry_status or "Voided"
 
-    errors: list[str] = []
-    store_id = _store_id(transaction, where, source, units, errors)
     workstation = text(transaction, "WorkstationID")
     sequence = text(transaction, "SequenceNumber")
     business_day = _business_day(text(transaction, "BusinessDayDate"), where, errors)

@@ -522,3 +522,14 @@ def test_poslog_retail_transaction_without_items_or_tenders_is_a_non_sale() -> N
     """An empty RetailTransaction (everything cancelled) is skipped, not sent as a 0 receipt."""
     data = poslog(transaction(sale("5.00", flags='CancelFlag="true"')))
     assert run(data) == [SkippedRecord("non_sale", "/POSLog/Transaction[1]")]
+
+
+def test_poslog_second_store_in_a_skipped_transaction_still_raises() -> None:
+    """A sign-on of another store shows the file mixes stores, even though it is not a sale."""
+    data = poslog(
+        transaction(sale("1.00") + cash("1.00"), unit="3004"),
+        "<Transaction><BusinessUnit><UnitID>3000</UnitID></BusinessUnit>"
+        "<ControlTransaction><OperatorSignOn/></ControlTransaction></Transaction>",
+    )
+    with pytest.raises(ParseError, match="several stores"):
+        run(data)
