@@ -1,0 +1,177 @@
+"""`receipt-agent demo`: the whole pipeline on this machine, with no credentials.
+
+Starts the built-in sandbox API on 127.0.0.1, copies the bundled sample exports of every
+supported format (package data in `receipt_agent/samples/<format>/`, written by us) into
+a temporary spool, runs the real `run --once` path with a progress bar, and prints what
+was sent, duplicated, rejected and quarantined. A sample folder may hold a `source.yaml`
+with the source keys its format needs (mapping, store, pattern). Touches nothing outside
+its temporary folder.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from collections import Counter
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
+from rich.table import Table
+
+from receipt_agent import logs
+from receipt_agent.agent import Agent
+from receipt_agent.config import load_config, resolve_client_secret
+from receipt_agent.sandbox import Sandbox
+from receipt_agent.statedb import StateDB
+
+ACCOUNT = "T00000001"
+CLIENT_ID, CLIENT_SECRET = "demo", "demo-secret"
+_FORMATS = {
+    "dintero-json": "dintero-json",
+    "csv": "csv",
+    "saft": "saft-cashregister",
+    "poslog": "poslog",
+}
+
+
+def _sources(samples: Path, spool_root: Path) -> tuple[list[dict[str, Any]], int]:
+    sources: list[dict[str, Any]] = []
+    total_files = 0
+    for folder_name, format_name in _FORMATS.items():
+        folder = samples / folder_name
+        if not folder.is_dir():
+            continue
+        extra: dict[str, Any] = {}
+        if (folder / "source.yaml").exists():
+            extra = yaml.safe_load((folder / "source.yaml").read_text(encoding="utf-8")) or {}
+        spool = spool_root / folder_name
+        spool.mkdir(parents=True)
+        for sample in sorted(folder.iterdir()):
+            if sample.is_file() and sample.name != "source.yaml":
+                shutil.copy(sample, spool / sample.name)
+                total_files += 1
+        source = {
+            "name": f"demo-{folder_name}",
+            "path": str(spool),
+            "format": format_name,
+            "pattern": "*",
+            "settle": 0,
+            "store": {"id": f"demo-{folder_name}", "name": "Demo store"},
+        }
+        source.update(extra)
+        sources.append(source)
+    return sources, total_files
+
+
+def _files_left(sources: list[dict[str, Any]]) -> int:
+    return sum(len(list(Path(source["path"]).iterdir())) for source in sources)
+
+
+def run_demo(*, keep: bool = False) -> int:
+    """Run the demo; return 0 when every good receipt reached the sandbox."""
+    console = Console(width=110)
+    workdir = Path(tempfile.mkdtemp(prefix="receipt-agent-demo-"))
+    try:
+        with Sandbox(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, port=0) as sandbox:
+            with resources.as_file(resources.files("receipt_agent") / "samples") as samples:
+                sources, total_files = _sources(samples, workdir / "spool")
+            (workdir / "client_secret").write_text(CLIENT_SECRET)
+            (workdir / "client_secret").chmod(0o600)
+            log_file = workdir / "agent.log"
+            config_path = workdir / "config.yaml"
+            config_path.write_text(
+                yaml.safe_dump(
+                    {
+                        "dintero": {
+                            "base_url": sandbox.base_url,
+                            "account_id": ACCOUNT,
+                            "client_id": CLIENT_ID,
+                            "client_secret_file": "client_secret",
+                            "timeout": "10s",
+                        },
+                        "state_dir": "state",
+                        "log": {"file": str(log_file), "format": "json"},
+                        "sources": sources,
+                        "batch": {"max_receipts": 50, "flush_interval": "1s"},
+                        "retry": {"initial": "0.2s", "max": "2s"},
+                    },
+                    sort_keys=False,
+                )
+            )
+            config = load_config(config_path)
+            logs.configure(file=str(log_file), format="json", level="info")
+            secret, _ = resolve_client_secret(config.dintero)
+            console.print(f"[b]receipt-agent demo[/b] in {workdir}")
+            console.print(f"sandbox Dintero API on {sandbox.base_url} (account {ACCOUNT})")
+            exit_code = _run_with_progress(Agent(config, secret), sources, total_files)
+            _summary(console, sources, log_file, config.db_path, sandbox)
+            console.print(f"log: {log_file}" if keep else "(run with --keep to inspect the files)")
+            return exit_code
+    finally:
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run_with_progress(agent: Agent, sources: list[dict[str, Any]], total_files: int) -> int:
+    result: list[int] = []
+    worker = threading.Thread(target=lambda: result.append(agent.run_once()), name="demo-run")
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} files"),
+    ) as bar:
+        task = bar.add_task("taking in and sending", total=total_files)
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.1)
+            bar.update(task, completed=total_files - _files_left(sources))
+        bar.update(task, completed=total_files - _files_left(sources))
+    return result[0] if result else 1
+
+
+def _summary(
+    console: Console, sources: list[dict[str, Any]], log_file: Path, db_path: Path, sandbox: Sandbox
+) -> None:
+    lines = [orjson.loads(line) for line in log_file.read_text().splitlines() if line.strip()]
+    accepted: Counter[str] = Counter()
+    quarantined: Counter[str] = Counter()
+    duplicates: Counter[str] = Counter()
+    for line in lines:
+        if line.get("event") == "file.accepted":
+            accepted[line["source"]] += 1
+            duplicates[line["source"]] += int(line.get("duplicates") or 0)
+        elif line.get("event") == "file.quarantined":
+            quarantined[line["source"]] += 1
+    db = StateDB(db_path, readonly=True)
+    counts = db.counts_by_source()
+    table = Table(title="demo result")
+    for column in (
+        "source",
+        "format",
+        "files",
+        "quarantined",
+        "sent",
+        "duplicates",
+        "rejected",
+        "pending",
+    ):
+        table.add_column(column, justify="left" if column in ("source", "format") else "right")
+    for source in sources:
+        name = source["name"]
+        state = counts.get(name, {"sent": 0, "rejected": 0, "pending": 0})
+        table.add_row(
+            name, source["format"], str(accepted[name] + quarantined[name]), str(quarantined[name]),
+            str(state["sent"]), str(duplicates[name]), str(state["rejected"]), str(state["pending"]),
+        )  # fmt: skip
+    console.print(table)
+    console.print(
+        f"the sandbox holds {len(sandbox.receipt_ids(ACCOUNT))} receipts from "
+        f"{sandbox.receipt_posts} POSTs; rejected receipts: `receipt-agent queue list --state rejected`"
+    )
+    db.close()
