@@ -84,7 +84,7 @@ def parse(stream: IO[bytes], source: SourceBase) -> Iterator[Record]:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=mapping.delimiter)
     try:
         header, header_line = _read_header(reader)
-        positions = _column_positions(header, mapping)
+        positions = _column_positions(header, mapping, header_line)
         groups = _group_rows(reader, header, positions, header_line)
     except csv.Error as error:
         raise ParseError(
@@ -96,15 +96,17 @@ def parse(stream: IO[bytes], source: SourceBase) -> Iterator[Record]:
 
 
 def _decode(raw: bytes, mapping: CsvMapping) -> str:
-    encoding = mapping.encoding
-    if raw.startswith(_UTF8_BOM) or codecs.lookup(encoding).name == "utf-8":
+    encoding, described = mapping.encoding, mapping.encoding
+    if raw.startswith(_UTF8_BOM):
+        encoding, described = "utf-8-sig", "UTF-8 (the file starts with a UTF-8 BOM)"
+    elif codecs.lookup(encoding).name == "utf-8":
         encoding = "utf-8-sig"
     try:
         return raw.decode(encoding)
     except UnicodeDecodeError as error:
         line = raw.count(b"\n", 0, error.start) + 1
         raise ParseError(
-            f"byte 0x{raw[error.start]:02x} cannot be decoded as {mapping.encoding}; "
+            f"byte 0x{raw[error.start]:02x} cannot be decoded as {described}; "
             "set mapping.encoding to the till's encoding (e.g. cp1252 for Windows tills)",
             location=f"line {line}",
         ) from None
@@ -120,7 +122,7 @@ def _read_header(reader: Any) -> tuple[list[str], int]:
     )
 
 
-def _column_positions(header: list[str], mapping: CsvMapping) -> dict[str, int]:
+def _column_positions(header: list[str], mapping: CsvMapping, line: int) -> dict[str, int]:
     """Given the header, return receipt field → column index for every configured column."""
     configured = mapping.columns.model_dump(exclude_none=True)
     missing = [f"{name} ({title!r})" for name, title in configured.items() if title not in header]
@@ -129,7 +131,7 @@ def _column_positions(header: list[str], mapping: CsvMapping) -> dict[str, int]:
         raise ParseError(
             f"the header lacks the configured column(s) {', '.join(missing)}; the header has "
             f"{found}; fix mapping.columns or the export (also check mapping.delimiter)",
-            location="line 1",
+            location=f"line {line}",
         )
     return {name: header.index(title) for name, title in configured.items()}
 
