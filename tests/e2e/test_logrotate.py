@@ -130,11 +130,11 @@ retry:
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=45)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        try:
+            process.communicate(timeout=45)  # also closes the output pipe
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
 
 
 def _drop(spool: Path, names: list[str]) -> None:
