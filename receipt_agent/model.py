@@ -383,6 +383,7 @@ class Receipt(_Model):
     total_discount: Amount | None = None
     total_manual_discount_amount: Amount | None = None
     total_manual_percentage_discount: StrictInt | None = None
+    total_bonus: Amount | None = None  # changelog 2023-07-01; not on the seed page (API-NOTES §1.1)
     operator_id: StrictStr | None = None
     operator_name: StrictStr | None = None
     salesperson_id: StrictStr | None = None

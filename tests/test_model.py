@@ -13,7 +13,9 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
+from receipt_agent import model
 from receipt_agent.model import Receipt
+from receipt_agent.sandbox.schema import load_schema
 
 EXAMPLE = Path(__file__).parent / "data" / "dintero" / "example.post-receipts.request.json"
 
@@ -177,6 +179,7 @@ def test_model_non_e164_phone_numbers_are_rejected(phone: str) -> None:
 
 AMOUNT_PATHS = [
     ("gross_amount",),
+    ("total_bonus",),
     ("items", 0, "net_amount"),
     ("items", 0, "tax_lines", 0, "amount"),
     ("payments", 0, "amount"),
@@ -425,3 +428,24 @@ def test_model_validation_error_text_never_repeats_the_input() -> None:
     text = str(caught.value)
     assert "customer.phone_number" in text
     assert "CANARY" not in text
+
+
+# --- drift against the sandbox's independent schema ------------------------------------------
+
+
+def test_model_fields_match_the_sandbox_receipt_schema() -> None:
+    """The fields we send and the fields the sandbox checks are the same set, object by object."""
+    schema = load_schema()
+    assert set(schema["properties"]) == set(Receipt.model_fields)
+    strict_defs = {
+        name: definition
+        for name, definition in schema["$defs"].items()
+        if definition.get("additionalProperties") is False
+    }
+    assert len(strict_defs) >= 10
+    for name, definition in strict_defs.items():
+        assert set(definition["properties"]) == set(getattr(model, name).model_fields), name
+        required = {
+            field for field, info in getattr(model, name).model_fields.items() if info.is_required()
+        }
+        assert set(definition.get("required", [])) == required, name
