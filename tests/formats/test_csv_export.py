@@ -314,7 +314,7 @@ def _paid(receipt: dict[str, Any]) -> int:
 
 def write_csv(generated: list[dict[str, Any]], order: list[int]) -> bytes:
     """The test writer: one row per line plus one payment row, rows in the given order."""
-    rows = []
+    rows: list[str] = []
     for receipt in generated:
         stamp = receipt["at"].strftime("%d.%m.%Y %H:%M:%S")
         rows.extend(

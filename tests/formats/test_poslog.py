@@ -188,8 +188,8 @@ def test_poslog_example_config_converts_its_bundled_sample(
     assert not [r for r in records if isinstance(r, InvalidRecord)]
 
 
-def test_poslog_bundled_ncr_sample_keeps_void_pair_and_tax_on_top() -> None:
-    """The NCR-style void stays as an offsetting pair; US tax is added on top in amount_due."""
+def test_poslog_bundled_ncr_sample_keeps_void_pair_and_change_line() -> None:
+    """The NCR-style void stays as an offsetting pair; change is a separate negative tender."""
     source = make_source(store_id="us-9", timezone="America/Chicago", tax_included=False)
     data = (REPO / "receipt_agent" / "samples" / "poslog" / "ncr-style-2x.xml").read_bytes()
     receipt = next(r.data for r in run(data, source) if isinstance(r, RawReceipt))
@@ -197,15 +197,44 @@ def test_poslog_bundled_ncr_sample_keeps_void_pair_and_tax_on_top() -> None:
     assert [item["gross_amount"] for item in bananas] == [130, -130]
     assert [item.get("voided") for item in bananas] == [None, True]
     assert receipt["net_amount"] == 549
-    assert receipt["amount_due"] == 587
-    assert receipt["tax_lines"] == [
-        {"amount": 38, "included_in_price": False, "percentage": 7, "tax_basis": 549}
-    ]
     assert receipt["payments"] == [
         {"line_id": 1, "amount": 1000, "type_id": "Cash"},
-        {"line_id": 2, "amount": -413, "type_id": "Cash"},
+        {"line_id": 2, "amount": -451, "type_id": "Cash"},
     ]
     assert receipt["purchase_at"] == "2026-03-13T08:02:54-05:00"
+
+
+def test_poslog_us_transaction_tax_on_top_goes_to_amount_due() -> None:
+    """US sales tax (LineItem/Tax) is added on top: items keep shelf prices, payments cover both."""
+    sale_tx = transaction(
+        sale("5.49") + "<LineItem><Tax><TaxableAmount>5.49</TaxableAmount><Amount>0.38</Amount>"
+        "<Percent>7.000</Percent></Tax></LineItem>"
+        + cash("5.87")
+        + '<Total TotalType="TransactionGrandAmount">5.87</Total>'
+        + '<Total TotalType="TransactionTaxAmount">0.38</Total>',
+        sequence="1",
+    )
+    refund_tx = transaction(
+        sale("3.49", kind="Return")
+        + "<LineItem><Tax><TaxableAmount>-3.49</TaxableAmount><Amount>-0.24</Amount>"
+        "<Percent>7.000</Percent></Tax></LineItem>"
+        + cash("3.73", type_code="Refund")
+        + '<Total TotalType="TransactionGrandAmount">-3.73</Total>',
+        sequence="2",
+    )
+    source = make_source(tax_included=False)
+    sold, refunded = [
+        r.data for r in run(poslog(sale_tx, refund_tx), source) if isinstance(r, RawReceipt)
+    ]
+    assert (sold["net_amount"], sold["amount_due"]) == (549, 587)
+    assert sold["tax_lines"] == [
+        {"amount": 38, "included_in_price": False, "percentage": 7, "tax_basis": 549}
+    ]
+    assert (refunded["net_amount"], refunded["amount_due"]) == (-349, -373)
+    assert refunded["payments"][0]["amount"] == -373
+    with_vat_included = run(poslog(sale_tx), make_source(tax_included=True))
+    assert isinstance(with_vat_included[0], InvalidRecord)
+    assert "payments sum to 587 but net_amount is 549" in with_vat_included[0].errors[0]
 
 
 # --- statuses and dialect rules ------------------------------------------------------------
