@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -68,13 +69,24 @@ def cli(*args: str, timeout: float = 60, **kwargs: Any) -> subprocess.CompletedP
 
 
 def start_agent(config: Path, *extra: str) -> subprocess.Popen[str]:
-    """Start `receipt-agent run` as a subprocess (for signals and kill -9)."""
+    """Start `receipt-agent run` as a subprocess (for signals and kill -9); stop with stop_agent."""
     return subprocess.Popen(
         [str(BIN / "receipt-agent"), "run", "-c", str(config), *extra],
-        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def stop_agent(
+    process: subprocess.Popen[str], *, sig: int = signal.SIGTERM, timeout: float = 40
+) -> tuple[int, str]:
+    """Send `sig` (SIGTERM by default), wait, close the pipes; return (exit code, stderr)."""
+    if process.poll() is None:
+        process.send_signal(sig)
+    _, stderr = process.communicate(timeout=timeout)
+    return process.returncode, stderr
 
 
 def wait_until(
