@@ -50,8 +50,8 @@ from pydantic import ValidationError
 
 from receipt_agent import totals
 from receipt_agent.config import SourceBase
-from receipt_agent.formats import InvalidRecord, RawReceipt
 from receipt_agent.model import Receipt
+from receipt_agent.records import InvalidRecord, RawReceipt
 
 PRIVATE_KEYS = ("_register_id", "_number", "_rounding", "_change")
 PLACEHOLDERS = ("store_id", "register_id", "number")

@@ -21,43 +21,11 @@ Parsers do no filesystem, database, HTTP or logging work.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import IO, Any, Literal
+from typing import IO
 
 from receipt_agent.config import SourceBase
+from receipt_agent.records import InvalidRecord, RawReceipt, Record, SkippedRecord, SkipReason
 
-
-@dataclass(frozen=True, slots=True)
-class RawReceipt:
-    """A receipt in Dintero's shape, not yet validated; `location` is where it was read."""
-
-    data: dict[str, Any]
-    location: str
-
-
-@dataclass(frozen=True, slots=True)
-class InvalidRecord:
-    """A transaction that cannot become a valid receipt; stored as `rejected`."""
-
-    location: str
-    errors: list[str]
-    store_id: str | None = None
-    receipt_id: str | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-SkipReason = Literal["non_sale", "training", "voided"]
-
-
-@dataclass(frozen=True, slots=True)
-class SkippedRecord:
-    """A transaction that is not a receipt; counted in `file.accepted` as skipped."""
-
-    reason: SkipReason
-    location: str
-
-
-Record = RawReceipt | InvalidRecord | SkippedRecord
 Parser = Callable[[IO[bytes], SourceBase], Iterator[Record]]
 
 
