@@ -165,13 +165,14 @@ def _summary(
     for source in sources:
         name = source["name"]
         state = counts.get(name, {"sent": 0, "rejected": 0, "pending": 0})
-        table.add_row(
-            name, source["format"], str(accepted[name] + quarantined[name]), str(quarantined[name]),
-            str(state["sent"]), str(duplicates[name]), str(state["rejected"]), str(state["pending"]),
-        )  # fmt: skip
+        files = accepted[name] + quarantined[name]
+        cells = [files, quarantined[name], state["sent"], duplicates[name]]
+        cells += [state["rejected"], state["pending"]]
+        table.add_row(name, source["format"], *(str(cell) for cell in cells))
     console.print(table)
     console.print(
         f"the sandbox holds {len(sandbox.receipt_ids(ACCOUNT))} receipts from "
-        f"{sandbox.receipt_posts} POSTs; rejected receipts: `receipt-agent queue list --state rejected`"
+        f"{sandbox.receipt_posts} POSTs; the rejected ones are dead letters "
+        "(`receipt-agent queue list --state rejected`)"
     )
     db.close()
