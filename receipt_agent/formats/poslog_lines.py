@@ -27,11 +27,12 @@ Rules (formats.md §4.2, decided here where the dialects differ):
   stay at the shelf price, and the amount the customer pays goes to `amount_due`. With
   `tax_included: false` and no `LineItem/Tax`, the items' own tax amounts are the tax on top
   (a file with both is read from the `LineItem/Tax` lines, never counted twice).
-- **Tenders.** `Tender/Amount`; `@TypeCode="Refund"` is negative; a nested `TenderChange`
-  is subtracted (the payment is what the store kept); NCR's separate negative change tender
-  is kept as written. A `Tender/Rounding` is not a payment: `RoundingDirection="Up"` adds,
-  `Down` subtracts, and the signed sum goes to the private `_rounding` key for
-  `totals.check_totals` (and to `extra_info` `poslog.rounding`).
+- **Tenders.** `Tender/Amount`; `@TypeCode="Refund"` is negative; a nested `TenderChange` or
+  `Cashback` is subtracted (the payment is what the store kept); NCR's separate negative
+  change tender is kept as written, and an ARTS 6 `LineItem/TenderChange` becomes a negative
+  payment line. A `Rounding` (inside a Tender or as its own LineItem) is not a payment:
+  `RoundingDirection="Up"` adds, `Down` subtracts, and the signed sum goes to the private
+  `_rounding` key for `totals.check_totals` (and to `extra_info` `poslog.rounding`).
 """
 
 from __future__ import annotations
@@ -117,6 +118,10 @@ class LineReader:
                     self._item(line, part, f"{where}/{part.tag}", voided=voided)
                 elif part.tag == "Tender":
                     self._tender(part, f"{where}/Tender", voided=voided)
+                elif part.tag == "TenderChange":
+                    self._tender_change(part, f"{where}/TenderChange", voided=voided)
+                elif part.tag == "Rounding" and not voided:
+                    self._rounding(part, f"{where}/Rounding")
                 elif part.tag == "Tax" and not voided:
                     self._transaction_tax(part, f"{where}/Tax")
                 elif part.tag == "Discount" and not voided:
@@ -263,14 +268,7 @@ class LineReader:
 
     def _tender(self, tender: Element, where: str, *, voided: bool) -> None:
         for index, rounding in enumerate(children(tender, "Rounding"), 1):
-            amount = self.money(rounding, f"{where}/Rounding[{index}]")
-            if amount is not None:
-                direction = rounding.get("RoundingDirection")
-                if direction == "Up":
-                    amount = abs(amount)
-                elif direction == "Down":
-                    amount = -abs(amount)
-                self.out.rounding += amount
+            self._rounding(rounding, f"{where}/Rounding[{index}]")
         if child(tender, "Amount") is None:
             return
         amount = self.money(child(tender, "Amount"), f"{where}/Amount")
@@ -278,10 +276,21 @@ class LineReader:
             return
         if tender.get("TypeCode") == "Refund":
             amount = -abs(amount)
-        change_node = child(tender, "TenderChange")
-        if change_node is not None:
-            change = self.money(child(change_node, "Amount"), f"{where}/TenderChange/Amount")
-            amount -= abs(change or 0)
+        # Change and cash back leave the drawer: the payment is what the store kept.
+        for name in ("TenderChange", "Cashback"):
+            node = child(tender, name)
+            if node is not None:
+                value = node if child(node, "Amount") is None else child(node, "Amount")
+                amount -= abs(self.money(value, f"{where}/{name}") or 0)
+        self._payment(tender, amount, voided=voided)
+
+    def _tender_change(self, change: Element, where: str, *, voided: bool) -> None:
+        """ARTS 6 `LineItem/TenderChange`: change handed back, a negative payment line."""
+        amount = self.money(child(change, "Amount"), f"{where}/Amount")
+        if amount:
+            self._payment(change, -abs(amount), voided=voided)
+
+    def _payment(self, tender: Element, amount: int, *, voided: bool) -> None:
         payment: dict[str, Any] = {"line_id": len(self.out.payments) + 1, "amount": amount}
         type_id = tender.get("TenderType") or text(tender, "TenderID")
         if type_id:
@@ -289,6 +298,19 @@ class LineReader:
         if voided:
             payment["voided"] = True
         self.out.payments.append(payment)
+
+    def _rounding(self, rounding: Element, where: str) -> None:
+        """`Rounding` (in a Tender or its own LineItem): Up adds, Down subtracts, else signed."""
+        amount = self.money(
+            rounding if child(rounding, "Amount") is None else child(rounding, "Amount"), where
+        )
+        if amount is not None:
+            direction = rounding.get("RoundingDirection")
+            if direction == "Up":
+                amount = abs(amount)
+            elif direction == "Down":
+                amount = -abs(amount)
+            self.out.rounding += amount
 
     def _discount(self, discount: Element, where: str) -> None:
         amount = self.money(child(discount, "Amount"), f"{where}/Amount")

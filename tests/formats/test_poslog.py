@@ -562,3 +562,23 @@ def test_poslog_second_store_in_a_skipped_transaction_still_raises() -> None:
     )
     with pytest.raises(ParseError, match="several stores"):
         run(data)
+
+
+def test_poslog_v6_tender_change_line_cashback_and_rounding_line() -> None:
+    """ARTS 6 change and rounding as their own LineItems, and card cash back, are all reckoned."""
+    body = (
+        sale("99.60")
+        + cash("200.00")
+        + '<LineItem><TenderChange TenderType="Cash"><Amount>100.00</Amount></TenderChange>'
+        "</LineItem>"
+        + '<LineItem><Rounding RoundingDirection="Up"><Amount>0.40</Amount></Rounding></LineItem>'
+    )
+    data = one_receipt(run(poslog(transaction(body))))
+    assert [p["amount"] for p in data["payments"]] == [20000, -10000]
+    assert data["_rounding"] == 40
+    cashback = sale("300.00") + (
+        '<LineItem><Tender TenderType="CreditDebit" TypeCode="Sale"><Amount>500.00</Amount>'
+        "<Cashback><Amount>200.00</Amount></Cashback></Tender></LineItem>"
+    )
+    data = one_receipt(run(poslog(transaction(cashback))))
+    assert data["payments"] == [{"line_id": 1, "amount": 30000, "type_id": "CreditDebit"}]
