@@ -7,9 +7,10 @@
 #   scripts/install.sh --root /tmp/stage         # into a staging root, no root needed
 #
 # What it does, each step skipped when already done:
-#   1. a venv in $PREFIX (default /opt/receipt-agent) with the package pip-installed
-#      (its console script is $PREFIX/bin/receipt-agent, linked from /usr/local/bin);
-#   2. the system user and group `receipt-agent` (systemd/receipt-agent.service: User=);
+#   1. the system user and group `receipt-agent` (systemd/receipt-agent.service: User=);
+#   2. a venv in $PREFIX (default /opt/receipt-agent) with the package pip-installed
+#      (its console script is $PREFIX/bin/receipt-agent, linked from /usr/local/bin),
+#      on /usr/bin/python3 when that is 3.11+, checked to be runnable by the user;
 #   3. /etc/receipt-agent/config.yaml from config/example.yaml, only if absent;
 #   4. the unit, the logrotate file, and examples in $PREFIX/share/receipt-agent;
 #   5. `systemctl daemon-reload`, only when systemd runs this machine.
@@ -29,7 +30,8 @@ Options:
   --root DIR     install below DIR (default: $DESTDIR, else /)
   --prefix DIR   the venv (default: $PREFIX, else /opt/receipt-agent)
   --wheel FILE   install this wheel instead of the source tree
-  --python PY    the Python 3.11+ that creates the venv (default: python3)
+  --python PY    the Python 3.11+ that creates the venv
+                 (default: /usr/bin/python3 when 3.11+, else python3 on PATH)
 EOF
 }
 
@@ -37,7 +39,7 @@ SOURCE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ROOT="${DESTDIR:-/}"
 PREFIX="${PREFIX:-/opt/receipt-agent}"
 WHEEL=""
-PYTHON="${PYTHON:-python3}"
+PYTHON="${PYTHON:-}"
 SERVICE_USER="receipt-agent"
 DEFAULT_PREFIX="/opt/receipt-agent"
 
@@ -66,6 +68,13 @@ IS_REAL_ROOT=0
 if [[ $IS_REAL_ROOT == 1 && $EUID -ne 0 ]]; then
   die "installing into / needs root: run with sudo, or give --root DIR"
 fi
+if [[ -z "$PYTHON" ]]; then
+  # A system Python first: the service user must be able to run it (see step 2).
+  PYTHON=python3
+  if /usr/bin/python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    PYTHON=/usr/bin/python3
+  fi
+fi
 if [[ -n "$WHEEL" ]]; then
   [[ -f "$WHEEL" ]] || die "no wheel at $WHEEL"
   WHEEL="$(cd "$(dirname "$WHEEL")" && pwd)/$(basename "$WHEEL")"
@@ -87,7 +96,20 @@ put() {
   fi
 }
 
-# --- 1. venv and package -------------------------------------------------------------
+# --- 1. service user -------------------------------------------------------------------
+if [[ $IS_REAL_ROOT == 0 ]]; then
+  say "skipped  creating user $SERVICE_USER (not installing into /)"
+elif getent passwd "$SERVICE_USER" >/dev/null; then
+  say "user exists  $SERVICE_USER"
+else
+  nologin="$(command -v nologin || echo /usr/sbin/nologin)"
+  useradd --system --user-group --no-create-home \
+    --home-dir /var/lib/receipt-agent --shell "$nologin" \
+    --comment "receipt-agent service" "$SERVICE_USER"
+  say "created user  $SERVICE_USER"
+fi
+
+# --- 2. venv and package -------------------------------------------------------------
 if [[ -x "$VENV/bin/python" ]]; then
   say "venv exists  $VENV"
 else
@@ -96,6 +118,14 @@ else
   mkdir -p "$(dirname "$VENV")"
   "$PYTHON" -m venv "$VENV"
   say "created venv  $VENV"
+fi
+# The service runs as $SERVICE_USER: the venv's interpreter must be usable by that user.
+# A Python from root's home (pyenv under /root, mode 700) is not, and the service would
+# fail at every start with "Permission denied".
+if [[ $IS_REAL_ROOT == 1 ]] && command -v runuser >/dev/null; then
+  runuser -u "$SERVICE_USER" -- "$VENV/bin/python" -c '' 2>/dev/null \
+    || die "user $SERVICE_USER cannot run $VENV/bin/python ($(readlink -f "$VENV/bin/python")); \
+remove $PREFIX and run again with --python /usr/bin/python3 (a system Python 3.11+)"
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check --quiet)
 if [[ -n "$WHEEL" ]]; then
@@ -110,19 +140,6 @@ fi
 mkdir -p "$ROOT/usr/local/bin"
 ln -sfn "$PREFIX/bin/receipt-agent" "$ROOT/usr/local/bin/receipt-agent"
 say "linked  $ROOT/usr/local/bin/receipt-agent -> $PREFIX/bin/receipt-agent"
-
-# --- 2. service user -------------------------------------------------------------------
-if [[ $IS_REAL_ROOT == 0 ]]; then
-  say "skipped  creating user $SERVICE_USER (not installing into /)"
-elif getent passwd "$SERVICE_USER" >/dev/null; then
-  say "user exists  $SERVICE_USER"
-else
-  nologin="$(command -v nologin || echo /usr/sbin/nologin)"
-  useradd --system --user-group --no-create-home \
-    --home-dir /var/lib/receipt-agent --shell "$nologin" \
-    --comment "receipt-agent service" "$SERVICE_USER"
-  say "created user  $SERVICE_USER"
-fi
 
 # --- 3. configuration (never overwritten) ----------------------------------------------
 mkdir -p "$ETC"
