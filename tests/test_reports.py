@@ -18,11 +18,11 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
-import structlog
 import time_machine
 import yaml
 from pydantic import SecretStr
 from structlog.testing import capture_logs
+from support import ACCOUNT, CLIENT_ID, SECRET
 
 from receipt_agent import report_periods, reports, scheduler
 from receipt_agent.api import DinteroClient
@@ -40,8 +40,6 @@ from receipt_agent.sandbox import Sandbox
 from receipt_agent.statedb import StateDB
 
 OSLO = ZoneInfo("Europe/Oslo")
-ACCOUNT = "T12345678"
-SECRET = "demo-secret"
 GENERATION = "/reports/generation"
 TEST_REPORT = "/settlements/reports/generate-test-report"
 
@@ -81,16 +79,8 @@ def _report(**changes: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    """The real sandbox on 127.0.0.1:0, in a thread."""
-    with Sandbox(client_id="demo", client_secret=SECRET, port=0) as running:
-        yield running
-    assert running.errors == []
-
-
-@pytest.fixture
-def write_config(tmp_path: Path, sandbox: Sandbox) -> Callable[..., AgentConfig]:
-    """Write a real YAML config pointing at the sandbox and load it like the CLI does."""
+def report_config(tmp_path: Path, sandbox: Sandbox) -> Callable[..., AgentConfig]:
+    """Write a real YAML config with these reports, pointing at the sandbox; load it as cli does."""
 
     def write(*report_list: dict[str, Any], account: str = ACCOUNT) -> AgentConfig:
         secret = tmp_path / "client_secret"
@@ -100,7 +90,7 @@ def write_config(tmp_path: Path, sandbox: Sandbox) -> Callable[..., AgentConfig]
             "dintero": {
                 "base_url": sandbox.base_url,
                 "account_id": account,
-                "client_id": "demo",
+                "client_id": CLIENT_ID,
                 "client_secret_file": "client_secret",
                 "timeout": "5s",
             },
@@ -294,7 +284,7 @@ def test_extension_for_prefers_the_response_type_then_accept(
 
 def test_report_job_fires_on_frozen_clock_at_cron_time_and_writes_file_once(
     sandbox: Sandbox,
-    write_config: Callable[..., AgentConfig],
+    report_config: Callable[..., AgentConfig],
     open_runner: Callable[[AgentConfig], reports.ReportRunner],
 ) -> None:
     """A real BackgroundScheduler fires the report job at 06:15 on the 1st, once.
@@ -305,7 +295,7 @@ def test_report_job_fires_on_frozen_clock_at_cron_time_and_writes_file_once(
     3. Running the job again for the same period changes nothing.
     Result: one request for March, one file `monthly-2026-03-01.pdf`, recorded.
     """
-    config = write_config(_report())
+    config = report_config(_report())
     runner = open_runner(config)
     report = config.reports[0]
     folder = config.report_dir(report)
@@ -333,11 +323,11 @@ def test_report_job_fires_on_frozen_clock_at_cron_time_and_writes_file_once(
 
 def test_report_request_carries_every_seed_parameter_and_the_body(
     sandbox: Sandbox,
-    write_config: Callable[..., AgentConfig],
+    report_config: Callable[..., AgentConfig],
     open_runner: Callable[[AgentConfig], reports.ReportRunner],
 ) -> None:
     """The DST month reaches Dintero as data_from/data_to, with every configured parameter."""
-    config = write_config(_report(accept="application/json", timezone="Europe/Oslo"))
+    config = report_config(_report(accept="application/json", timezone="Europe/Oslo"))
     runner = open_runner(config)
     outcome = runner.run(config.reports[0], now=datetime(2026, 4, 2, 9, 0, tzinfo=OSLO))
     (request,) = _requests(sandbox, GENERATION)
@@ -364,11 +354,11 @@ def test_report_request_carries_every_seed_parameter_and_the_body(
 
 def test_report_with_period_none_sends_no_interval(
     sandbox: Sandbox,
-    write_config: Callable[..., AgentConfig],
+    report_config: Callable[..., AgentConfig],
     open_runner: Callable[[AgentConfig], reports.ReportRunner],
 ) -> None:
     """`period: none` and no schedule: no data_from/data_to/schedule, file named by today."""
-    config = write_config(_report(period="none", schedule=None, accept="text/csv"))
+    config = report_config(_report(period="none", schedule=None, accept="text/csv"))
     runner = open_runner(config)
     outcome = runner.run(config.reports[0], now=datetime(2026, 5, 17, 12, 0, tzinfo=OSLO))
     query = _query(_requests(sandbox, GENERATION)[0])
@@ -380,11 +370,11 @@ def test_report_with_period_none_sends_no_interval(
 
 def test_report_after_503_then_200_writes_one_file(
     sandbox: Sandbox,
-    write_config: Callable[..., AgentConfig],
+    report_config: Callable[..., AgentConfig],
     open_runner: Callable[[AgentConfig], reports.ReportRunner],
 ) -> None:
     """A 503 is retried with backoff; the 200 that follows gives exactly one file."""
-    config = write_config(_report())
+    config = report_config(_report())
     runner = open_runner(config)
     sandbox.set_faults(fail_next=1, fail_next_status=503)
     with capture_logs() as logs:
@@ -402,7 +392,7 @@ def test_report_after_503_then_200_writes_one_file(
 
 def test_report_429_waits_at_least_its_retry_after(
     sandbox: Sandbox,
-    write_config: Callable[..., AgentConfig],
+    report_config: Callable[..., AgentConfig],
     open_runner: Callable[[AgentConfig], reports.ReportRunner],
 ) -> None:
     """A 429 with Retry-After: 1 is retried no sooner than a second later (backoff is 10 ms).
@@ -411,7 +401,7 @@ def test_report_429_waits_at_least_its_retry_after(
     2. March's first attempt is the 2nd request: 429, Retry-After 1; its retry passes.
     Result: March is written, and its run lasted at least the second it was asked to wait.
     """
-    config = write_config(_report())
+    config = report_config(_report())
     runner = open_runner(config)
     sandbox.set_faults(rate_limit_every=2, retry_after_s=1, endpoints="reports")
     runner.run(config.reports[0], period_start=date(2026, 2, 1))
@@ -425,11 +415,11 @@ def test_report_429_waits_at_least_its_retry_after(
 
 def test_report_keeps_failing_gives_up_bounded_and_records_nothing(
     sandbox: Sandbox,
-    write_config: Callable[..., AgentConfig],
+    report_config: Callable[..., AgentConfig],
     open_runner: Callable[[AgentConfig], reports.ReportRunner],
 ) -> None:
     """After 5 transient failures the run stops: report.failed (warning), no file, no record."""
-    config = write_config(_report())
+    config = report_config(_report())
     runner = open_runner(config)
     sandbox.set_faults(fail_next=50, fail_next_status=502)
     with capture_logs() as logs, pytest.raises(ReportError) as caught:
@@ -447,11 +437,11 @@ def test_report_keeps_failing_gives_up_bounded_and_records_nothing(
 
 def test_report_refused_with_400_fails_at_once_with_the_api_message(
     sandbox: Sandbox,
-    write_config: Callable[..., AgentConfig],
+    report_config: Callable[..., AgentConfig],
     open_runner: Callable[[AgentConfig], reports.ReportRunner],
 ) -> None:
     """A 400 is not retried; the operator reads Dintero's own explanation."""
-    config = write_config(_report(accept="application/xml"))
+    config = report_config(_report(accept="application/xml"))
     runner = open_runner(config)
     with capture_logs() as logs, pytest.raises(ReportError) as caught:
         runner.run(config.reports[0], now=datetime(2026, 4, 2, tzinfo=OSLO))
@@ -466,11 +456,11 @@ def test_report_refused_with_400_fails_at_once_with_the_api_message(
 
 def test_report_forbidden_names_the_configuration_to_check(
     sandbox: Sandbox,
-    write_config: Callable[..., AgentConfig],
+    report_config: Callable[..., AgentConfig],
     open_runner: Callable[[AgentConfig], reports.ReportRunner],
 ) -> None:
     """A 403 fails the run with a hint at account, URL and scopes."""
-    config = write_config(_report())
+    config = report_config(_report())
     runner = open_runner(config)
     sandbox.set_faults(forbidden=True, endpoints="reports")
     with pytest.raises(ReportError, match="scopes") as caught:
@@ -480,7 +470,7 @@ def test_report_forbidden_names_the_configuration_to_check(
 
 def test_report_period_already_recorded_is_not_requested_or_written_again(
     sandbox: Sandbox,
-    write_config: Callable[..., AgentConfig],
+    report_config: Callable[..., AgentConfig],
     open_runner: Callable[[AgentConfig], reports.ReportRunner],
 ) -> None:
     """A second run of the same period, even after a restart, sends nothing and keeps the file.
@@ -489,7 +479,7 @@ def test_report_period_already_recorded_is_not_requested_or_written_again(
     2. Change the file on disk, run March again with a fresh runner and state connection.
     Result: still one request; the second run reports `skipped`; the file is untouched.
     """
-    config = write_config(_report())
+    config = report_config(_report())
     first = open_runner(config).run(config.reports[0], now=datetime(2026, 4, 2, tzinfo=OSLO))
     first.file.write_bytes(b"operator's copy")
     second = open_runner(config).run(config.reports[0], period_start=date(2026, 3, 1))
@@ -501,7 +491,7 @@ def test_report_period_already_recorded_is_not_requested_or_written_again(
 
 def test_catch_up_runs_a_missed_period_once(
     sandbox: Sandbox,
-    write_config: Callable[..., AgentConfig],
+    report_config: Callable[..., AgentConfig],
     open_runner: Callable[[AgentConfig], reports.ReportRunner],
 ) -> None:
     """The agent was down on 1 April 06:15: the next start fetches March, once.
@@ -511,7 +501,7 @@ def test_catch_up_runs_a_missed_period_once(
     Result: one request, one file; the report without a cron is never caught up.
     """
     on_demand = _report(name="adhoc", cron=None)
-    config = write_config(_report(), on_demand)
+    config = report_config(_report(), on_demand)
     now = datetime(2026, 4, 3, 10, 0, tzinfo=OSLO)
     runner = open_runner(config)
     written = runner.catch_up(now=now)
@@ -524,11 +514,11 @@ def test_catch_up_runs_a_missed_period_once(
 
 def test_catch_up_before_this_months_fire_fetches_the_month_before(
     sandbox: Sandbox,
-    write_config: Callable[..., AgentConfig],
+    report_config: Callable[..., AgentConfig],
     open_runner: Callable[[AgentConfig], reports.ReportRunner],
 ) -> None:
     """At 05:00 on 1 April the due run is 1 March's, so February is caught up, not March."""
-    config = write_config(_report())
+    config = report_config(_report())
     written = open_runner(config).catch_up(now=datetime(2026, 4, 1, 5, 0, tzinfo=OSLO))
     assert [o.period_start for o in written] == ["2026-02-01"]
     assert _query(_requests(sandbox, GENERATION)[0])["data_to"] == "2026-03-01T00:00:00+01:00"
@@ -536,11 +526,11 @@ def test_catch_up_before_this_months_fire_fetches_the_month_before(
 
 def test_catch_up_after_a_failure_goes_on_with_the_other_reports(
     sandbox: Sandbox,
-    write_config: Callable[..., AgentConfig],
+    report_config: Callable[..., AgentConfig],
     open_runner: Callable[[AgentConfig], reports.ReportRunner],
 ) -> None:
     """A refused report is logged and left unrecorded; the next report is still written."""
-    config = write_config(_report(name="bad", accept="application/xml"), _report(name="good"))
+    config = report_config(_report(name="bad", accept="application/xml"), _report(name="good"))
     with capture_logs() as logs:
         written = open_runner(config).catch_up(now=datetime(2026, 4, 3, tzinfo=OSLO))
     assert [o.name for o in written] == ["good"]
@@ -549,11 +539,11 @@ def test_catch_up_after_a_failure_goes_on_with_the_other_reports(
 
 def test_report_saved_by_dintero_201_writes_a_json_receipt(
     sandbox: Sandbox,
-    write_config: Callable[..., AgentConfig],
+    report_config: Callable[..., AgentConfig],
     open_runner: Callable[[AgentConfig], reports.ReportRunner],
 ) -> None:
     """`save: true` answers 201 without the document: a `.saved.json` receipt is kept."""
-    config = write_config(_report(save=True))
+    config = report_config(_report(save=True))
     runner = open_runner(config)
     outcome = runner.run(config.reports[0], now=datetime(2026, 4, 2, tzinfo=OSLO))
     assert outcome.status == 201
@@ -568,12 +558,12 @@ def test_report_saved_by_dintero_201_writes_a_json_receipt(
 
 def test_report_output_dir_not_writable_fails_and_records_nothing(
     tmp_path: Path,
-    write_config: Callable[..., AgentConfig],
+    report_config: Callable[..., AgentConfig],
     open_runner: Callable[[AgentConfig], reports.ReportRunner],
 ) -> None:
     """An output_dir that is a file fails the run with a hint; the period stays open."""
     (tmp_path / "blocked").write_text("not a folder")
-    config = write_config(_report(output_dir="blocked"))
+    config = report_config(_report(output_dir="blocked"))
     runner = open_runner(config)
     with pytest.raises(ReportError, match="output_dir"):
         runner.run(config.reports[0], now=datetime(2026, 4, 2, tzinfo=OSLO))
@@ -581,10 +571,10 @@ def test_report_output_dir_not_writable_fails_and_records_nothing(
 
 
 def test_cli_generate_period_not_ended_is_refused_without_a_request(
-    sandbox: Sandbox, write_config: Callable[..., AgentConfig]
+    sandbox: Sandbox, report_config: Callable[..., AgentConfig]
 ) -> None:
     """`--period-start` of the current month would give a partial report: refused."""
-    config = write_config(_report())
+    config = report_config(_report())
     this_month = datetime.now(OSLO).date().replace(day=1).isoformat()
     with pytest.raises(ConfigError, match="has not ended yet"):
         reports.cli_generate(config, "monthly", this_month)
@@ -592,10 +582,10 @@ def test_cli_generate_period_not_ended_is_refused_without_a_request(
 
 
 def test_cli_generate_prints_the_file_then_skips_the_same_period(
-    sandbox: Sandbox, write_config: Callable[..., AgentConfig], capsys: pytest.CaptureFixture[str]
+    sandbox: Sandbox, report_config: Callable[..., AgentConfig], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`report generate NAME --period-start` writes once, then says it was already written."""
-    config = write_config(_report())
+    config = report_config(_report())
     with capture_logs():  # keep structlog's default stdout renderer out of the output
         assert reports.cli_generate(config, "monthly", "2026-03-01") == 0
         assert "wrote" in capsys.readouterr().out
@@ -641,10 +631,10 @@ _BAD_OPTIONS = [
 
 @pytest.mark.parametrize(("options", "path"), _BAD_OPTIONS)
 def test_settlement_test_report_rule_broken_is_refused_without_a_request(
-    sandbox: Sandbox, write_config: Callable[..., AgentConfig], options: dict[str, Any], path: str
+    sandbox: Sandbox, report_config: Callable[..., AgentConfig], options: dict[str, Any], path: str
 ) -> None:
     """Each broken rule of the spec is named at its option; the sandbox sees no request at all."""
-    config = write_config()
+    config = report_config()
     arguments: dict[str, Any] = {
         "transaction_ids": None, "count": None, "date_from": None, "date_to": None, **options
     }  # fmt: skip
@@ -662,10 +652,10 @@ def test_settlement_test_report_collects_every_broken_rule() -> None:
 
 
 def test_settlement_test_report_on_production_account_is_refused_before_any_request(
-    sandbox: Sandbox, write_config: Callable[..., AgentConfig]
+    sandbox: Sandbox, report_config: Callable[..., AgentConfig]
 ) -> None:
     """A P… account is refused at dintero.account_id: no token, no request."""
-    config = write_config(account="P12345678")
+    config = report_config(account="P12345678")
     with pytest.raises(ConfigError) as caught:
         reports.cli_test_report(config, transaction_ids=None, count=5, date_from=None, date_to=None)
     assert caught.value.problems[0][0] == "dintero.account_id"
@@ -685,13 +675,13 @@ def test_settlement_test_report_on_production_account_is_refused_before_any_requ
 )
 def test_settlement_test_report_201_and_200_print_the_message_and_exit_0(
     sandbox: Sandbox,
-    write_config: Callable[..., AgentConfig],
+    report_config: Callable[..., AgentConfig],
     capsys: pytest.CaptureFixture[str],
     nothing: bool,
     message: str,
 ) -> None:
     """Created (201) and nothing to report (200) are both success; the API's words are shown."""
-    config = write_config()
+    config = report_config()
     sandbox.set_faults(test_report_nothing=nothing)
     with capture_logs():  # keep structlog's default stdout renderer out of the output
         code = reports.cli_test_report(
@@ -704,7 +694,7 @@ def test_settlement_test_report_201_and_200_print_the_message_and_exit_0(
 
 
 def test_settlement_test_report_sends_the_options_the_spec_names(
-    sandbox: Sandbox, write_config: Callable[..., AgentConfig]
+    sandbox: Sandbox, report_config: Callable[..., AgentConfig]
 ) -> None:
     """The body is TestReportOptions; the sandbox validates it against the spec's rules."""
     options = reports.build_test_report_options(None, 10, "2026-03-01", "2026-03-07")
@@ -716,7 +706,7 @@ def test_settlement_test_report_sends_the_options_the_spec_names(
         "transaction_ids": ["T1.a", "T1.b"]
     }
     assert reports.build_test_report_options([], None, None, None) == {}
-    config = write_config()
+    config = report_config()
     client = DinteroClient(config.dintero, SecretStr(SECRET))
     try:
         status, _ = reports.request_test_settlement_report(client, ACCOUNT, options)
@@ -726,10 +716,10 @@ def test_settlement_test_report_sends_the_options_the_spec_names(
 
 
 def test_settlement_test_report_400_returns_the_api_message(
-    sandbox: Sandbox, write_config: Callable[..., AgentConfig]
+    sandbox: Sandbox, report_config: Callable[..., AgentConfig]
 ) -> None:
     """Options the API refuses come back as (400, Dintero's error message with its paths)."""
-    config = write_config()
+    config = report_config()
     client = DinteroClient(config.dintero, SecretStr(SECRET))
     try:
         status, message = reports.request_test_settlement_report(
@@ -751,13 +741,13 @@ def test_settlement_test_report_400_returns_the_api_message(
 )
 def test_settlement_test_report_403_and_500_fail_with_the_api_message(
     sandbox: Sandbox,
-    write_config: Callable[..., AgentConfig],
+    report_config: Callable[..., AgentConfig],
     faults: dict[str, Any],
     status: int,
     words: str,
 ) -> None:
     """Refusals and server errors fail the command (exit 1 via ReportError) with the API's text."""
-    config = write_config()
+    config = report_config()
     sandbox.set_faults(endpoints="test_report", **faults)
     with pytest.raises(ReportError) as caught:
         reports.cli_test_report(config, transaction_ids=None, count=3, date_from=None, date_to=None)
@@ -767,17 +757,10 @@ def test_settlement_test_report_403_and_500_fail_with_the_api_message(
 
 
 def test_settlement_test_report_401_after_refresh_is_a_misconfiguration(
-    sandbox: Sandbox, write_config: Callable[..., AgentConfig]
+    sandbox: Sandbox, report_config: Callable[..., AgentConfig]
 ) -> None:
     """A 401 that survives a fresh token fails the command with the API's message."""
-    config = write_config()
+    config = report_config()
     sandbox.set_faults(unauthorized_next=2, endpoints="test_report")
     with pytest.raises(MisconfiguredError, match="invalid JWT"):
         reports.cli_test_report(config, transaction_ids=None, count=3, date_from=None, date_to=None)
-
-
-@pytest.fixture(autouse=True)
-def _reset_structlog() -> Iterator[None]:
-    """capture_logs swaps structlog's processors; give every test a clean configuration."""
-    yield
-    structlog.reset_defaults()
