@@ -79,6 +79,9 @@ _WANTED = MASTER_PATHS | {
     (*_REGISTER, "registerID"),
     (*_REGISTER, "cashtransaction"),
 }
+# Read past unread: events (X/Z reports can be large), and customer master data, which is
+# personal data no Dintero field needs.
+_SKIPPED = frozenset({(*_REGISTER, "event"), ("auditfile", "company", "customersSuppliers")})
 
 
 @dataclass(slots=True)
@@ -119,7 +122,7 @@ def parse(stream: IO[bytes], source: SourceBase) -> Iterator[Record]:
     master = MasterData()
     memory = SignMemory()
     state = _State()
-    for found in stream_elements(stream, state.wanted):
+    for found in stream_elements(stream, state.wanted, skip=_SKIPPED.__contains__):
         name = found.name
         if name == "cashtransaction":
             yield _record(found, state, master, memory, source)

@@ -8,14 +8,18 @@ for (CONTRACT §3.1: memory stays flat whatever the file's size; formats.md §1.
 API
 ---
 
-``stream_elements(stream, wanted, *, max_depth=DEFAULT_MAX_DEPTH) -> Iterator[Found]``
+``stream_elements(stream, wanted, *, skip=None, max_depth=DEFAULT_MAX_DEPTH) -> Iterator[Found]``
     Parse ``stream`` (bytes; UTF-8 with or without BOM, CRLF or LF, any encoding expat knows
     from the XML declaration) and yield a ``Found`` for every element whose path ``wanted``
     accepts, in document order, when that element's end tag has been read (so the subtree is
-    complete). Elements inside a wanted element are part of its subtree and are not offered to
-    ``wanted`` themselves (no nesting of wanted elements). ``wanted`` gets the path as a tuple
-    of **local names** from the root, e.g.
-    ``("auditfile", "company", "location", "cashregister", "cashtransaction")``.
+    complete). ``wanted`` gets the path as a tuple of **local names** from the root, e.g.
+    ``("auditfile", "company", "location", "cashregister", "cashtransaction")``; it is called
+    exactly once per element start, in document order, for every element that is not inside
+    a wanted or skipped subtree, so a caller may also count or track elements there (SAF-T
+    tracks `location` and `cashregister` starts this way). Elements inside a wanted element
+    are part of its subtree and are not offered to ``wanted`` (no nesting of wanted elements).
+    ``skip`` (optional, same argument) names subtrees to drop unread, e.g. SAF-T ``event``s:
+    a speed-up only, the result is the same without it.
     Namespaces are ignored everywhere: a default namespace, ``n1:``/``d1:`` prefixes and vendor
     extension namespaces all become local names, in the yielded subtree's tags and attribute
     names too, so parsers look up children by plain names (``child(el, "nr")``).
@@ -105,14 +109,13 @@ def text(element: Element | None, name: str | None = None) -> str | None:
 
 
 class _Frame:
-    """One open element: its node, whether it is wanted, and its children's name counts."""
+    """One open element outside a wanted subtree: node, local name, location, child counts."""
 
-    __slots__ = ("counts", "name", "node", "wanted", "where")
+    __slots__ = ("counts", "name", "node", "where")
 
-    def __init__(self, node: Element, name: str, wanted: bool, where: str) -> None:
+    def __init__(self, node: Element, name: str, where: str) -> None:
         self.node = node
         self.name = name
-        self.wanted = wanted
         self.where = where
         self.counts: dict[str, int] = {}
 
@@ -121,6 +124,7 @@ def stream_elements(
     stream: IO[bytes],
     wanted: Callable[[Path], bool],
     *,
+    skip: Callable[[Path], bool] | None = None,
     max_depth: int = DEFAULT_MAX_DEPTH,
 ) -> Iterator[Found]:
     """Given a binary XML stream, yield every element `wanted` accepts (see module docstring).
@@ -131,9 +135,13 @@ def stream_elements(
     parser = DefusedXMLParser(
         target=TreeBuilder(), forbid_dtd=True, forbid_entities=True, forbid_external=True
     )
-    stack: list[_Frame] = []
+    stack: list[_Frame] = []  # the open elements outside wanted/skipped subtrees
     path: list[str] = []
-    inside_wanted = 0  # 1 while a wanted element is open: its subtree is kept whole
+    names: dict[str, str] = {}  # tag → local name, so each distinct tag is split once
+    # Depth inside the open wanted (or skipped) subtree; 0 when none is open. Its elements are
+    # not offered to `wanted` and get no frame: the fast path for the bulk of a file.
+    inside = 0
+    inside_kept = False  # the open subtree is wanted (kept), not skipped (dropped)
     try:
         events = defused_iterparse(
             stream,
@@ -144,19 +152,18 @@ def stream_elements(
             forbid_external=True,
         )
         for event, node in events:
+            tag = node.tag
+            name = names.get(tag)
+            if name is None:
+                name = names[tag] = local_name(tag)
             if event == "start":
-                name = local_name(node.tag)
-                if len(stack) >= max_depth:
-                    raise ParseError(
-                        f"the XML nests elements more than {max_depth} levels deep, which no "
-                        "till export needs; receipt-agent refuses it for safety",
-                        location=_where(stack, name),
-                    )
-                path.append(name)
-                if inside_wanted:
-                    # Inside a wanted subtree: kept whole, no positions needed (fast path).
-                    stack.append(_Frame(node, name, False, ""))
+                if inside:
+                    inside += 1
+                    if len(stack) + inside > max_depth:
+                        raise _too_deep(stack, name, max_depth)
                     continue
+                if len(stack) >= max_depth:
+                    raise _too_deep(stack, name, max_depth)
                 parent = stack[-1] if stack else None
                 if parent is not None:
                     position = parent.counts.get(name, 0) + 1
@@ -164,24 +171,30 @@ def stream_elements(
                     where = f"{parent.where}/{name}[{position}]"
                 else:
                     where = f"/{name}"
-                is_wanted = wanted(tuple(path))
-                stack.append(_Frame(node, name, is_wanted, where))
-                if is_wanted:
-                    inside_wanted = 1
+                path.append(name)
+                current = tuple(path)
+                is_wanted = wanted(current)
+                stack.append(_Frame(node, name, where))
+                if is_wanted or (skip is not None and skip(current)):
+                    inside, inside_kept = 1, is_wanted
+                continue
+            if inside > 1:  # the end of an element inside a wanted or skipped subtree
+                inside -= 1
+                if inside_kept:
+                    node.tag = name
+                    if node.attrib and any(key[:1] == "{" for key in node.attrib):
+                        node.attrib = _local_attributes(node.attrib)
                 continue
             frame = stack.pop()
-            node.tag = frame.name
-            if node.attrib and any(key[:1] == "{" for key in node.attrib):
-                node.attrib = {local_name(key): value for key, value in node.attrib.items()}
-            if frame.wanted:
-                inside_wanted = 0
-                current = tuple(path)
-                path.pop()
-                yield Found(name=frame.name, element=node, path=current, where=frame.where)
-            else:
-                path.pop()
-                if inside_wanted:
-                    continue  # part of a wanted subtree: kept until that subtree is yielded
+            current = tuple(path)
+            path.pop()
+            if inside:
+                inside = 0
+                if inside_kept:
+                    node.tag = name
+                    if node.attrib and any(key[:1] == "{" for key in node.attrib):
+                        node.attrib = _local_attributes(node.attrib)
+                    yield Found(name=name, element=node, path=current, where=frame.where)
             node.clear()
             if stack:
                 # Only the last child can be here: earlier siblings were detached already.
@@ -217,6 +230,18 @@ def stream_elements(
             "the XML nests too deeply to be read safely; this is not a till export",
             location=_expat_where(parser, stack),
         ) from None
+
+
+def _local_attributes(attrib: dict[str, str]) -> dict[str, str]:
+    return {local_name(key): value for key, value in attrib.items()}
+
+
+def _too_deep(stack: list[_Frame], name: str, max_depth: int) -> ParseError:
+    return ParseError(
+        f"the XML nests elements more than {max_depth} levels deep, which no till export "
+        "needs; receipt-agent refuses it for safety",
+        location=_where(stack, name),
+    )
 
 
 def _where(stack: list[_Frame], name: str | None = None) -> str:

@@ -53,6 +53,23 @@ def test_stream_prefix_bom_and_crlf_are_tolerated() -> None:
     assert text(found.element, "c") == "æø"
 
 
+def test_stream_skipped_subtrees_are_not_offered_and_change_nothing() -> None:
+    """`skip` drops whole subtrees unread; `wanted` is called once per other element start."""
+    data = b"<a><ev><b><c>in event</c></b></ev><b><c>1</c></b><ev/><b><c>2</c></b></a>"
+    seen: list[tuple[str, ...]] = []
+
+    def wanted(path: tuple[str, ...]) -> bool:
+        seen.append(path)
+        return path == ("a", "b")
+
+    found = [
+        text(f.element, "c")
+        for f in stream_elements(io.BytesIO(data), wanted, skip=lambda p: p[-1] == "ev")
+    ]
+    assert found == ["1", "2"]
+    assert seen == [("a",), ("a", "ev"), ("a", "b"), ("a", "ev"), ("a", "b")]
+
+
 def test_stream_yielded_element_is_emptied_after_the_next_one() -> None:
     """A consumer cannot rely on an old element: it is cleared as the stream moves on."""
     data = b"<a>" + b"<b><c>x</c></b>" * 3 + b"</a>"
@@ -187,7 +204,7 @@ def test_stream_malformed_xml_names_the_line() -> None:
         _collect(data, "b")
     assert caught.value.location is not None
     assert caught.value.location.startswith("line 3, column ")
-    assert caught.value.location.endswith("(in /a/b[1]/c)")
+    assert caught.value.location.endswith("(in /a/b[1])")
 
 
 def test_stream_truncated_file_says_it_was_cut_off() -> None:
