@@ -67,18 +67,37 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _copy_with_existing_binary(directory: Path, *, with_drop_in: bool) -> Path:
-    """Copy the unit into `directory` with ExecStart pointing at an existing binary."""
+    """Copy the unit into `directory` with ExecStart pointing at an existing binary.
+
+    The copy gets a name of its own so that drop-ins installed on this machine for
+    receipt-agent.service (/etc/systemd/system/receipt-agent.service.d/) do not apply.
+    """
     true_binary = shutil.which("true")
     assert true_binary is not None
     text = UNIT.read_text(encoding="utf-8")
     assert INSTALLED_BINARY in text
-    unit = directory / UNIT.name
+    unit = directory / "receipt-agent-under-test.service"
     unit.write_text(text.replace(INSTALLED_BINARY, true_binary), encoding="utf-8")
     if with_drop_in:
-        drop_in_dir = directory / f"{UNIT.name}.d"
+        drop_in_dir = directory / f"{unit.name}.d"
         drop_in_dir.mkdir()
         shutil.copy(DROP_IN, drop_in_dir / "spool.conf")
     return unit
+
+
+def _offline_root(directory: Path, *, with_drop_in: bool) -> Path:
+    """An otherwise empty root holding only the unit (and the drop-in) under /etc.
+
+    `security --offline=true --root=` then scores exactly the shipped files, whatever
+    this machine has installed.
+    """
+    system = directory / "etc" / "systemd" / "system"
+    system.mkdir(parents=True)
+    shutil.copy(UNIT, system / UNIT.name)
+    if with_drop_in:
+        (system / f"{UNIT.name}.d").mkdir()
+        shutil.copy(DROP_IN, system / f"{UNIT.name}.d" / "spool.conf")
+    return directory
 
 
 def test_unit_declares_the_lifecycle_the_agent_implements() -> None:
@@ -132,14 +151,17 @@ def test_drop_in_grants_the_spool_folder() -> None:
 
 
 @needs_systemd_analyze
-def test_unit_security_exposure_is_ok() -> None:
-    """`systemd-analyze security --offline=true` rates the shipped unit 1.5 or lower."""
-    result = _run("security", "--offline=true", "--no-pager", str(UNIT))
+@pytest.mark.parametrize("with_drop_in", [False, True], ids=["unit", "unit+drop-in"])
+def test_unit_security_exposure_is_ok(tmp_path: Path, with_drop_in: bool) -> None:
+    """`systemd-analyze security --offline=true` rates the shipped unit 1.5 or lower,
+    also with the spool drop-in (which adds SupplementaryGroups=)."""
+    root = _offline_root(tmp_path, with_drop_in=with_drop_in)
+
+    result = _run("security", "--offline=true", f"--root={root}", "--no-pager", UNIT.name)
     if "--offline" in result.stderr and "unrecognized" in result.stderr:
         pytest.skip(f"this systemd-analyze has no --offline: {result.stderr.strip()}")
 
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d+) (\w+)", result.stdout)
-
     assert match, result.stdout + result.stderr
     assert float(match.group(1)) <= MAX_EXPOSURE, result.stdout
     assert match.group(2) == "OK"
@@ -162,7 +184,7 @@ def test_unit_verify_is_clean(tmp_path: Path, with_drop_in: bool) -> None:
 def test_verify_catches_a_typo(tmp_path: Path) -> None:
     """The verify test can fail: a misspelt key in the drop-in is reported."""
     unit = _copy_with_existing_binary(tmp_path, with_drop_in=True)
-    drop_in = tmp_path / f"{UNIT.name}.d" / "spool.conf"
+    drop_in = tmp_path / f"{unit.name}.d" / "spool.conf"
     drop_in.write_text(drop_in.read_text() + "ReadWritePath=/srv/typo\n")
 
     result = _run("verify", str(unit))
