@@ -946,3 +946,12 @@ def test_process_mode_with_bad_fault_value_exits_2(tmp_path: Path) -> None:
     assert finished.returncode == 2
     assert b"error_rate must be between 0 and 1" in finished.stderr
     assert not port_file.exists()
+
+
+def test_sandbox_keep_receipts_false_keeps_ids_and_duplicates_only() -> None:
+    """With keep_receipts=False ids and duplicates still count, but no receipt body is kept."""
+    with Sandbox(keep_receipts=False) as running, httpx.Client(base_url=running.base_url) as http:
+        http.headers["Authorization"] = f"Bearer {_token(http)}"
+        assert _post(http, [_receipt("1"), _receipt("1")]).json()["duplicates"] == 1
+        assert running.receipt_ids(ACCOUNT) == ["1"]
+        assert running.receipts(ACCOUNT) == []

@@ -30,6 +30,11 @@ def build_parser(prog: str = "python -m receipt_agent.sandbox") -> argparse.Argu
         default="demo-secret",
         help="accepted client secret (default demo-secret)",
     )
+    parser.add_argument(
+        "--ids-only",
+        action="store_true",
+        help="keep only receipt_ids, not whole receipts (long benchmarks)",
+    )
     add_fault_arguments(parser)
     return parser
 
@@ -55,6 +60,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m receipt_agent
         faults=faults,
         port_file=arguments.port_file,
         ready=ready,
+        keep_receipts=not arguments.ids_only,
     )
     return 0
 

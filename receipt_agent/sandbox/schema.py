@@ -92,135 +92,175 @@ def make_explainer(schema: dict[str, Any]) -> Validator:
 
 # -- the fast engine -----------------------------------------------------------------
 
-_TYPES: dict[str, Check] = {
-    "string": lambda v: type(v) is str,
-    "integer": lambda v: type(v) is int,
-    "number": lambda v: type(v) is int or type(v) is float,
-    "boolean": lambda v: type(v) is bool,
-    "object": lambda v: type(v) is dict,
-    "array": lambda v: type(v) is list,
-    "null": lambda v: v is None,
+_PYTHON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),  # strict: bool is a subclass but `type(True) is bool`, not int
+    "number": (int, float),
+    "boolean": (bool,),
+    "object": (dict,),
+    "array": (list,),
+    "null": (type(None),),
 }
+_OBJECT_KEYWORDS = frozenset({"type", "properties", "required", "additionalProperties"})
+_ARRAY_KEYWORDS = frozenset({"type", "items", "minItems", "maxItems"})
+_LEAF_KEYWORDS = frozenset(
+    {"type", "enum", "minLength", "maxLength", "pattern", "format", "minimum", "maximum"}
+)
 
 
 def compile_schema(schema: dict[str, Any]) -> Check:
     """Return a predicate equivalent to validating against `schema`.
 
     Supports the keywords the receipt schema uses and raises ValueError on any other,
-    so the schema cannot grow a rule the fast path silently ignores.
+    so the schema cannot grow a rule the fast path silently ignores. Objects check
+    plain-typed properties with one `type(x) in types` test each, without a call.
     """
-    definitions: dict[str, Any] = schema.get("$defs", {})
-    compiled: dict[str, Check] = {}
+    return _Compiler(schema).build(schema, root=True)
 
-    def by_ref(name: str) -> Check:
-        # Late binding: definitions may refer to each other in any order.
+
+class _Compiler:
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self.definitions: dict[str, Any] = schema.get("$defs", {})
+        self.compiled: dict[str, Check] = {}
+        self.building: set[str] = set()
+
+    def build(self, node: dict[str, Any], root: bool = False) -> Check:
+        allowed = _ANNOTATIONS_ROOT if root else _ANNOTATIONS
+        keywords = set(node) - allowed
+        if "$ref" in node:
+            if keywords != {"$ref"}:
+                raise ValueError("unsupported schema keyword beside $ref")
+            return self._ref(str(node["$ref"]))
+        types = _types_of(node)
+        if "properties" in node or "required" in node or types == (dict,):
+            _only(keywords, _OBJECT_KEYWORDS)
+            return self._object(node, types)
+        if "items" in node or types == (list,):
+            _only(keywords, _ARRAY_KEYWORDS)
+            return self._array(node, types)
+        _only(keywords, _LEAF_KEYWORDS)
+        return _leaf(node, types)
+
+    def _ref(self, ref: str) -> Check:
+        name = ref.removeprefix("#/$defs/")
+        if name not in self.definitions:
+            raise ValueError(f"unsupported $ref {ref!r}")
+        if name not in self.compiled:
+            if name in self.building:
+                raise ValueError(f"recursive $ref {ref!r} is not supported")
+            self.building.add(name)
+            self.compiled[name] = self.build(self.definitions[name])
+            self.building.discard(name)
+        return self.compiled[name]
+
+    def _object(self, node: dict[str, Any], types: tuple[type, ...] | None) -> Check:
+        additional = node.get("additionalProperties", True)
+        if not isinstance(additional, bool):
+            raise TypeError("additionalProperties must be a boolean here")
+        closed = additional is False
+        required = tuple(node.get("required", ()))
+        plain: dict[str, tuple[type, ...]] = {}
+        nested: dict[str, Check] = {}
+        for name, sub in node.get("properties", {}).items():
+            sub_types = _types_of(sub)
+            if sub_types is not None and set(sub) - _ANNOTATIONS == {"type"}:
+                plain[name] = sub_types
+            else:
+                nested[name] = self.build(sub)
+        plain_get, nested_get = plain.get, nested.get
+
         def check(value: Any) -> bool:
-            return compiled[name](value)
+            if type(value) is not dict:
+                return types is None or type(value) in types
+            for name in required:
+                if name not in value:
+                    return False
+            for key, item in value.items():
+                item_types = plain_get(key)
+                if item_types is not None:
+                    if type(item) not in item_types:
+                        return False
+                    continue
+                sub = nested_get(key)
+                if sub is None:
+                    if closed:
+                        return False
+                elif not sub(item):
+                    return False
+            return True
 
         return check
 
-    def build(node: dict[str, Any], root: bool = False) -> Check:
-        allowed = _ANNOTATIONS_ROOT if root else _ANNOTATIONS
-        if "$ref" in node:
-            name = str(node["$ref"]).removeprefix("#/$defs/")
-            if name not in definitions:
-                raise ValueError(f"unsupported $ref {node['$ref']!r}")
-            return by_ref(name)
-        checks: list[Check] = []
-        for keyword, argument in node.items():
-            if keyword in allowed:
-                continue
-            check = _keyword(keyword, argument, node, build)
-            if check is not None:
-                checks.append(check)
-        return _all_of(checks)
+    def _array(self, node: dict[str, Any], types: tuple[type, ...] | None) -> Check:
+        low = int(node.get("minItems", 0))
+        high = node.get("maxItems")
+        item_schema = node.get("items", {})
+        item_types = _types_of(item_schema)
+        item: Check
+        if item_types is not None and set(item_schema) - _ANNOTATIONS == {"type"}:
 
-    for name, definition in definitions.items():
-        compiled[name] = build(definition)
-    return build(schema, root=True)
+            def item(value: Any) -> bool:  # plain-typed items: no nested call
+                return type(value) in item_types
 
+        else:
+            item = self.build(item_schema)
 
-def _all_of(checks: list[Check]) -> Check:
-    if not checks:
-        return lambda _v: True
-    if len(checks) == 1:
-        return checks[0]
-    first, *rest = checks
-    if len(rest) == 1:
-        second = rest[0]
-        return lambda v: first(v) and second(v)
-    return lambda v: all(check(v) for check in checks)
+        def check(value: Any) -> bool:
+            if type(value) is not list:
+                return types is None or type(value) in types
+            if len(value) < low or (high is not None and len(value) > high):
+                return False
+            for element in value:  # noqa: SIM110 - a loop beats all(<generator>) here
+                if not item(element):
+                    return False
+            return True
+
+        return check
 
 
-def _keyword(
-    keyword: str, argument: Any, node: dict[str, Any], build: Callable[[dict[str, Any]], Check]
-) -> Check | None:
-    if keyword == "type":
-        names = [argument] if isinstance(argument, str) else list(argument)
-        type_checks = [_TYPES[name] for name in names]
-        if len(type_checks) == 1:
-            return type_checks[0]
-        return lambda v: any(check(v) for check in type_checks)
-    if keyword == "properties":
-        return _properties(argument, node, build)
-    if keyword == "additionalProperties":
-        if argument is False or argument is True:
-            return None  # handled together with `properties`
-        raise ValueError("additionalProperties must be a boolean here")
-    if keyword == "required":
-        required = tuple(argument)
-        return lambda v: type(v) is not dict or all(name in v for name in required)
-    if keyword == "items":
-        item = build(argument)
-        return lambda v: type(v) is not list or all(item(x) for x in v)
-    if keyword == "enum":
-        options = list(argument)
-        return lambda v: any(v == o and type(v) is type(o) for o in options)
-    if keyword == "minLength":
-        low = int(argument)
-        return lambda v: type(v) is not str or len(v) >= low
-    if keyword == "maxLength":
-        high = int(argument)
-        return lambda v: type(v) is not str or len(v) <= high
-    if keyword == "pattern":
-        search = re.compile(argument).search
-        return lambda v: type(v) is not str or search(v) is not None
-    if keyword == "format":
-        function = FORMATS[argument]
-        return lambda v: type(v) is not str or function(v)
-    if keyword in ("minItems", "maxItems", "minimum", "maximum"):
-        return _bound(keyword, argument)
-    raise ValueError(f"unsupported schema keyword {keyword!r}")
+def _types_of(node: dict[str, Any]) -> tuple[type, ...] | None:
+    names = node.get("type")
+    if names is None:
+        return None
+    names = [names] if isinstance(names, str) else names
+    return tuple(python for name in names for python in _PYTHON_TYPES[name])
 
 
-def _bound(keyword: str, argument: Any) -> Check:
-    limit = argument
-    if keyword == "minItems":
-        return lambda v: type(v) is not list or len(v) >= limit
-    if keyword == "maxItems":
-        return lambda v: type(v) is not list or len(v) <= limit
-    is_number = _TYPES["number"]
-    if keyword == "minimum":
-        return lambda v: not is_number(v) or v >= limit
-    return lambda v: not is_number(v) or v <= limit
+def _only(keywords: set[str], supported: frozenset[str]) -> None:
+    unsupported = sorted(keywords - supported)
+    if unsupported:
+        raise ValueError(f"unsupported schema keyword(s) {', '.join(unsupported)}")
 
 
-def _properties(
-    argument: dict[str, Any], node: dict[str, Any], build: Callable[[dict[str, Any]], Check]
-) -> Check:
-    properties = {name: build(sub) for name, sub in argument.items()}
-    closed = node.get("additionalProperties", True) is False
+def _leaf(node: dict[str, Any], types: tuple[type, ...] | None) -> Check:
+    checks: list[Check] = []
+    if "enum" in node:
+        options = [(option, type(option)) for option in node["enum"]]
+        checks.append(lambda v: any(v == o and type(v) is t for o, t in options))
+    if "minLength" in node:
+        low = int(node["minLength"])
+        checks.append(lambda v: type(v) is not str or len(v) >= low)
+    if "maxLength" in node:
+        high = int(node["maxLength"])
+        checks.append(lambda v: type(v) is not str or len(v) <= high)
+    if "pattern" in node:
+        search = re.compile(node["pattern"]).search
+        checks.append(lambda v: type(v) is not str or search(v) is not None)
+    if "format" in node:
+        function = FORMATS[node["format"]]
+        checks.append(lambda v: type(v) is not str or function(v))
+    if "minimum" in node:
+        minimum = node["minimum"]
+        checks.append(lambda v: type(v) not in (int, float) or v >= minimum)
+    if "maximum" in node:
+        maximum = node["maximum"]
+        checks.append(lambda v: type(v) not in (int, float) or v <= maximum)
 
     def check(value: Any) -> bool:
-        if type(value) is not dict:
-            return True
-        get = properties.get
-        for key, item in value.items():
-            sub = get(key)
-            if sub is None:
-                if closed:
-                    return False
-            elif not sub(item):
+        if types is not None and type(value) not in types:
+            return False
+        for extra in checks:  # noqa: SIM110 - a loop beats all(<generator>) here
+            if not extra(value):
                 return False
         return True
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 _CREATED_BY = "c0ffee00-5a4d-4b0c-8000-000000000001"  # the sandbox's API client, as Dintero's
 
 
@@ -59,11 +61,17 @@ def _with_receipt_token(receipt: dict[str, Any], days: int) -> dict[str, Any]:
 class SandboxState:
     """Thread-safe store of tokens, receipts and request records."""
 
-    def __init__(self, max_records: int = 200_000) -> None:
+    def __init__(self, max_records: int = 200_000, keep_receipts: bool = True) -> None:
+        """`keep_receipts=False` keeps only receipt_ids (long benchmarks): `receipts()`
+        then returns nothing while ids, duplicates and counters work as before.
+        """
+        self.keep_receipts = keep_receipts
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._tokens: dict[str, _Token] = {}
-        self._receipts: dict[str, dict[str, dict[str, Any]]] = {}
+        # Stored as compact JSON bytes, not dicts: bytes are invisible to the cyclic GC,
+        # so a million held receipts do not slow every later collection down.
+        self._receipts: dict[str, dict[str, bytes]] = {}
         self._records: deque[RecordedRequest] = deque(maxlen=max_records)
         self.token_issues = 0
         self.receipt_posts = 0
@@ -130,7 +138,7 @@ class SandboxState:
                 stored = receipt
                 if token_expire_days is not None:
                     stored = _with_receipt_token(receipt, token_expire_days)
-                held[receipt_id] = {**stored, **entity}
+                held[receipt_id] = orjson.dumps({**stored, **entity}) if self.keep_receipts else b""
                 created.append(entity)
             self.receipt_posts += 1
             self.receipts_received += len(receipts)
@@ -147,7 +155,8 @@ class SandboxState:
     def receipts(self, account_id: str) -> list[dict[str, Any]]:
         """Return copies of the stored receipts of the account, in acceptance order."""
         with self._lock:
-            return [dict(r) for r in self._receipts.get(account_id, {}).values()]
+            held = list(self._receipts.get(account_id, {}).values())
+        return [orjson.loads(receipt) for receipt in held if receipt]
 
     def receipt_ids(self, account_id: str) -> list[str]:
         """Return the accepted receipt_ids of the account, in acceptance order."""
