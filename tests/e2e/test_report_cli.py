@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
-from support import ACCOUNT, CLIENT_ID, SECRET, cli, events
+from support import ACCOUNT, CLIENT_ID, SECRET, cli, events, start_agent, stop_agent, wait_until
 
 from receipt_agent.sandbox import Sandbox
 
@@ -26,13 +26,13 @@ TEST_REPORT = "/settlements/reports/generate-test-report"
 
 
 @pytest.fixture
-def report_cli(
+def report_config(
     tmp_path: Path, sandbox: Sandbox, write_config: Callable[[dict[str, Any]], Path]
-) -> Callable[..., Any]:
-    """Return run(*args, account=…) → the finished `receipt-agent` for a one-report config."""
+) -> Callable[[str], Path]:
+    """Return make(account) → a written config with one monthly PDF report, no secret file."""
 
-    def run(*args: str, account: str = ACCOUNT) -> Any:
-        config = write_config(
+    def make(account: str) -> Path:
+        return write_config(
             {
                 "dintero": {
                     "base_url": sandbox.base_url,
@@ -66,8 +66,17 @@ def report_cli(
                 ],
             }
         )
+
+    return make
+
+
+@pytest.fixture
+def report_cli(report_config: Callable[[str], Path]) -> Callable[..., Any]:
+    """Return run(*args, account=…) → the finished `receipt-agent … -c CONFIG` process."""
+
+    def run(*args: str, account: str = ACCOUNT) -> Any:
         env = {**os.environ, "RECEIPT_AGENT_CLIENT_SECRET": SECRET}
-        return cli(*args, "-c", str(config), env=env)
+        return cli(*args, "-c", str(report_config(account)), env=env)
 
     return run
 
@@ -210,3 +219,31 @@ def test_settlement_test_report_forbidden_exits_1_with_the_api_message(
     result = report_cli("settlement", "test-report", "--transaction-id", "T12345678.abc")
     assert result.returncode == 1
     assert "Access forbidden" in result.stderr
+
+
+def test_daemon_start_catches_up_the_missed_month(
+    tmp_path: Path,
+    sandbox: Sandbox,
+    report_config: Callable[[str], Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`receipt-agent run` fetches, at start, the report it missed while it was down.
+
+    1. Start the daemon; the report's cron (06:15 on the 1st) last fired before now.
+    2. Wait for the PDF of the month before that fire; stop with SIGTERM.
+    Result: exit 0, one file, one generation request, one `report.generated` line.
+    (That a recorded period is not fetched again is shown in tests/test_reports.py.)
+    """
+    config = report_config(ACCOUNT)
+    monkeypatch.setenv("RECEIPT_AGENT_CLIENT_SECRET", SECRET)
+    folder = tmp_path / "reports"
+    log = tmp_path / "agent.log"
+    process = start_agent(config)
+    try:
+        wait_until(lambda: events(log, "report.generated"), timeout=20)
+    finally:
+        code, stderr = stop_agent(process)
+    assert code == 0, stderr
+    (generated,) = events(log, "report.generated")
+    assert [p.name for p in folder.iterdir()] == [Path(generated["file"]).name]
+    assert len(_requests(sandbox, GENERATION)) == 1
