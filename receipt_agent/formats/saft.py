@@ -219,24 +219,23 @@ def _record(
         return SkippedRecord("voided", where)
     register_id = state.register_id
     number = value(element, "nr") or value(element, "transID")
-    receipt_id = f"{store_id}-{register_id}-{number}" if register_id and number else None
     errors: list[str] = []
     if register_id is None:
         errors.append("cashregister/registerID: is missing; the receipt_id needs it")
     if number is None:
         errors.append("cashtransaction: has neither nr nor transID; the receipt_id needs one")
-    currency = master.currency or source.currency
     purchase_at = _purchase_at(element, source.tz, errors)
-    if errors or register_id is None or number is None or purchase_at is None:
+    if register_id is None or number is None or purchase_at is None:
+        receipt_id = f"{store_id}-{register_id}-{number}" if register_id and number else None
         return InvalidRecord(where, errors + notes, store_id=store_id, receipt_id=receipt_id)
-    assert receipt_id is not None  # noqa: S101 - both parts were checked just above
+    receipt_id = f"{store_id}-{register_id}-{number}"
     tx = Transaction(
         element=element,
         store=dict(state.store),
         register_id=register_id,
         receipt_id=receipt_id,
         number=number,
-        currency=currency,
+        currency=master.currency or source.currency,
         predefined_type=predefined,
         purchase_at=purchase_at,
         notes=notes,

@@ -41,10 +41,20 @@ not the amount (formats.md §1.3).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any, Literal
+from decimal import Decimal
+from typing import Any
 from xml.etree.ElementTree import Element
 
+from receipt_agent.formats.saft_lines import (
+    Amounts,
+    SignConvention,
+    discount_lines,
+    item_line,
+    numbered,
+    payment_line,
+    signed,
+    tax_line,
+)
 from receipt_agent.formats.saft_master import (
     RETURN_TYPES,
     SALE_TYPES,
@@ -52,12 +62,9 @@ from receipt_agent.formats.saft_master import (
     value,
 )
 from receipt_agent.formats.xml_stream import children
-from receipt_agent.money import AmountError, minor_exponent, minor_to_major, parse_decimal, to_minor
+from receipt_agent.money import AmountError, minor_to_major, parse_decimal
 
-SignConvention = Literal["auto", "signed", "amnttp"]
 COIN_MINOR = {"NOK": 100, "SEK": 100, "DKK": 50}  # smallest cash coin, for round_off_to_coin
-_LEGAL_RATES = (Decimal(0), Decimal(12), Decimal(15), Decimal(25))
-_RATE_SNAP = Decimal("0.5")
 
 
 class TransactionError(ValueError):
@@ -88,44 +95,6 @@ class Transaction:
     predefined_type: str | None
     purchase_at: str
     notes: list[str] = field(default_factory=list)  # unresolved codes, for error messages
-
-
-class _Amounts:
-    """Reads decimals and converts to minor units, collecting errors instead of stopping."""
-
-    def __init__(self, currency: str) -> None:
-        self.currency = currency
-        self.errors: list[str] = []
-
-    def read(self, element: Element | None, name: str, where: str) -> Decimal | None:
-        raw = value(element, name)
-        if raw is None:
-            return None
-        try:
-            return parse_decimal(raw)
-        except AmountError:
-            self.errors.append(f"{where}/{name}: {raw!r} is not a number")
-            return None
-
-    def minor(self, amount: Decimal | None, label: str) -> int:
-        if amount is None:
-            return 0
-        try:
-            return to_minor(amount, self.currency)
-        except AmountError:
-            self.errors.append(
-                f"{label}: {amount} {self.currency} is finer than the minor unit "
-                f"(1/{10 ** minor_exponent(self.currency)}); the export must not hold "
-                "fractions of øre"
-            )
-            return 0
-
-
-def _number(amount: Decimal) -> int | Decimal:
-    """A quantity or rate: an int when whole, else the exact Decimal (model.Number)."""
-    if amount == amount.to_integral_value():
-        return int(amount)
-    return amount.normalize()
 
 
 def _is_true(text: str | None) -> bool:
@@ -186,12 +155,6 @@ def _signs(
     return 1, [1] * count
 
 
-def _signed(amount: Decimal | None, factor: int | None) -> Decimal | None:
-    if amount is None or factor is None:
-        return amount
-    return abs(amount) * factor
-
-
 def build_receipt(
     tx: Transaction,
     convention: SignConvention,
@@ -200,15 +163,15 @@ def build_receipt(
 ) -> dict[str, Any]:
     """Given a classified transaction, return the receipt dict. Raise TransactionError."""
     element, currency = tx.element, tx.currency
-    amounts = _Amounts(currency)
+    amounts = Amounts(currency)
     lines = children(element, "ctLine")
     payments = children(element, "payment")
     trans_in = amounts.read(element, "transAmntIn", "cashtransaction")
     if value(element, "transAmntIn") is None:
         amounts.errors.append("cashtransaction/transAmntIn: is missing")
-    line_in = [amounts.read(line, "lineAmntIn", f"ctLine[{i}]") for i, line in _at(lines)]
-    line_qnt = [amounts.read(line, "qnt", f"ctLine[{i}]") for i, line in _at(lines)]
-    paid = [amounts.read(p, "paidAmnt", f"payment[{i}]") for i, p in _at(payments)]
+    line_in = [amounts.read(line, "lineAmntIn", f"ctLine[{i}]") for i, line in numbered(lines)]
+    line_qnt = [amounts.read(line, "qnt", f"ctLine[{i}]") for i, line in numbered(lines)]
+    paid = [amounts.read(p, "paidAmnt", f"payment[{i}]") for i, p in numbered(payments)]
     trans_factor, line_factors = _signs(
         tx,
         convention,
@@ -219,18 +182,18 @@ def build_receipt(
         [value(line, "amntTp") for line in lines],
     )
     items = [
-        _item(line, i, line_factors[i - 1], convention, amounts, master, tx.notes)
-        for i, line in _at(lines)
+        item_line(line, i, line_factors[i - 1], convention, amounts, master, tx.notes)
+        for i, line in numbered(lines)
     ]
     if trans_factor is None and convention == "auto" and -1 in line_factors:
         # auto, mixed sale/return lines written unsigned: the total takes the lines' sign.
         trans_factor = -1 if sum(item["net_amount"] for item in items) < 0 else 1
-    net_amount = amounts.minor(_signed(trans_in, trans_factor), "cashtransaction/transAmntIn")
+    net_amount = amounts.minor(signed(trans_in, trans_factor), "cashtransaction/transAmntIn")
     rounding_written = amounts.read(element.find("rounding"), "roundingAmnt", "rounding")
     if rounding_written is not None and trans_factor == -1:
         rounding_written = -rounding_written
     rounding = amounts.minor(rounding_written, "rounding/roundingAmnt")
-    trans_discounts = _discounts(element, trans_factor, amounts, master, "cashtransaction")
+    trans_discounts = discount_lines(element, trans_factor, amounts, master, "cashtransaction")
     item_discount = sum(d["amount"] for item in items for d in item.get("discount_lines", ()))
     trans_discount = sum(d["amount"] for d in trans_discounts)
     data: dict[str, Any] = {
@@ -247,19 +210,20 @@ def build_receipt(
         "items": items,
     }
     tax_lines = [
-        _tax_line(vat, trans_factor, convention, amounts, master, f"cashtransaction/vat[{i}]")
-        for i, vat in _at(children(element, "vat"))
+        tax_line(vat, trans_factor, convention, amounts, master, f"cashtransaction/vat[{i}]")
+        for i, vat in numbered(children(element, "vat"))
     ]
     if tax_lines:
         data["tax_lines"] = tax_lines
+    foreign: list[dict[str, str]] = []
     payment_lines = [
-        _payment(p, i, paid[i - 1], trans_factor, amounts, master, tx, data)
-        for i, p in _at(payments)
+        payment_line(p, i, paid[i - 1], trans_factor, amounts, master, tx.notes, foreign)
+        for i, p in numbered(payments)
     ]
     if payment_lines:
         data["payments"] = payment_lines
     _people(element, master, data)
-    extra = _extra_info(element, tx, rounding, currency, data)
+    extra = _extra_info(element, tx, rounding, currency) + foreign
     if extra:
         data["extra_info"] = extra
     if rounding:
@@ -270,188 +234,6 @@ def build_receipt(
     if problems:
         raise TransactionError(problems + tx.notes)
     return data
-
-
-def _at(elements: list[Element]) -> list[tuple[int, Element]]:
-    return list(enumerate(elements, start=1))
-
-
-def _item(
-    line: Element,
-    position: int,
-    factor: int | None,
-    convention: SignConvention,
-    amounts: _Amounts,
-    master: MasterData,
-    notes: list[str],
-) -> dict[str, Any]:
-    where = f"ctLine[{position}]"
-    net = _signed(amounts.read(line, "lineAmntIn", where), factor)
-    quantity = _signed(amounts.read(line, "qnt", where), factor)
-    line_id = value(line, "lineID")
-    item: dict[str, Any] = {
-        "line_id": int(line_id) if line_id is not None and line_id.isdigit() else position
-    }
-    art_id = value(line, "artID")
-    article = master.articles.get(art_id) if art_id is not None else None
-    if art_id is not None:
-        item["id"] = art_id
-        if article is None:
-            notes.append(f"{where}: artID {art_id!r} is not in the file's articles")
-    description = (article.description if article else None) or value(line, "cashTransLineDescr")
-    if description:
-        item["description"] = description
-    group_id = value(line, "artGroupID") or (article.group_id if article else None)
-    if group_id is not None:
-        group: dict[str, Any] = {"id": group_id}
-        basic = master.basic("04", group_id)
-        if basic and basic.description:
-            group["name"] = basic.description
-        item["groups"] = [group]
-    item["quantity"] = _number(quantity) if quantity is not None else 1
-    discounts = _discounts(line, factor, amounts, master, where)
-    net_minor = amounts.minor(net, f"{where}/lineAmntIn")
-    item["gross_amount"] = net_minor + sum(d["amount"] for d in discounts)
-    item["net_amount"] = net_minor
-    ppu = amounts.read(line, "ppu", where)
-    if ppu is not None:
-        scaled = ppu.scaleb(minor_exponent(amounts.currency))
-        rounded = scaled.quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
-        item["unit_gross_price"] = int(rounded)
-        if rounded != scaled:
-            item["extra_info"] = [{"key": "saft.ppu", "value": str(ppu), "value_type": "number"}]
-    vat = line.find("vat")
-    if vat is not None:
-        tax_line = _tax_line(vat, factor, convention, amounts, master, f"{where}/vat")
-        item["tax_lines"] = [tax_line]
-        if "percentage" in tax_line:
-            item["tax_percent"] = tax_line["percentage"]
-    else:
-        rate = _derived_rate(
-            amounts.read(line, "lineAmntIn", where), amounts.read(line, "lineAmntEx", where)
-        )
-        if rate is not None:
-            item["tax_percent"] = rate
-    cost = amounts.read(line, "costPrice", where)
-    if cost is not None:
-        item["cost_price"] = amounts.minor(cost, f"{where}/costPrice")
-    salesperson = value(line, "empID")
-    if salesperson is not None:
-        item["salesperson_id"] = salesperson
-    if discounts:
-        item["discount_lines"] = discounts
-    if net_minor < 0 or (quantity is not None and quantity < 0):
-        item["is_return_item"] = True
-    return item
-
-
-def _discounts(
-    owner: Element, factor: int | None, amounts: _Amounts, master: MasterData, where: str
-) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for i, discount in _at(children(owner, "discount")):
-        label = f"{where}/discount[{i}]"
-        amount = _signed(amounts.read(discount, "dscAmnt", label), factor)
-        line: dict[str, Any] = {
-            "line_id": i,
-            "amount": amounts.minor(amount, f"{label}/dscAmnt"),
-            "discount_type": "manual",
-        }
-        kind = value(discount, "dscTp")
-        if kind is not None:
-            line["discount_id"] = kind
-            basic = master.basic("08", kind)
-            if basic and basic.description:
-                line["description"] = basic.description
-        out.append(line)
-    return out
-
-
-def _tax_line(
-    vat: Element,
-    factor: int | None,
-    convention: SignConvention,
-    amounts: _Amounts,
-    master: MasterData,
-    where: str,
-) -> dict[str, Any]:
-    own = value(vat, "vatAmntTp")
-    if convention == "amnttp" and own in {"C", "D"}:
-        factor = -1 if own == "D" else 1
-    tax: dict[str, Any] = {}
-    rate = amounts.read(vat, "vatPerc", where)
-    if rate is not None:
-        tax["percentage"] = _number(rate)
-    tax["amount"] = amounts.minor(
-        _signed(amounts.read(vat, "vatAmnt", where), factor), f"{where}/vatAmnt"
-    )
-    basis = amounts.read(vat, "vatBasAmnt", where)
-    if basis is not None:
-        tax["tax_basis"] = amounts.minor(_signed(basis, factor), f"{where}/vatBasAmnt")
-    code = value(vat, "vatCode")
-    if code is not None:
-        tax["tax_code"] = code
-        group = master.vat_groups.get(code)
-        if group:
-            tax["tax_group"] = group
-    tax["included_in_price"] = True
-    return tax
-
-
-def _derived_rate(gross: Decimal | None, net: Decimal | None) -> int | Decimal | None:
-    """A line without `vat`: the rate from In/Ex, snapped to a legal rate, else None."""
-    if gross is None or net is None or net == 0:
-        return None
-    rate = (gross - net) / net * 100
-    for legal in _LEGAL_RATES:
-        if abs(rate - legal) <= _RATE_SNAP:
-            return _number(legal)
-    return None
-
-
-def _payment(
-    payment: Element,
-    position: int,
-    paid: Decimal | None,
-    factor: int | None,
-    amounts: _Amounts,
-    master: MasterData,
-    tx: Transaction,
-    data: dict[str, Any],
-) -> dict[str, Any]:
-    where = f"payment[{position}]"
-    amount = _signed(paid, factor)
-    foreign = value(payment, "curCode")
-    line: dict[str, Any] = {"line_id": position}
-    if foreign is not None and foreign != tx.currency and amount is not None:
-        rate = amounts.read(payment, "exchRt", where)
-        if rate is None:
-            amounts.errors.append(f"{where}: paid in {foreign} but exchRt is missing")
-            line["amount"] = 0
-        else:
-            scaled = (amount * rate).scaleb(minor_exponent(tx.currency))
-            line["amount"] = int(scaled.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
-            data.setdefault("_foreign", []).append(
-                {
-                    "key": f"saft.payment.{position}.foreign",
-                    "value": f"{amount} {foreign} x {rate}",
-                    "value_type": "string",
-                }
-            )
-    else:
-        line["amount"] = amounts.minor(amount, f"{where}/paidAmnt")
-    kind = value(payment, "paymentType")
-    if kind is not None:
-        line["type_id"] = kind
-        basic = master.basic("12", kind)
-        if basic is None:
-            tx.notes.append(f"{where}: paymentType {kind!r} has no basic of type 12")
-        elif basic.description:
-            line["description"] = basic.description
-    reference = value(payment, "paymentRefID")
-    if reference is not None:
-        line["reference_id"] = reference
-    return line
 
 
 def _people(element: Element, master: MasterData, data: dict[str, Any]) -> None:
@@ -475,7 +257,6 @@ def _extra_info(
     tx: Transaction,
     rounding: int,
     currency: str,
-    data: dict[str, Any],
 ) -> list[dict[str, str]]:
     extra: list[dict[str, str]] = []
     if rounding:
@@ -504,7 +285,6 @@ def _extra_info(
                 "value_type": "string",
             }
         )
-    extra.extend(data.pop("_foreign", []))
     return extra
 
 

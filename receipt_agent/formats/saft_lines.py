@@ -1,0 +1,250 @@
+"""SAF-T Cash Register line-level mapping: ctLine → item, discount, VAT and payment lines.
+
+Owns the exact reading of SAF-T amounts (`Amounts`) and the item, discount, tax and payment
+shapes of formats.md §1.3; `saft_receipt` decides the signs and assembles the receipt. Pure:
+values in, values out; no I/O, no logging. Errors are collected (`Amounts.errors`), never
+raised one at a time, so a rejected receipt names every bad field.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any, Literal
+from xml.etree.ElementTree import Element
+
+from receipt_agent.formats.saft_master import MasterData, value
+from receipt_agent.formats.xml_stream import children
+from receipt_agent.money import AmountError, minor_exponent, parse_decimal, to_minor
+
+SignConvention = Literal["auto", "signed", "amnttp"]
+_LEGAL_RATES = (Decimal(0), Decimal(12), Decimal(15), Decimal(25))
+_RATE_SNAP = Decimal("0.5")
+
+
+def as_number(amount: Decimal) -> int | Decimal:
+    """A quantity or rate: an int when whole, else the exact Decimal (model.Number)."""
+    if amount == amount.to_integral_value():
+        return int(amount)
+    return amount.normalize()
+
+
+class Amounts:
+    """Reads decimals and converts to minor units, collecting errors instead of stopping."""
+
+    def __init__(self, currency: str) -> None:
+        self.currency = currency
+        self.errors: list[str] = []
+
+    def read(self, element: Element | None, name: str, where: str) -> Decimal | None:
+        raw = value(element, name)
+        if raw is None:
+            return None
+        try:
+            return parse_decimal(raw)
+        except AmountError:
+            self.errors.append(f"{where}/{name}: {raw!r} is not a number")
+            return None
+
+    def minor(self, amount: Decimal | None, label: str) -> int:
+        if amount is None:
+            return 0
+        try:
+            return to_minor(amount, self.currency)
+        except AmountError:
+            self.errors.append(
+                f"{label}: {amount} {self.currency} is finer than the minor unit "
+                f"(1/{10 ** minor_exponent(self.currency)}); the export must not hold "
+                "fractions of øre"
+            )
+            return 0
+
+
+def signed(amount: Decimal | None, factor: int | None) -> Decimal | None:
+    if amount is None or factor is None:
+        return amount
+    return abs(amount) * factor
+
+
+def numbered(elements: list[Element]) -> list[tuple[int, Element]]:
+    return list(enumerate(elements, start=1))
+
+
+def item_line(
+    line: Element,
+    position: int,
+    factor: int | None,
+    convention: SignConvention,
+    amounts: Amounts,
+    master: MasterData,
+    notes: list[str],
+) -> dict[str, Any]:
+    where = f"ctLine[{position}]"
+    net = signed(amounts.read(line, "lineAmntIn", where), factor)
+    quantity = signed(amounts.read(line, "qnt", where), factor)
+    line_id = value(line, "lineID")
+    item: dict[str, Any] = {
+        "line_id": int(line_id) if line_id is not None and line_id.isdigit() else position
+    }
+    art_id = value(line, "artID")
+    article = master.articles.get(art_id) if art_id is not None else None
+    if art_id is not None:
+        item["id"] = art_id
+        if article is None:
+            notes.append(f"{where}: artID {art_id!r} is not in the file's articles")
+    description = (article.description if article else None) or value(line, "cashTransLineDescr")
+    if description:
+        item["description"] = description
+    group_id = value(line, "artGroupID") or (article.group_id if article else None)
+    if group_id is not None:
+        group: dict[str, Any] = {"id": group_id}
+        basic = master.basic("04", group_id)
+        if basic and basic.description:
+            group["name"] = basic.description
+        item["groups"] = [group]
+    item["quantity"] = as_number(quantity) if quantity is not None else 1
+    discounts = discount_lines(line, factor, amounts, master, where)
+    net_minor = amounts.minor(net, f"{where}/lineAmntIn")
+    item["gross_amount"] = net_minor + sum(d["amount"] for d in discounts)
+    item["net_amount"] = net_minor
+    ppu = amounts.read(line, "ppu", where)
+    if ppu is not None:
+        scaled = ppu.scaleb(minor_exponent(amounts.currency))
+        rounded = scaled.quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
+        item["unit_gross_price"] = int(rounded)
+        if rounded != scaled:
+            item["extra_info"] = [{"key": "saft.ppu", "value": str(ppu), "value_type": "number"}]
+    vat = line.find("vat")
+    if vat is not None:
+        tax = tax_line(vat, factor, convention, amounts, master, f"{where}/vat")
+        item["tax_lines"] = [tax]
+        if "percentage" in tax:
+            item["tax_percent"] = tax["percentage"]
+    else:
+        rate = _derived_rate(
+            amounts.read(line, "lineAmntIn", where), amounts.read(line, "lineAmntEx", where)
+        )
+        if rate is not None:
+            item["tax_percent"] = rate
+    cost = amounts.read(line, "costPrice", where)
+    if cost is not None:
+        item["cost_price"] = amounts.minor(cost, f"{where}/costPrice")
+    salesperson = value(line, "empID")
+    if salesperson is not None:
+        item["salesperson_id"] = salesperson
+    if discounts:
+        item["discount_lines"] = discounts
+    if net_minor < 0 or (quantity is not None and quantity < 0):
+        item["is_return_item"] = True
+    return item
+
+
+def discount_lines(
+    owner: Element, factor: int | None, amounts: Amounts, master: MasterData, where: str
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for i, discount in numbered(children(owner, "discount")):
+        label = f"{where}/discount[{i}]"
+        amount = signed(amounts.read(discount, "dscAmnt", label), factor)
+        line: dict[str, Any] = {
+            "line_id": i,
+            "amount": amounts.minor(amount, f"{label}/dscAmnt"),
+            "discount_type": "manual",
+        }
+        kind = value(discount, "dscTp")
+        if kind is not None:
+            line["discount_id"] = kind
+            basic = master.basic("08", kind)
+            if basic and basic.description:
+                line["description"] = basic.description
+        out.append(line)
+    return out
+
+
+def tax_line(
+    vat: Element,
+    factor: int | None,
+    convention: SignConvention,
+    amounts: Amounts,
+    master: MasterData,
+    where: str,
+) -> dict[str, Any]:
+    own = value(vat, "vatAmntTp")
+    if convention == "amnttp" and own in {"C", "D"}:
+        factor = -1 if own == "D" else 1
+    tax: dict[str, Any] = {}
+    rate = amounts.read(vat, "vatPerc", where)
+    if rate is not None:
+        tax["percentage"] = as_number(rate)
+    tax["amount"] = amounts.minor(
+        signed(amounts.read(vat, "vatAmnt", where), factor), f"{where}/vatAmnt"
+    )
+    basis = amounts.read(vat, "vatBasAmnt", where)
+    if basis is not None:
+        tax["tax_basis"] = amounts.minor(signed(basis, factor), f"{where}/vatBasAmnt")
+    code = value(vat, "vatCode")
+    if code is not None:
+        tax["tax_code"] = code
+        group = master.vat_groups.get(code)
+        if group:
+            tax["tax_group"] = group
+    tax["included_in_price"] = True
+    return tax
+
+
+def _derived_rate(gross: Decimal | None, net: Decimal | None) -> int | Decimal | None:
+    """A line without `vat`: the rate from In/Ex, snapped to a legal rate, else None."""
+    if gross is None or net is None or net == 0:
+        return None
+    rate = (gross - net) / net * 100
+    for legal in _LEGAL_RATES:
+        if abs(rate - legal) <= _RATE_SNAP:
+            return as_number(legal)
+    return None
+
+
+def payment_line(
+    payment: Element,
+    position: int,
+    paid: Decimal | None,
+    factor: int | None,
+    amounts: Amounts,
+    master: MasterData,
+    notes: list[str],
+    extra: list[dict[str, str]],
+) -> dict[str, Any]:
+    """A `payment` → PaymentItem. A foreign-currency tender (curCode ≠ the receipt's) is
+    converted with exchRt, rounded half-even to the minor unit, and its original amount,
+    currency and rate are kept in `extra` (`saft.payment.N.foreign`)."""
+    where = f"payment[{position}]"
+    amount = signed(paid, factor)
+    foreign = value(payment, "curCode")
+    line: dict[str, Any] = {"line_id": position}
+    if foreign is not None and foreign != amounts.currency and amount is not None:
+        rate = amounts.read(payment, "exchRt", where)
+        if rate is None:
+            amounts.errors.append(f"{where}: paid in {foreign} but exchRt is missing")
+            line["amount"] = 0
+        else:
+            scaled = (amount * rate).scaleb(minor_exponent(amounts.currency))
+            line["amount"] = int(scaled.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+            extra.append(
+                {
+                    "key": f"saft.payment.{position}.foreign",
+                    "value": f"{amount} {foreign} x {rate}",
+                    "value_type": "string",
+                }
+            )
+    else:
+        line["amount"] = amounts.minor(amount, f"{where}/paidAmnt")
+    kind = value(payment, "paymentType")
+    if kind is not None:
+        line["type_id"] = kind
+        basic = master.basic("12", kind)
+        if basic is None:
+            notes.append(f"{where}: paymentType {kind!r} has no basic of type 12")
+        elif basic.description:
+            line["description"] = basic.description
+    reference = value(payment, "paymentRefID")
+    if reference is not None:
+        line["reference_id"] = reference
+    return line
