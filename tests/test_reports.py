@@ -537,13 +537,19 @@ def test_catch_up_after_a_failure_goes_on_with_the_other_reports(
     assert [e["name"] for e in logs if e["event"] == "report.failed"] == ["bad"]
 
 
+@pytest.mark.parametrize("accept", ["application/pdf", "application/json"])
 def test_report_saved_by_dintero_201_writes_a_json_receipt(
     sandbox: Sandbox,
     report_config: Callable[..., AgentConfig],
     open_runner: Callable[[AgentConfig], reports.ReportRunner],
+    accept: str,
 ) -> None:
-    """`save: true` answers 201 without the document: a `.saved.json` receipt is kept."""
-    config = report_config(_report(save=True))
+    """`save: true` answers 201 without the document: a `.saved.json` receipt is kept.
+
+    Also for `accept: application/json`, where the 201's JSON note must not pass for the
+    report itself.
+    """
+    config = report_config(_report(save=True, accept=accept))
     runner = open_runner(config)
     outcome = runner.run(config.reports[0], now=datetime(2026, 4, 2, tzinfo=OSLO))
     assert outcome.status == 201
