@@ -2,6 +2,9 @@
 
 Pure: reads the stream it is given and nothing else; no filesystem, database, HTTP or logging.
 Never rounds an amount: one finer than the currency's minor unit rejects its receipt.
+Unlike the XML parsers it reads the whole file: rows of one receipt may be scattered, so every
+row must be grouped before the first receipt is complete (CSV sources are capped at 50 MB by
+the default `max_file_size`).
 
 Rules (decided here, CONTRACT §2 leaves them open):
 
