@@ -222,7 +222,7 @@ def build_receipt(
     ]
     if payment_lines:
         data["payments"] = payment_lines
-    _people(element, master, data)
+    _people(element, master, data, tx.notes)
     extra = _extra_info(element, tx, rounding, currency) + foreign
     if extra:
         data["extra_info"] = extra
@@ -236,11 +236,13 @@ def build_receipt(
     return data
 
 
-def _people(element: Element, master: MasterData, data: dict[str, Any]) -> None:
+def _people(element: Element, master: MasterData, data: dict[str, Any], notes: list[str]) -> None:
     """The employee (operator) and the customer's id; never the customer's personal data."""
     emp_id = value(element, "empID")
     if emp_id is not None:
         data["operator_id"] = emp_id
+        if emp_id not in master.employees:
+            notes.append(f"empID {emp_id!r} is not in the file's employees")
         name = master.employees.get(emp_id)
         if name:
             data["operator_name"] = name

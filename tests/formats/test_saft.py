@@ -333,9 +333,9 @@ def test_saft_danish_test_export_loses_no_transaction(samples_dir: Path) -> None
          "reference_id": "25102501030001"}
     ]  # fmt: skip
     assert first["operator_name"] == "Kasserer"  # surName NONE is a placeholder
-    for record in records:
-        if isinstance(record, RawReceipt):
-            assert isinstance(finish_receipt(record, src), ValidReceipt)
+    for mapped in records:
+        if isinstance(mapped, RawReceipt):
+            assert isinstance(finish_receipt(mapped, src), ValidReceipt)
 
 
 # --- a small SAF-T writer for synthetic tests -------------------------------------------------
