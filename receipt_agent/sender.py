@@ -5,7 +5,7 @@ the stored JSON bytes, joined without re-serialising), splitting on 400/422/413 
 bad receipt stands alone (it becomes `rejected` with the API's message), and backoff:
 one pause for the whole sender after a transient failure or a configuration problem, so an
 outage costs one POST per backoff step, not one per batch. The wait comes from tenacity's
-`wait_exponential_jitter` (initial → max, jittered); a `Retry-After` answer is honoured
+`wait_exponential` + `wait_random` (initial → max, jittered); a `Retry-After` answer is honoured
 even above the cap.
 
 Emits batch.sent, batch.duplicates, batch.failed, receipt.rejected (where the API
@@ -75,9 +75,11 @@ class Sender:
         self._batch = config.batch
         self._retry = config.retry
         self._observer = observer
-        self._wait = tenacity.wait_exponential_jitter(
-            initial=config.retry.initial, max=config.retry.max, jitter=config.retry.initial
-        )
+        # initial, 2×, 4×, … capped at max, plus up to `initial` of jitter so agents
+        # that failed together do not retry together.
+        self._wait = tenacity.wait_exponential(
+            multiplier=config.retry.initial, max=config.retry.max
+        ) + tenacity.wait_random(0, config.retry.initial)
         self._failures = 0
         self._paused_until = 0.0  # time.monotonic()
         self._log = structlog.get_logger("receipt_agent")
