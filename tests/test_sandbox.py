@@ -1,5 +1,6 @@
 """The sandbox API over a real loopback socket: auth, receipts, reports, faults, process mode."""
 
+import base64
 import copy
 import json
 import subprocess
@@ -955,3 +956,30 @@ def test_sandbox_keep_receipts_false_keeps_ids_and_duplicates_only() -> None:
         assert _post(http, [_receipt("1"), _receipt("1")]).json()["duplicates"] == 1
         assert running.receipt_ids(ACCOUNT) == ["1"]
         assert running.receipts(ACCOUNT) == []
+
+
+def test_token_is_a_jwt_whose_claims_match_the_account_and_lifetime(
+    sandbox: Sandbox, client: httpx.Client
+) -> None:
+    """The access token is a three-part JWT naming the account's audience and its expiry."""
+    sandbox.faults.token_lifetime_s = 90
+    header, payload, signature = _token(client).split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["aud"] == AUDIENCE.format(ACCOUNT)
+    assert claims["sub"] == "demo"
+    assert claims["exp"] - claims["iat"] == 90
+    assert header
+    assert signature
+
+
+def test_receipts_chunked_body_is_read_and_connection_stays_usable(authed: httpx.Client) -> None:
+    """A chunked request body is accepted, and the next request on the connection works."""
+    body = json.dumps([_receipt("1"), _receipt("2")]).encode()
+    answer = authed.post(
+        f"/accounts/{ACCOUNT}/receipts",
+        content=iter([body[:10], body[10:]]),
+        headers={"Content-Type": "application/json"},
+    )
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["receipts"]) == 2
+    assert _post(authed, [_receipt("3")]).status_code == 200

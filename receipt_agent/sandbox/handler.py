@@ -54,6 +54,7 @@ _ENDPOINTS = {
 }
 _ACCOUNT = re.compile(r"^[PT]\d{8}$")
 _JSON = "application/json"
+_LINE_LIMIT = 65_537
 
 Answer = tuple[int, bytes, str, tuple[tuple[str, str], ...], int | None]
 
@@ -123,6 +124,17 @@ class SandboxHandler(BaseHTTPRequestHandler):
     # -- plumbing --------------------------------------------------------------------
 
     def _read_body(self) -> bytes:
+        """Return the request body, by Content-Length or chunked; ValueError if malformed."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            parts: list[bytes] = []
+            while True:
+                size = int(self.rfile.readline(_LINE_LIMIT).split(b";", 1)[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline(_LINE_LIMIT).strip():
+                        pass  # trailers, ignored
+                    return b"".join(parts)
+                parts.append(self.rfile.read(size))
+                self.rfile.readline(_LINE_LIMIT)  # the CRLF after each chunk
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length > 0 else b""
 
@@ -151,7 +163,12 @@ class SandboxHandler(BaseHTTPRequestHandler):
         started = time.perf_counter()
         split = urlsplit(self.path)
         path, query_string = split.path, split.query
-        body = self._read_body()
+        try:
+            body = self._read_body()
+        except ValueError:
+            self.close_connection = True  # the stream position is lost: no keep-alive
+            self._send(400, error_body("BAD_REQUEST", "malformed request body framing"))
+            return
         if path.startswith("/_sandbox/"):
             status, payload = self.server.hook(self.command, path, query_string, body)
             self._send(status, payload)

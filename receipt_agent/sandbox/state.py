@@ -7,6 +7,9 @@ nothing is stored twice. Headers are recorded without the Authorization value.
 Holds everything in memory; never touches a file.
 """
 
+import base64
+import hashlib
+import hmac
 import secrets
 import threading
 import time
@@ -19,6 +22,12 @@ from typing import Any
 import orjson
 
 _CREATED_BY = "c0ffee00-5a4d-4b0c-8000-000000000001"  # the sandbox's API client, as Dintero's
+_JWT_HEADER = b'{"alg":"HS256","typ":"JWT"}'
+_SCOPES = "admin:receipts write:receipts admin:reports admin:billing"
+
+
+def _base64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +75,7 @@ class SandboxState:
         then returns nothing while ids, duplicates and counters work as before.
         """
         self.keep_receipts = keep_receipts
+        self._signing_key = secrets.token_bytes(32)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._tokens: dict[str, _Token] = {}
@@ -83,10 +93,26 @@ class SandboxState:
     # -- tokens ----------------------------------------------------------------------
 
     def issue_token(self, account_id: str, client_id: str, lifetime_s: int) -> str:
-        """Return a new opaque JWT-shaped token valid for `lifetime_s` seconds."""
-        token = ".".join(secrets.token_urlsafe(n) for n in (12, 24, 32))
+        """Return a new HS256 JWT for the account, valid for `lifetime_s` seconds.
+
+        The sandbox itself trusts its own table of issued tokens, not the signature;
+        the claims (`sub`, `aud`, `iat`, `exp`, `scope`) are there for clients that look.
+        """
+        issued = int(time.time())
+        claims = {
+            "iss": "https://sandbox.receipt-agent.invalid",
+            "sub": client_id,
+            "aud": f"https://api.dintero.com/v1/accounts/{account_id}",
+            "iat": issued,
+            "exp": issued + lifetime_s,
+            "scope": _SCOPES,
+            "jti": secrets.token_hex(8),
+        }
+        signed = _base64url(_JWT_HEADER) + "." + _base64url(orjson.dumps(claims))
+        signature = hmac.new(self._signing_key, signed.encode("ascii"), hashlib.sha256).digest()
+        token = signed + "." + _base64url(signature)
         with self._lock:
-            self._tokens[token] = _Token(account_id, client_id, time.time() + lifetime_s)
+            self._tokens[token] = _Token(account_id, client_id, issued + lifetime_s)
             self.token_issues += 1
         return token
 
