@@ -8,6 +8,7 @@ a fixed "now" without patching anything, it passes `now=` explicitly.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -433,6 +434,60 @@ def test_report_keeps_failing_gives_up_bounded_and_records_nothing(
     assert failed["status"] == 502
     assert _files(config.report_dir(config.reports[0])) == []
     assert runner.db.report_done("monthly", "2026-03-01") is None
+
+
+def test_report_scheduled_run_that_fails_logs_and_does_not_raise(
+    sandbox: Sandbox,
+    report_config: Callable[..., AgentConfig],
+    open_runner: Callable[[AgentConfig], reports.ReportRunner],
+) -> None:
+    """A failing cron run leaves one report.failed line and no traceback for the scheduler."""
+    config = report_config(_report())
+    runner = open_runner(config)
+    sandbox.set_faults(forbidden=True, endpoints="reports")
+    with capture_logs() as logs:
+        runner.run_scheduled(config.reports[0])
+    assert [e["event"] for e in logs if e["event"].startswith(("report.", "job."))] == [
+        "report.failed"
+    ]
+
+
+def test_report_retry_wait_ends_when_the_agent_stops(
+    sandbox: Sandbox,
+    report_config: Callable[..., AgentConfig],
+    open_runner: Callable[[AgentConfig], reports.ReportRunner],
+) -> None:
+    """A shutdown does not sit out a Retry-After: the run stops after the first attempt."""
+    config = report_config(_report())
+    stop = threading.Event()
+    stop.set()
+    runner = open_runner(config)
+    runner = reports.ReportRunner(config, runner.client, runner.db, stop_event=stop)
+    sandbox.set_faults(rate_limit_every=1, retry_after_s=30, endpoints="reports")
+    started = time.monotonic()
+    with pytest.raises(ReportError, match="agent stopped"):
+        runner.run(config.reports[0], now=datetime(2026, 4, 2, tzinfo=OSLO))
+    assert time.monotonic() - started < 5
+    assert len(_requests(sandbox, GENERATION)) == 1
+    assert runner.db.report_done("monthly", "2026-03-01") is None
+
+
+def test_report_401_after_a_fresh_token_fails_as_misconfigured(
+    sandbox: Sandbox,
+    report_config: Callable[..., AgentConfig],
+    open_runner: Callable[[AgentConfig], reports.ReportRunner],
+) -> None:
+    """A 401 that a token refresh cannot cure is not retried: report.failed at error level."""
+    config = report_config(_report())
+    runner = open_runner(config)
+    sandbox.set_faults(unauthorized_next=2, endpoints="reports")
+    with capture_logs() as logs, pytest.raises(ReportError, match="401") as caught:
+        runner.run(config.reports[0], now=datetime(2026, 4, 2, tzinfo=OSLO))
+    assert caught.value.status == 401
+    assert len(_requests(sandbox, GENERATION)) == 2
+    (failed,) = [e for e in logs if e["event"] == "report.failed"]
+    assert failed["log_level"] == "error"
+    assert SECRET not in str(logs)
 
 
 def test_report_refused_with_400_fails_at_once_with_the_api_message(
