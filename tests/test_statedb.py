@@ -46,12 +46,19 @@ def test_insert_same_store_and_receipt_twice_is_a_local_duplicate(tmp_path: Path
 def test_transaction_rolls_back_everything_on_error(tmp_path: Path) -> None:
     """A failure inside a transaction leaves no receipt and no file digest behind."""
     db = statedb.StateDB(tmp_path / "state.db")
-    with pytest.raises(RuntimeError), db.transaction() as tx:
-        statedb.insert_receipt(
-            tx, source="s", store_id="a", receipt_id="1", payload=b"{}", file="f", now=1.0
-        )
-        statedb.record_file(tx, digest="d", source="s", name="f", receipts=1, rejected=0, now=1.0)
-        raise RuntimeError
+
+    def failing_intake() -> None:
+        with db.transaction() as tx:
+            statedb.insert_receipt(
+                tx, source="s", store_id="a", receipt_id="1", payload=b"{}", file="f", now=1.0
+            )
+            statedb.record_file(
+                tx, digest="d", source="s", name="f", receipts=1, rejected=0, now=1.0
+            )
+            raise RuntimeError
+
+    with pytest.raises(RuntimeError):
+        failing_intake()
     assert db.counts()["pending"] == 0
     assert not db.has_file("d")
     db.close()
