@@ -367,6 +367,8 @@ class Tx:
     emp_id: str | None = "1"
     time_text: str | None = None  # overrides the written transTime
     total: Decimal | None = None  # overrides transAmntIn
+    customer_id: str | None = None
+    foreign: tuple[str, Decimal | None] | None = None  # (curCode, exchRt) on every payment
 
 
 @dataclass
@@ -414,6 +416,9 @@ def write_saft(locations: list[Location], *, currency: str = "NOK", prefix: str 
         f"<header>{_el('curCode', currency)}</header>",
         "<company><companyIdent>999999999</companyIdent><companyName>Butikk AS</companyName>"
         "<taxRegIdent>999999999MVA</taxRegIdent>"
+        "<customersSuppliers><customerSupplier><custSupID>C-77</custSupID>"
+        "<custSupName>CANARY Kundesen</custSupName><eMail>canary@example.no</eMail>"
+        "</customerSupplier></customersSuppliers>"
         "<vatCodeDetails><vatCodeDetail><vatCode>3</vatCode><vatDesc>Høy sats</vatDesc>"
         "</vatCodeDetail></vatCodeDetails>"
         "<employees><employee><empID>1</empID><firstName>Kari</firstName>"
@@ -458,8 +463,10 @@ def _write_tx(tx: Tx) -> str:
         + "</ctLine>"
         for index, line in enumerate(tx.lines, start=1)
     )
+    currency = "" if tx.foreign is None else _el("curCode", tx.foreign[0])
+    currency += "" if tx.foreign is None else _el("exchRt", tx.foreign[1])
     paid = "".join(
-        f"<payment>{_el('paymentType', kind)}{_el('paidAmnt', amount)}</payment>"
+        f"<payment>{_el('paymentType', kind)}{_el('paidAmnt', amount)}{currency}</payment>"
         for kind, amount in payments
     )
     rounding = (
@@ -471,7 +478,8 @@ def _write_tx(tx: Tx) -> str:
         "<cashtransaction>"
         f"{_el('nr', tx.nr)}{_el('transID', tx.trans_id or tx.nr)}{_el('transType', tx.trans_type)}"
         f"{_el('transAmntIn', total)}{_el('transAmntEx', total)}{_el('amntTp', tx.amnt_tp)}"
-        f"{_el('empID', tx.emp_id)}{_el('transDate', tx.when.date().isoformat())}"
+        f"{_el('empID', tx.emp_id)}{_el('custSupID', tx.customer_id)}"
+        f"{_el('transDate', tx.when.date().isoformat())}"
         f"{_el('transTime', tx.time_text or tx.when.time().isoformat())}"
         f"{lines}{rounding}{paid}<signature>NA</signature><keyVersion>1</keyVersion>"
         f"{_el('voidTransaction', str(tx.void).lower())}"
@@ -764,6 +772,38 @@ def test_saft_line_discount_gives_gross_before_discount() -> None:
     assert (record.data["net_amount"], record.data["gross_amount"]) == (8000, 10000)
     assert record.data["total_discount"] == 2000
     assert check_totals(record.data) == []
+
+
+def test_saft_foreign_currency_payment_is_converted_and_kept() -> None:
+    """A EUR tender is converted with exchRt; its original amount and rate go to extra_info."""
+    tx = Tx("1", NOON, [Line(Decimal("115.00"))], payments=[("CASH", Decimal("10.00"))],
+            foreign=("EUR", Decimal("11.500000")))  # fmt: skip
+    record = one(tx)
+    assert isinstance(record, RawReceipt)
+    assert record.data["payments"][0]["amount"] == 11500
+    assert {
+        "key": "saft.payment.1.foreign",
+        "value": "10.00 EUR x 11.500000",
+        "value_type": "string",
+    } in record.data["extra_info"]
+
+
+def test_saft_foreign_currency_without_rate_is_invalid() -> None:
+    """A foreign tender without exchRt cannot be converted: the receipt is rejected, not guessed."""
+    tx = Tx("1", NOON, [Line(Decimal("115.00"))], payments=[("CASH", Decimal("10.00"))],
+            foreign=("EUR", None))  # fmt: skip
+    record = one(tx)
+    assert isinstance(record, InvalidRecord)
+    assert "payment[1]: paid in EUR but exchRt is missing" in record.errors
+
+
+def test_saft_customer_personal_data_is_never_read() -> None:
+    """Only custSupID reaches the receipt; the customer's name and e-mail never appear."""
+    record = one(Tx("1", NOON, [Line(Decimal("10.00"))], customer_id="C-77"))
+    assert isinstance(record, RawReceipt)
+    assert record.data["customer_id"] == "C-77"
+    assert "CANARY" not in repr(record.data)
+    assert "canary@" not in repr(record.data)
 
 
 # --- time -----------------------------------------------------------------------------------
