@@ -17,9 +17,10 @@ with our model or mapping (an import-linter contract keeps it so).
         sb.set_faults(rate_limit_every=2, retry_after_s=5)   # several, atomically
         sb.receipt_ids("T12345678"); sb.receipts("T12345678"); sb.requests
 
-Modules: `server` (Sandbox, serve, hot path, test hooks), `handler` (routes, auth,
+Modules: `server` (Sandbox, serve, the receipts hot path), `handler` (routes, auth,
 answers), `faults` (the switchboard), `schema` (validator), `reports` (report rules
-and documents), `state` (tokens, receipts, records), `__main__` (command line).
+and documents), `state` (tokens, receipts, records), `hooks` (/_sandbox/* test hooks),
+`__main__` (command line).
 Holds everything in memory; writes no file except the `--port-file` it is given.
 """
 

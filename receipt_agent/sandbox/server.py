@@ -21,10 +21,10 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs
 
 import orjson
 
+from receipt_agent.sandbox import hooks
 from receipt_agent.sandbox.faults import Faults
 from receipt_agent.sandbox.handler import Answer, SandboxHandler, error_body
 from receipt_agent.sandbox.schema import ReceiptValidator
@@ -189,35 +189,9 @@ class SandboxHTTPServer(ThreadingHTTPServer):
             ]
         return errors
 
-    # -- test hooks ----------------------------------------------------------------------
-
     def hook(self, method: str, path: str, query_string: str, body: bytes) -> tuple[int, bytes]:
-        """Answer a `/_sandbox/*` test hook; not part of Dintero's API."""
-        query = {name: values[0] for name, values in parse_qs(query_string).items()}
-        if method == "GET" and path == "/_sandbox/stats":
-            return 200, orjson.dumps({**self.state.stats(), "faults": self.faults.as_dict()})
-        if method == "GET" and path in ("/_sandbox/receipt-ids", "/_sandbox/receipts"):
-            account = query.get("account", "")
-            if path.endswith("ids"):
-                answer: dict[str, Any] = {"receipt_ids": self.state.receipt_ids(account)}
-            else:
-                answer = {"receipts": self.state.receipts(account)}
-            return 200, orjson.dumps({"account": account, **answer})
-        if method == "POST" and path == "/_sandbox/faults":
-            try:
-                changes = orjson.loads(body) if body else {}
-                if not isinstance(changes, dict):
-                    raise TypeError("body must be a JSON object of fault fields")
-                if changes.pop("clear", False):
-                    self.faults.clear()
-                self.faults.update(**changes)
-            except (ValueError, TypeError) as error:
-                return 400, error_body("BAD_REQUEST", str(error))
-            return 200, orjson.dumps(self.faults.as_dict())
-        if method == "POST" and path == "/_sandbox/reset":
-            self.state.reset()
-            return 200, orjson.dumps({"message": "reset"})
-        return 404, error_body("NOT_FOUND", f"no such test hook: {method} {path}")
+        """Answer a `/_sandbox/*` test hook (see `hooks`); not part of Dintero's API."""
+        return hooks.answer(self.state, self.faults, method, path, query_string, body)
 
 
 def _error(status: int, code: str, message: str, receipts: int | None = None) -> Answer:
