@@ -1,0 +1,105 @@
+"""Benchmark 1: backlog drain. N receipts in files of 100 already in the spool → `run --once`.
+
+Prints wall seconds, receipts/s, peak RSS, CPU seconds and POSTs, and the split by stage
+from the agent's own log: start-up (spawn → first `file.accepted`), intake (files → state
+store, first → last `file.accepted`) and send (state store → acknowledged, last
+`file.accepted` → last `batch.sent`). `run_drain` also samples RSS every 100 ms for
+benchmarks/memory.py.
+
+    python benchmarks/drain.py [--receipts 100000] [--per-file 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from typing import Any
+
+import harness
+
+
+def run_drain(receipts: int, per_file: int, *, sample_s: float = 0.1) -> dict[str, Any]:
+    """Fill a spool, run `receipt-agent run --once` against a sandbox process; return figures."""
+    harness.pin(harness.OTHER_CPU)
+    with harness.workdir("drain") as work, harness.SandboxProcess(work) as sandbox:
+        config = harness.write_config(work, sandbox.base_url)
+        files = harness.fill_spool(work / "spool", receipts, per_file)
+        before = sandbox.stats()
+        samples: list[tuple[float, float]] = []
+        started_wall = time.time()
+        started = time.monotonic()
+        process = harness.start_agent(config, "--once")
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(sample_s):
+                value = harness.rss_mb(process.pid)
+                if value is not None:
+                    samples.append((time.monotonic() - started, value))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        finished = harness.wait_child(process, started)
+        done.set()
+        sampler.join()
+        after = sandbox.stats()
+        log = harness.read_log(work / "agent.log")
+        accepted = [harness.log_time(line) for line in log if line["event"] == "file.accepted"]
+        sent = [harness.log_time(line) for line in log if line["event"] == "batch.sent"]
+        acknowledged = after["unique_receipt_ids"] - before["unique_receipt_ids"]
+        left = len(list((work / "spool").glob("*.json")))
+    if finished.returncode != 0 or acknowledged != receipts or left:
+        raise RuntimeError(
+            f"drain failed: exit {finished.returncode}, {acknowledged}/{receipts} acknowledged, "
+            f"{left} files left; {finished.stderr.decode()[-2000:]}"
+        )
+    per_file_s = (accepted[-1] - accepted[0]) / max(1, len(accepted) - 1)
+    intake_s = accepted[-1] - accepted[0] + per_file_s
+    send_s = sent[-1] - accepted[-1]
+    return {
+        "receipts": receipts,
+        "files": files,
+        "wall_s": finished.wall_s,
+        "rate": receipts / finished.wall_s,
+        "cpu_s": finished.cpu_s,
+        "cpu_us_per_receipt": finished.cpu_s / receipts * 1e6,
+        "peak_rss_mb": finished.peak_rss_mb,
+        "posts": after["receipt_posts"] - before["receipt_posts"],
+        "startup_s": accepted[0] - per_file_s - started_wall,
+        "intake_s": intake_s,
+        "intake_rate": receipts / intake_s,
+        "send_s": send_s,
+        "send_rate": receipts / send_s,
+        "samples": samples,
+    }
+
+
+def rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    cpu = f"{result['cpu_s']:.2f} s ({result['cpu_us_per_receipt']:.0f} µs/receipt)"
+    intake = f"{result['intake_s']:.2f} s, {result['intake_rate']:,.0f} receipts/s"
+    send = f"{result['send_s']:.2f} s, {result['send_rate']:,.0f} receipts/s"
+    return [
+        ("receipts / files", f"{result['receipts']:,} / {result['files']:,}"),
+        ("wall", f"{result['wall_s']:.2f} s"),
+        ("end to end", f"{result['rate']:,.0f} receipts/s"),
+        ("CPU (agent process)", cpu),
+        ("peak RSS", f"{result['peak_rss_mb']:.1f} MB"),
+        ("POSTs", f"{result['posts']:,}"),
+        ("stage: start-up", f"{result['startup_s']:.2f} s"),
+        ("stage: intake (files → state store)", intake),
+        ("stage: send (state store → acknowledged)", send),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--receipts", type=int, default=100_000)
+    parser.add_argument("--per-file", type=int, default=100)
+    arguments = parser.parse_args()
+    result = run_drain(arguments.receipts, arguments.per_file)
+    print(harness.table("Backlog drain (run --once)", rows(result)))
+
+
+if __name__ == "__main__":
+    main()
