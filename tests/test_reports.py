@@ -708,7 +708,7 @@ def test_settlement_test_report_rule_broken_is_refused_without_a_request(
 def test_settlement_test_report_collects_every_broken_rule() -> None:
     """Several mistakes are reported together, not one per try."""
     with pytest.raises(ConfigError) as caught:
-        reports.build_test_report_options(["T1.a"], 0, "2026-03-07", None)
+        report_periods.build_test_report_options(["T1.a"], 0, "2026-03-07", None)
     assert [where for where, _ in caught.value.problems] == ["--transaction-id", "--count", "--to"]
 
 
@@ -758,15 +758,15 @@ def test_settlement_test_report_sends_the_options_the_spec_names(
     sandbox: Sandbox, report_config: Callable[..., AgentConfig]
 ) -> None:
     """The body is TestReportOptions; the sandbox validates it against the spec's rules."""
-    options = reports.build_test_report_options(None, 10, "2026-03-01", "2026-03-07")
+    options = report_periods.build_test_report_options(None, 10, "2026-03-01", "2026-03-07")
     assert options == {
         "number_of_transactions": 10,
         "date_range": {"start_date": "2026-03-01", "end_date": "2026-03-07"},
     }
-    assert reports.build_test_report_options(["T1.a", "T1.b"], None, None, None) == {
+    assert report_periods.build_test_report_options(["T1.a", "T1.b"], None, None, None) == {
         "transaction_ids": ["T1.a", "T1.b"]
     }
-    assert reports.build_test_report_options([], None, None, None) == {}
+    assert report_periods.build_test_report_options([], None, None, None) == {}
     config = report_config()
     client = DinteroClient(config.dintero, SecretStr(SECRET))
     try:
