@@ -42,7 +42,7 @@ class Amounts:
         try:
             return parse_decimal(raw)
         except AmountError:
-            self.errors.append(f"{where}/{name}: {raw!r} is not a number")
+            self._error(f"{where}/{name}: {raw!r} is not a number")
             return None
 
     def minor(self, amount: Decimal | None, label: str) -> int:
@@ -51,12 +51,16 @@ class Amounts:
         try:
             return to_minor(amount, self.currency)
         except AmountError:
-            self.errors.append(
+            self._error(
                 f"{label}: {amount} {self.currency} is finer than the minor unit "
                 f"(1/{10 ** minor_exponent(self.currency)}); the export must not hold "
                 "fractions of øre"
             )
             return 0
+
+    def _error(self, sentence: str) -> None:
+        if sentence not in self.errors:  # a field read twice (signs, then lines) counts once
+            self.errors.append(sentence)
 
 
 def signed(amount: Decimal | None, factor: int | None) -> Decimal | None:

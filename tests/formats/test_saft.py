@@ -664,6 +664,14 @@ def test_saft_amount_finer_than_ore_is_invalid_and_named() -> None:
     assert any("ctLine[1]/lineAmntIn: 10.005 NOK is finer than" in e for e in record.errors)
 
 
+def test_saft_amount_that_is_not_a_number_is_named_once() -> None:
+    """A non-numeric amount rejects its receipt with one sentence naming field and text."""
+    data = write_saft([Location("B", [Register("K1", [Tx("1", NOON, [Line(Decimal(5))])])])])
+    (record,) = run(data.replace(b"<lineAmntIn>5</lineAmntIn>", b"<lineAmntIn>5,00</lineAmntIn>"))
+    assert isinstance(record, InvalidRecord)
+    assert record.errors == ["ctLine[1]/lineAmntIn: '5,00' is not a number"]
+
+
 def test_saft_trailing_zero_decimals_are_exact() -> None:
     """`1234.560` is 123456 øre: trailing zeros are not a finer amount."""
     record = one(Tx("1", NOON, [Line(Decimal("1234.560"))]))
