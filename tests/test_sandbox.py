@@ -867,6 +867,8 @@ def test_hooks_report_stats_ids_and_change_faults(sandbox: Sandbox, authed: http
         assert stats["unique_receipt_ids"] == 2
         assert stats["duplicates"] == 1
         assert stats["token_issues"] == 1
+        assert stats["requests"] == 3
+        assert stats["by_status"] == {"200": 3}
         ids = hooks.get("/_sandbox/receipt-ids", params={"account": ACCOUNT}).json()
         assert ids["receipt_ids"] == ["a", "b"]
         stored = hooks.get("/_sandbox/receipts", params={"account": ACCOUNT}).json()

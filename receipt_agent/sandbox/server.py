@@ -201,8 +201,11 @@ def _error(status: int, code: str, message: str, receipts: int | None = None) ->
 class Sandbox:
     """A running sandbox on 127.0.0.1 in a background thread; use as a context manager.
 
-    `faults` is live: change it between (or during) requests. Records and stored
-    receipts are read through the accessors below, which copy under a lock.
+    `client_id`/`client_secret` are the only credentials the token endpoint accepts;
+    `port=0` binds a free port (read it from `port`/`base_url`); `faults` is live:
+    change it between (or during) requests; `keep_receipts=False` keeps only ids.
+    Records and stored receipts are read through the accessors below, which copy
+    under a lock. Any account id matching ^[PT]\\d{8}$ exists.
     """
 
     def __init__(

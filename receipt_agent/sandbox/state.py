@@ -83,6 +83,8 @@ class SandboxState:
         # so a million held receipts do not slow every later collection down.
         self._receipts: dict[str, dict[str, bytes]] = {}
         self._records: deque[RecordedRequest] = deque(maxlen=max_records)
+        self._request_count = 0  # counted apart from the records, which have a cap
+        self._by_status: dict[str, int] = {}
         self.token_issues = 0
         self.receipt_posts = 0
         self.receipts_received = 0
@@ -209,6 +211,9 @@ class SandboxState:
         """Keep one request record (the oldest drop off past `max_records`)."""
         with self._lock:
             self._records.append(request)
+            self._request_count += 1
+            key = str(request.status)
+            self._by_status[key] = self._by_status.get(key, 0) + 1
             self._changed.notify_all()
 
     def requests(self) -> list[RecordedRequest]:
@@ -219,7 +224,7 @@ class SandboxState:
     def wait_for_requests(self, count: int, timeout_s: float) -> bool:
         """Block until at least `count` requests are recorded; False on timeout."""
         with self._changed:
-            return self._changed.wait_for(lambda: len(self._records) >= count, timeout=timeout_s)
+            return self._changed.wait_for(lambda: self._request_count >= count, timeout=timeout_s)
 
     def count_report(self, test_report: bool) -> None:
         """Count one answered report request."""
@@ -232,13 +237,9 @@ class SandboxState:
     def stats(self) -> dict[str, Any]:
         """Return counters for `GET /_sandbox/stats` and `Sandbox.stats()`."""
         with self._lock:
-            by_status: dict[str, int] = {}
-            for record in self._records:
-                key = str(record.status)
-                by_status[key] = by_status.get(key, 0) + 1
             return {
-                "requests": len(self._records),
-                "by_status": by_status,
+                "requests": self._request_count,
+                "by_status": dict(self._by_status),
                 "token_issues": self.token_issues,
                 "receipt_posts": self.receipt_posts,
                 "receipts_received": self.receipts_received,
@@ -255,5 +256,7 @@ class SandboxState:
             self._tokens.clear()
             self._receipts.clear()
             self._records.clear()
+            self._request_count = 0
+            self._by_status.clear()
             self.token_issues = self.receipt_posts = self.receipts_received = 0
             self.duplicates = self.reports_generated = self.test_reports = 0
