@@ -82,6 +82,13 @@ class Sender:
         ) + tenacity.wait_random(0, config.retry.initial)
         self._failures = 0
         self._paused_until = 0.0  # time.monotonic()
+        # Receipt row id → the largest batch it may go out in, after a batch holding it was
+        # refused (400/422/413) and split. Without it, a transient failure in the middle of
+        # a split made the next flush start over with the whole batch, and under a flaky
+        # API (each POST ~50 % transient) a split needing ~10 clean POSTs in a row never
+        # finished: one refused receipt blocked the whole queue (found by
+        # tests/reliability/test_hostile_api.py). In memory: a restart only costs a re-split.
+        self._split_cap: dict[int, int] = {}
         self._log = structlog.get_logger("receipt_agent")
         self.busy = threading.Event()
 
@@ -127,9 +134,11 @@ class Sender:
         )
         batch: list[statedb.QueuedReceipt] = []
         size = 2  # the brackets
+        cap = self._batch.max_receipts
         for receipt in due:
+            cap = min(cap, self._split_cap.get(receipt.id, cap))
             size += len(receipt.payload) + 1
-            if batch and size > self._batch.max_bytes:
+            if batch and (size > self._batch.max_bytes or len(batch) >= cap):
                 break
             batch.append(receipt)
         return batch
@@ -146,6 +155,8 @@ class Sender:
                 self._reject(batch[0], error, result)
                 return True
             middle = len(batch) // 2
+            for receipt in batch:  # resume the split here if a half fails transiently
+                self._split_cap[receipt.id] = len(batch) - middle
             self._log.info(
                 "batch.failed", status=error.status, error=str(error), retry_in=0,
                 receipts=len(batch), action="split",
@@ -168,6 +179,8 @@ class Sender:
             return False
         now = time.time()
         self._db.mark_sent([receipt.id for receipt in batch], now=now)
+        for receipt in batch:
+            self._split_cap.pop(receipt.id, None)
         self._failures = 0
         result.sent += len(batch)
         result.duplicates += answer.duplicates
@@ -194,6 +207,7 @@ class Sender:
     ) -> None:
         message = f"the API refused this receipt ({error.status}): {error}"
         self._db.mark_rejected(receipt.id, message, now=time.time())
+        self._split_cap.pop(receipt.id, None)
         result.rejected += 1
         if self._observer is not None:
             self._observer.receipts(receipt.source, "rejected", 1)
