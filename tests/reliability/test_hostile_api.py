@@ -1,0 +1,172 @@
+"""Scenario 2 of issue 5: a hostile API costs time, never a receipt, and never a retry storm.
+
+The sandbox (in a thread of the test, over loopback; the agent is a real process) answers
+30 % of POSTs with 500, every 4th with 429 + Retry-After, hangs 5 % past the client
+timeout, resets 5 % of connections, issues tokens that live 3 seconds, and always refuses
+one receipt with 400. Its request records give the figures: POSTs per delivered batch,
+the gap after every 429, the gap after every failure.
+"""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from faultkit import AgentProcess, db_check, record_result
+from support import ACCOUNT, base_config, cli, drop, events, make_receipt, read_log, wait_until
+
+from receipt_agent.sandbox import Sandbox
+
+pytestmark = pytest.mark.reliability
+
+REFUSED = "R000013"
+FAILED_STATUSES = {0, 429, 500, 502, 503}  # 0: hang or reset, no answer
+
+
+def _posts(sandbox: Sandbox) -> list[Any]:
+    return [r for r in sandbox.requests if r.path.endswith("/receipts")]
+
+
+def _arrival(record: Any) -> float:
+    """When the request reached the sandbox (records are stamped when answered)."""
+    return float(record.at.timestamp()) - record.duration_ms / 1000.0
+
+
+def _hostile_run(
+    tmp_path: Path,
+    sandbox: Sandbox,
+    write_config: Callable[..., Path],
+    secret_file: Path,
+    *,
+    receipts: int,
+    retry_after_s: int,
+    seed: int,
+) -> None:
+    spool, state, log = tmp_path / "spool", tmp_path / "state", tmp_path / "agent.log"
+    spool.mkdir(exist_ok=True)
+    settings = base_config(
+        base_url=sandbox.base_url, spool_dir=spool, state_dir=state,
+        secret_file=secret_file, log_file=log,
+    )  # fmt: skip
+    settings["dintero"]["timeout"] = "1s"
+    settings["batch"] = {"max_receipts": 20, "flush_interval": "0.2s"}
+    settings["retry"] = {"initial": "0.2s", "max": "2s"}
+    config = write_config(settings)
+    sandbox.set_faults(
+        error_rate=0.3, error_status=500, rate_limit_every=4, retry_after_s=retry_after_s,
+        hang_rate=0.05, hang_s=3, reset_rate=0.05, token_lifetime_s=3,
+        refuse_receipt_id=f"^{REFUSED}$", seed=seed,
+    )  # fmt: skip
+    expected = {f"R{n:06d}" for n in range(receipts)}
+    for start in range(0, receipts, 50):
+        drop(spool, f"f-{start:05d}.json", [make_receipt(n) for n in range(start, start + 50)])
+    agent = AgentProcess(config)
+    started = time.monotonic()
+    try:
+        wait_until(
+            lambda: (
+                set(sandbox.receipt_ids(ACCOUNT)) == expected - {REFUSED}
+                and db_check(state / "state.db")["counts"].get("pending", 0) == 0
+            ),
+            timeout=600,
+            interval=0.2,
+        )
+        drained_s = time.monotonic() - started
+        # The refused receipt: `rejected` with the API's message.
+        listing = cli("queue", "list", "--state", "rejected", "--json", "-c", str(config))
+        rejected = orjson.loads(listing.stdout)
+        assert [row["receipt_id"] for row in rejected] == [REFUSED]
+        assert "refuse_receipt_id fault" in rejected[0]["last_error"]
+        assert "refused this receipt (400)" in rejected[0]["last_error"]
+        # Dintero fixed: `queue retry` sends it (through the same hostile API).
+        posts_before_retry = len(_posts(sandbox))
+        sandbox.set_faults(refuse_receipt_id="")
+        retried = cli("queue", "retry", "--all-rejected", "-c", str(config))
+        assert retried.returncode == 0, retried.stderr
+        assert "1 receipts moved back to pending" in retried.stdout
+        wait_until(lambda: REFUSED in sandbox.receipt_ids(ACCOUNT), timeout=120, interval=0.2)
+        wait_until(lambda: db_check(state / "state.db")["counts"] == {"sent": receipts})
+        agent.signal(signal.SIGTERM)
+        assert agent.wait_exit(40) == 0, agent.stderr()
+    finally:
+        agent.ensure_stopped()
+
+    posts = _posts(sandbox)
+    received = sandbox.receipt_ids(ACCOUNT)
+    assert set(received) == expected
+    lines = read_log(log)
+    assert not [e for e in lines if e.get("event") in {"intake.failed", "job.failed"}]
+    sent_batches = len(events(log, "batch.sent"))
+    statuses: dict[str, int] = {}
+    for post in posts:
+        statuses[str(post.status)] = statuses.get(str(post.status), 0) + 1
+
+    # Retry-After honoured: after every 429, the next POST waits at least that long.
+    gaps_429 = []
+    gaps_failed = []
+    for before, after in itertools.pairwise(posts):
+        gap = _arrival(after) - _arrival(before)
+        if before.status == 429:
+            gaps_429.append(gap)
+        elif before.status in FAILED_STATUSES:
+            gaps_failed.append(gap)
+    assert gaps_429, "the sandbox answered no 429: the scenario did not run"
+    assert min(gaps_429) >= retry_after_s - 0.05, sorted(gaps_429)[:5]
+    # No retry storm: every failure is followed by at least retry.initial of silence,
+    # and a delivered batch costs a bounded number of POSTs.
+    assert min(gaps_failed) >= 0.2 - 0.05, sorted(gaps_failed)[:5]
+    posts_per_batch = len(posts) / sent_batches
+    assert posts_per_batch <= 4.0, (len(posts), sent_batches)
+    token_401 = sum(1 for p in posts if p.status == 401)
+    record_result(
+        "hostile_api",
+        fed=receipts,
+        delivered=len(set(received)),
+        lost=len(expected - set(received)),
+        resent=sandbox.stats()["duplicates"],
+        posts=len(posts),
+        posts_by_status=statuses,
+        batches_sent=sent_batches,
+        posts_per_delivered_batch=round(posts_per_batch, 2),
+        posts_for_the_retried_receipt=len(posts) - posts_before_retry,
+        retry_after_s=retry_after_s,
+        gap_after_429_min_s=round(min(gaps_429), 3),
+        gap_after_failure_min_s=round(min(gaps_failed), 3),
+        tokens_issued=sandbox.token_issues,
+        expired_token_401s=token_401,
+        drain_s=round(drained_s, 1),
+    )
+
+
+def test_hostile_api_in_ci_size_delivers_all_but_the_refused_one_without_a_storm(
+    tmp_path: Path, sandbox: Sandbox, write_config: Callable[..., Path], secret_file: Path
+) -> None:
+    """CI size: 200 receipts through a hostile API all arrive; the refused one is a dead letter.
+
+    1. Hostile faults on; drop 4 files of 50 receipts; start the agent.
+    2. Wait until the sandbox holds all but R000013 and nothing is pending.
+    3. `queue list --state rejected` shows R000013 with the API's message; clear the
+       refusal; `queue retry --all-rejected`; it arrives.
+    Result: 200 at the sandbox; every 429 followed by >= Retry-After of silence; every
+    failure by >= retry.initial; at most 4 POSTs per delivered batch.
+    """
+    _hostile_run(
+        tmp_path, sandbox, write_config, secret_file, receipts=200, retry_after_s=1, seed=11
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_hostile_api_with_1000_receipts_delivers_all_but_the_refused_one_without_a_storm(
+    tmp_path: Path, sandbox: Sandbox, write_config: Callable[..., Path], secret_file: Path
+) -> None:
+    """Full size: 1,000 receipts, Retry-After 2 s; as the CI variant, figures to RESULTS.md."""
+    _hostile_run(
+        tmp_path, sandbox, write_config, secret_file, receipts=1000, retry_after_s=2, seed=5
+    )
