@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 
-.PHONY: install lint test e2e reliability bench demo clean
+.PHONY: install lint test e2e reliability bench demo clean install-service
 
 $(BIN)/receipt-agent: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,3 +38,7 @@ demo: install
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .coverage
+
+# Install as a systemd service (run as root). DESTDIR=/tmp/stage installs into a staging root.
+install-service:
+	scripts/install.sh $(if $(DESTDIR),--root "$(DESTDIR)") $(if $(WHEEL),--wheel "$(WHEEL)")

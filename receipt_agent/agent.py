@@ -65,6 +65,9 @@ class Agent:
         self.client = DinteroClient(self.config.dintero, self._secret)
         self.sender = Sender(self.db, self.client, self.config, observer=self.metrics)
         self.spool = spool.Spool(self.config.sources)
+        last_success = self.db.meta().get("last_success_at")
+        if last_success is not None:  # the gauge survives restarts
+            self.metrics.last_success(float(last_success))
 
     def _close(self) -> None:
         self.client.close()
@@ -190,7 +193,7 @@ class Agent:
             return
         from receipt_agent import reports
 
-        runner = reports.ReportRunner(self.config, self.client, self.db)
+        runner = reports.ReportRunner(self.config, self.client, self.db, stop_event=self.stop_event)
         for report in self.config.reports:
             if report.cron:
                 scheduler.add_cron_job(

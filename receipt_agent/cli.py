@@ -109,8 +109,23 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _cron_problems(config: AgentConfig) -> list[tuple[str, str]]:
+    from receipt_agent.cron import crontab_trigger
+
+    problems = []
+    for index, report in enumerate(config.reports):
+        if report.cron:
+            try:
+                crontab_trigger(report.cron, report.timezone)
+            except ValueError as error:
+                problems.append((f"reports[{index}].cron", str(error)))
+    return problems
+
+
 def _load(args: argparse.Namespace, *, configure_logs: bool = True) -> AgentConfig:
     config = load_config(resolve_config_path(args.config))
+    if problems := _cron_problems(config):
+        raise ConfigError(problems)
     if configure_logs:
         logs.configure(file=config.log.file, format=config.log.format, level=config.log.level)
     return config
@@ -138,6 +153,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     path = resolve_config_path(args.config)
     config = load_config(path)
     problems, warnings = check_environment(config)
+    problems += _cron_problems(config)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if problems:

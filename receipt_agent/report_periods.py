@@ -29,8 +29,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from apscheduler.triggers.cron import CronTrigger
-
+from receipt_agent.cron import crontab_trigger
 from receipt_agent.errors import ConfigError
 
 PERIODS = ("previous_day", "previous_week", "previous_month", "none")
@@ -181,12 +180,12 @@ def last_fire_time(
 ) -> datetime | None:
     """Given a crontab expression in `timezone`, return its latest fire time <= `now`.
 
-    Uses APScheduler's own CronTrigger (the same `from_crontab` the scheduler uses, so
-    both agree on day-of-week numbering and DST). Searches back in doubling windows, so
+    Uses `cron.crontab_trigger`, the same trigger the scheduler uses, so both agree on
+    day-of-week numbering (crontab's: 0 = Sunday) and DST. Searches back in doubling windows, so
     a minutely cron costs a few steps and a monthly one a dozen. Return None when the
     cron never fired within `lookback`.
     """
-    trigger = CronTrigger.from_crontab(cron, timezone=timezone)
+    trigger = crontab_trigger(cron, timezone)
     window = _FIRST_WINDOW
     while True:
         fire: datetime | None = trigger.get_next_fire_time(None, now - window)

@@ -15,8 +15,9 @@ from typing import Any
 import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+
+from receipt_agent.cron import crontab_trigger
 
 FLUSH_JOB = "flush"
 BACKLOG_JOB = "backlog"
@@ -65,10 +66,10 @@ def add_interval_job(
 def add_cron_job(
     scheduler: Any, name: str, func: Callable[[], object], cron: str, timezone: str
 ) -> None:
-    """Run `func` on a crontab expression in `timezone` (DST handled by APScheduler)."""
+    """Run `func` on a crontab line in `timezone` (crontab weekdays; DST by APScheduler)."""
     scheduler.add_job(
         guarded(name, func),
-        CronTrigger.from_crontab(cron, timezone=timezone),
+        crontab_trigger(cron, timezone),
         id=name,
         name=name,
         coalesce=True,
