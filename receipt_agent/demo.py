@@ -20,13 +20,18 @@ from typing import Any
 
 import orjson
 import yaml
+from pydantic import SecretStr
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from receipt_agent import logs
 from receipt_agent.agent import Agent
-from receipt_agent.config import load_config, resolve_client_secret
+from receipt_agent.api import DinteroClient
+from receipt_agent.config import AgentConfig, load_config, resolve_client_secret
+from receipt_agent.errors import ReceiptAgentError
+from receipt_agent.report_periods import build_test_report_options
+from receipt_agent.reports import ReportRunner, request_test_settlement_report
 from receipt_agent.sandbox import Sandbox
 from receipt_agent.statedb import StateDB
 
@@ -69,6 +74,43 @@ def _sources(samples: Path, spool_root: Path) -> tuple[list[dict[str, Any]], int
     return sources, total_files
 
 
+# The only documented template renders one checkout transaction that the caller supplies.
+_DEMO_REPORT: dict[str, Any] = {
+    "name": "demo-daily",
+    "template_id": "checkout_transaction_order",
+    "template_data_path": "/checkout/v1/transactions/{transaction.id}",
+    "accept": "application/pdf",
+    "language": "en",
+    "period": "previous_day",
+    "schedule": "daily",
+    "body": [
+        {
+            "key": "transaction",
+            "path": "/checkout/v1/transactions/T00000001.demo",
+            "data": {"id": "T00000001.demo", "amount": 12500, "currency": "NOK"},
+        }
+    ],
+    "output_dir": "reports",
+}
+
+
+def _reports(console: Console, config: AgentConfig, secret: SecretStr) -> None:
+    """Fetch yesterday's demo report and ask for a test settlement report."""
+    client = DinteroClient(config.dintero, secret)
+    db = StateDB(config.db_path)
+    try:
+        outcome = ReportRunner(config, client, db).run(config.report("demo-daily"))
+        console.print(f"report {outcome.name}: {outcome.file.name} ({outcome.bytes} bytes)")
+        options = build_test_report_options(None, 10, None, None)
+        status, message = request_test_settlement_report(client, ACCOUNT, options)
+        console.print(f"test settlement report: {status} {message}")
+    except ReceiptAgentError as error:
+        console.print(f"[red]reports: {error}[/red]")
+    finally:
+        client.close()
+        db.close()
+
+
 def _files_left(sources: list[dict[str, Any]]) -> int:
     return sum(len(list(Path(source["path"]).iterdir())) for source in sources)
 
@@ -100,6 +142,7 @@ def run_demo(*, keep: bool = False) -> int:
                         "sources": sources,
                         "batch": {"max_receipts": 50, "flush_interval": "1s"},
                         "retry": {"initial": "0.2s", "max": "2s"},
+                        "reports": [_DEMO_REPORT],
                     },
                     sort_keys=False,
                 )
@@ -111,6 +154,7 @@ def run_demo(*, keep: bool = False) -> int:
             console.print(f"sandbox Dintero API on {sandbox.base_url} (account {ACCOUNT})")
             exit_code = _run_with_progress(Agent(config, secret), sources, total_files)
             _summary(console, sources, log_file, config.db_path, sandbox)
+            _reports(console, config, secret)
             console.print(f"log: {log_file}" if keep else "(run with --keep to inspect the files)")
             return exit_code
     finally:
