@@ -30,7 +30,10 @@ def test_run_once_with_500_receipts_in_20_files_delivers_each_once_with_amounts(
     """
     expected = {}
     for file_number in range(20):
-        batch = [make_receipt(file_number * 25 + i, amount=1000 + file_number * 25 + i) for i in range(25)]
+        batch = [
+            make_receipt(file_number * 25 + i, amount=1000 + file_number * 25 + i)
+            for i in range(25)
+        ]
         expected.update({r["receipt_id"]: r["gross_amount"] for r in batch})
         drop(spool_dir, f"z-{file_number:03d}.json", batch)
 
@@ -108,10 +111,14 @@ def test_run_once_with_poisoned_receipt_in_batch_of_50_isolates_it_by_splitting(
     ids = set(sandbox.receipt_ids(ACCOUNT))
     assert len(ids) == 49
     assert "R000017" not in ids
-    rejected = orjson.loads(cli("queue", "list", "--state", "rejected", "--json", "-c", str(agent_config)).stdout)
+    rejected = orjson.loads(
+        cli("queue", "list", "--state", "rejected", "--json", "-c", str(agent_config)).stdout
+    )
     assert [row["receipt_id"] for row in rejected] == ["R000017"]
     assert "refused this receipt (400)" in rejected[0]["last_error"]
-    splits = [e for e in events(_log_file(agent_config), "batch.failed") if e.get("action") == "split"]
+    splits = [
+        e for e in events(_log_file(agent_config), "batch.failed") if e.get("action") == "split"
+    ]
     assert splits
 
 
