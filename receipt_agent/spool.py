@@ -90,7 +90,7 @@ class Spool:
                     continue
                 key = (source.name, entry.name)
                 still_present.add(key)
-                wait = self._settle_wait(key, info, source.settle, now, mono)
+                wait = self._settle_wait(key, info, source.settle, now, mono, source.poll)
                 if ignore_settle or wait <= 0 or not stat.S_ISREG(info.st_mode):
                     ready.append(ReadyFile(source, Path(entry.path), info.st_mtime))
                 else:
@@ -101,7 +101,13 @@ class Spool:
         return ready, next_due
 
     def _settle_wait(
-        self, key: tuple[str, str], info: os.stat_result, settle: float, now: float, mono: float
+        self,
+        key: tuple[str, str],
+        info: os.stat_result,
+        settle: float,
+        now: float,
+        mono: float,
+        is_share: bool = False,
     ) -> float:
         by_mtime = settle - (now - info.st_mtime)
         seen = self._seen.get(key)
@@ -110,6 +116,13 @@ class Spool:
             by_observation = settle
         else:
             by_observation = settle - (mono - seen[2])
+        if is_share:
+            # `poll: true` folders are shares stamped by another machine's clock: an old
+            # mtime proves nothing (a file server an hour behind stamps a file still being
+            # written an hour ago, and it was read after its first lines, losing the rest:
+            # tests/reliability/test_hostile_files.py). Both must agree there; an mtime in
+            # the future (a clock ahead) is ignored rather than waited out.
+            return by_observation if by_mtime > settle else max(by_mtime, by_observation)
         return min(by_mtime, by_observation)
 
     def forget(self, ready: ReadyFile) -> None:
