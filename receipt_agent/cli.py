@@ -127,7 +127,12 @@ def _load(args: argparse.Namespace, *, configure_logs: bool = True) -> AgentConf
     if problems := _cron_problems(config):
         raise ConfigError(problems)
     if configure_logs:
-        logs.configure(file=config.log.file, format=config.log.format, level=config.log.level)
+        try:
+            logs.configure(file=config.log.file, format=config.log.format, level=config.log.level)
+        except OSError as error:
+            raise ConfigError(
+                [("log.file", f"cannot open {config.log.file} ({error.strerror}); fix its folder")]
+            ) from None
     return config
 
 
