@@ -72,11 +72,19 @@ def move_into(source: Path, folder: Path, *, name: str | None = None) -> Path:
         if error.errno != errno.EXDEV:
             raise
         tmp = folder / f".{target.name}.part"
-        with source.open("rb") as reader, tmp.open("wb") as writer:
-            shutil.copyfileobj(reader, writer, _CHUNK)
-            writer.flush()
-            os.fsync(writer.fileno())
-        tmp.rename(target)
+        try:
+            with source.open("rb") as reader, tmp.open("wb") as writer:
+                shutil.copyfileobj(reader, writer, _CHUNK)
+                writer.flush()
+                os.fsync(writer.fileno())
+            tmp.rename(target)
+        except BaseException:
+            # A copy that failed half-way (ENOSPC on the archive disk) must not stay behind
+            # as a half file; the source is still in place and the move is retried
+            # (found by tests/reliability/test_disk_full.py).
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
         fsync_dir(folder)
         source.unlink()
         fsync_dir(source.parent)
