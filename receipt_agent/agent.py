@@ -30,7 +30,7 @@ from receipt_agent import logs, scheduler, spool, statedb, systemd
 from receipt_agent.api import DinteroClient
 from receipt_agent.config import AgentConfig
 from receipt_agent.errors import StateStoreError
-from receipt_agent.intake import FileOutcome, take_in
+from receipt_agent.intake import FileOutcome, sync_moves, take_in
 from receipt_agent.metrics import AgentMetrics
 from receipt_agent.sender import Sender
 
@@ -116,10 +116,12 @@ class Agent:
         try:
             with self._signal_handlers():
                 ready, _ = self.spool.scan()
+                taken = False
                 for item in ready:
                     if self.stop_event.is_set():
                         break
-                    self._take(item)
+                    taken = self._take(item) is not None or taken
+                self._sync_moves(taken)
                 self.sender.flush(self.stop_event, once=True)
                 pending = self.db.pending_count()
                 return (
@@ -238,16 +240,20 @@ class Agent:
             timeout = RESCAN_INTERVAL_S
             try:
                 ready, next_due = self.spool.scan()
+                taken = False
                 for item in ready:
                     if self.stop_event.is_set():
+                        self._sync_moves(taken)
                         return
                     outcome = self._take(item)
+                    taken = outcome is not None or taken
                     if outcome is None and self._intake_paused_since is not None:
                         break
                     if outcome is not None:
                         self._queued_since_flush += outcome.receipts
                         if self._queued_since_flush >= self.config.batch.max_receipts:
                             self._flush_soon()
+                self._sync_moves(taken)
                 if self._intake_paused_since is not None:
                     timeout = STORE_RETRY_S
                 elif next_due is not None:
@@ -256,6 +262,18 @@ class Agent:
                 self._log.exception("intake.failed")
                 timeout = STORE_RETRY_S
             self._wake.wait(timeout)
+
+    def _sync_moves(self, taken: bool) -> None:
+        """After a pass that moved files: fsync the folders once (intake's step 4)."""
+        if not taken:
+            return
+        try:
+            sync_moves(self.config.sources, self.config)
+        except OSError as error:  # the moves stay valid; a power cut could only undo them
+            self._log.warning(
+                "intake.failed", error=f"cannot fsync a spool or archive folder ({error}); "
+                "after a power cut some archived files may be archived again",
+            )  # fmt: skip
 
     def _flush_soon(self) -> None:
         """A full batch is waiting: run the flush job now unless it is already running."""

@@ -4,8 +4,9 @@ Owns how bytes reach the disk. `atomic_write` writes a temporary file in the tar
 folder, fsyncs it, renames it over the target and fsyncs the folder, so a reader sees the
 old file or the new one, never half of one. `move_into` moves a file into a folder without
 overwriting anything there (a name collision gets a numbered suffix) and makes the rename
-durable; across filesystems it copies, fsyncs, and only then removes the source.
-Stdlib only.
+durable; across filesystems it copies, fsyncs, and only then removes the source. With
+`durable=False` a same-filesystem move or a removal skips the folder fsyncs: for callers
+that fsync the folders themselves, once for many files (`intake.sync_moves`). Stdlib only.
 """
 
 from __future__ import annotations
@@ -58,11 +59,12 @@ def free_name(folder: Path, name: str) -> Path:
     return candidate
 
 
-def move_into(source: Path, folder: Path, *, name: str | None = None) -> Path:
+def move_into(source: Path, folder: Path, *, name: str | None = None, durable: bool = True) -> Path:
     """Given a file and a folder, move the file there durably; return its new path.
 
     Never overwrites: a name already taken gets a `.1`, `.2`, … suffix. Across
-    filesystems the copy is fsynced before the source is removed.
+    filesystems the copy is fsynced before the source is removed. With `durable=False`
+    a rename within one filesystem leaves both folders for the caller to fsync.
     """
     folder.mkdir(parents=True, exist_ok=True)
     target = free_name(folder, name or source.name)
@@ -89,16 +91,18 @@ def move_into(source: Path, folder: Path, *, name: str | None = None) -> Path:
         source.unlink()
         fsync_dir(source.parent)
         return target
-    fsync_dir(folder)
-    if folder != source.parent:
-        fsync_dir(source.parent)
+    if durable:
+        fsync_dir(folder)
+        if folder != source.parent:
+            fsync_dir(source.parent)
     return target
 
 
-def remove(path: Path) -> None:
-    """Delete a file and make the deletion durable."""
+def remove(path: Path, *, durable: bool = True) -> None:
+    """Delete a file and make the deletion durable (or leave the folder fsync to the caller)."""
     path.unlink()
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def digest_stream(stream: IO[bytes]) -> str:

@@ -7,7 +7,11 @@ For each file, in this order:
 3. parse and map it record by record, inside ONE state-store transaction that records the
    receipts (valid → pending, invalid → rejected with field errors, already known →
    local duplicate) and the file's digest;
-4. only after that commit, archive or delete the file (CONTRACT §3.4).
+4. only after that commit, archive or delete the file (CONTRACT §3.4). The folders'
+   fsync that makes the move durable is batched: `sync_moves` once per intake pass, not
+   two per file. Safe because the commit came first: a power cut that undoes a move puts
+   the file back in the spool, and its committed digest makes the next pass archive it
+   without queueing anything (`already_seen`). Nothing is lost or sent twice.
 A file that cannot be parsed at all is quarantined: `<file>.error.json` is written
 atomically first, then the file is moved (STYLE §4). A state store that cannot be written
 (disk full) leaves the file exactly where it was and raises StateStoreError.
@@ -181,10 +185,26 @@ def _describe_invalid(
 
 
 def _finish(path: Path, source: SourceBase, config: AgentConfig) -> None:
+    # Not durable yet: the caller's sync_moves fsyncs the folders once per pass (step 4).
     if source.after == "delete":
-        files.remove(path)
+        files.remove(path, durable=False)
     else:
-        files.move_into(path, config.archive_dir(source))
+        files.move_into(path, config.archive_dir(source), durable=False)
+
+
+def sync_moves(sources: list[Any], config: AgentConfig) -> None:
+    """Given the sources of an intake pass, make its archive moves and deletions durable.
+
+    Fsyncs each source folder and archive folder once. Raise OSError when one cannot be
+    synced (the moves may then be undone by a power cut, which costs a re-archive only).
+    """
+    for source in sources:
+        folders = [source.path]
+        if source.after == "archive":
+            folders.append(config.archive_dir(source))
+        for folder in folders:
+            if folder.is_dir():
+                files.fsync_dir(folder)
 
 
 def _quarantine(
