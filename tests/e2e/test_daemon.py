@@ -237,3 +237,16 @@ def test_run_once_with_invalid_config_exits_2(tmp_path: Path) -> None:
     result = cli("run", "--once", "-c", str(tmp_path / "missing.yaml"))
     assert result.returncode == 2
     assert "missing.yaml: cannot read the config file" in result.stderr
+
+
+def test_run_with_unwritable_log_file_exits_2_naming_log_file(
+    daemon_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A log file the agent cannot open is reported as `log.file: …`, exit 2, no traceback."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    config = daemon_config(log={"file": str(blocker / "agent.log"), "format": "json"})
+    result = cli("run", "--once", "-c", str(config))
+    assert result.returncode == 2
+    assert "log.file: cannot open" in result.stderr
+    assert "Traceback" not in result.stderr
