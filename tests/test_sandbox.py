@@ -985,3 +985,17 @@ def test_receipts_chunked_body_is_read_and_connection_stays_usable(authed: httpx
     assert answer.status_code == 200, answer.text
     assert len(answer.json()["receipts"]) == 2
     assert _post(authed, [_receipt("3")]).status_code == 200
+
+
+def test_fault_idle_timeout_closes_idle_connections_and_clients_reconnect(
+    sandbox: Sandbox, client: httpx.Client
+) -> None:
+    """With idle_timeout_s the sandbox closes an idle keep-alive connection; the next POST works."""
+    sandbox.faults.idle_timeout_s = 0.2
+    client.headers["Authorization"] = f"Bearer {_token(client)}"
+    assert _post(client, [_receipt("1")]).status_code == 200
+    deadline = time.monotonic() + 5
+    while sandbox.open_connections and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sandbox.open_connections == 0
+    assert _post(client, [_receipt("2")]).status_code == 200

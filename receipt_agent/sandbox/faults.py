@@ -74,6 +74,7 @@ class Faults:
     max_batch_bytes: int = 0  # any request body larger → 413 (0 = no limit)
     refuse_receipt_id: str = ""  # regex; matching receipt_ids → 400 INVALID_RECEIPT
     token_lifetime_s: int = 3600  # expires_in of new tokens; tokens really expire
+    idle_timeout_s: float = 0.0  # close keep-alive connections idle this long (0 = never)
     test_report_nothing: bool | None = None  # None: 200 "nothing" iff no receipts yet
     endpoints: frozenset[str] = _DEFAULT_ENDPOINTS
     seed: int | None = None
@@ -208,7 +209,7 @@ def _coerce(name: str, value: Any) -> Any:
     if name == "refuse_receipt_id":
         re.compile(str(value))
         return str(value)
-    if name in ("error_rate", "hang_rate", "reset_rate", "delay_s", "hang_s"):
+    if name in ("error_rate", "hang_rate", "reset_rate", "delay_s", "hang_s", "idle_timeout_s"):
         return float(value)
     return int(value)
 
@@ -245,6 +246,7 @@ _HELP = {
     "max_batch_bytes": "413 for a request body larger than this many bytes",
     "refuse_receipt_id": "regex: receipts whose receipt_id matches are refused with 400",
     "token_lifetime_s": "expires_in of issued tokens, seconds (default 3600)",
+    "idle_timeout_s": "close keep-alive connections idle this many seconds (0 = never)",
     "test_report_nothing": "test report answers 200 'nothing': true, false or auto",
     "endpoints": "comma-separated endpoints faults apply to: token,receipts,reports,test_report",
     "seed": "seed for reproducible random faults",

@@ -94,7 +94,11 @@ class SandboxHandler(BaseHTTPRequestHandler):
     server: "SandboxHTTPServer"
 
     def setup(self) -> None:
+        # A load balancer closes idle keep-alive connections; clients must reconnect.
         super().setup()
+        idle_s = self.server.faults.idle_timeout_s
+        if idle_s > 0:
+            self.connection.settimeout(idle_s)  # read timeout → stdlib closes the connection
         self.server.track(self.connection, opened=True)
 
     def finish(self) -> None:

@@ -122,6 +122,12 @@ class SandboxHTTPServer(ThreadingHTTPServer):
             if thread is not threading.current_thread():
                 thread.join(timeout_s)
 
+    @property
+    def open_connections(self) -> int:
+        """How many client connections are open right now."""
+        with self._open_lock:
+            return len(self._open)
+
     def new_id(self) -> str:
         """Return a fresh entity id."""
         return str(uuid.uuid4())
@@ -335,6 +341,11 @@ class Sandbox:
         """Tracebacks of sandbox bugs (answered 500); a healthy run keeps this empty."""
         server = self._server
         return list(server.errors) if server else list(getattr(self, "_stopped_errors", []))
+
+    @property
+    def open_connections(self) -> int:
+        """How many client connections the sandbox holds open right now."""
+        return self._server.open_connections if self._server is not None else 0
 
     def wait_for_receipts(self, account_id: str, count: int, timeout_s: float = 5.0) -> bool:
         """Block until the account holds at least `count` receipts; False on timeout."""
