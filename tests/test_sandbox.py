@@ -412,6 +412,7 @@ def test_fault_error_every_answers_5xx_to_every_nth_request(
     sandbox.set_faults(error_every=2, error_status=502)
     statuses = [_post(authed, [_receipt(str(n))]).status_code for n in range(4)]
     assert statuses == [200, 502, 200, 502]
+    assert [r.receipts for r in sandbox.requests[1:]] == [1, 1, 1, 1]
     assert sandbox.receipt_ids(ACCOUNT) == ["0", "2"]
 
 
@@ -490,6 +491,7 @@ def test_fault_reset_closes_the_connection_without_answer(
     sandbox.faults.reset_rate = 1.0
     with pytest.raises((httpx.NetworkError, httpx.RemoteProtocolError)):
         _post(authed, [_receipt("1")])
+    assert (sandbox.requests[-1].status, sandbox.requests[-1].receipts) == (0, 1)
     sandbox.faults.reset_rate = 0.0
     assert _post(authed, [_receipt("1")]).status_code == 200
 
@@ -519,6 +521,7 @@ def test_fault_max_batch_receipts_answers_413(sandbox: Sandbox, authed: httpx.Cl
     sandbox.set_faults(max_batch_receipts=2)
     assert _post(authed, [_receipt(str(n)) for n in range(3)]).status_code == 413
     assert _post(authed, [_receipt(str(n)) for n in range(2)]).status_code == 200
+    assert [(r.status, r.receipts) for r in sandbox.requests[1:]] == [(413, 3), (200, 2)]
 
 
 def test_fault_max_batch_bytes_answers_413(sandbox: Sandbox, authed: httpx.Client) -> None:

@@ -188,7 +188,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
         if decision.delay_s > 0:
             self.server.stopping.wait(decision.delay_s)
         if decision.action in ("reset", "hang"):
-            self._record(0, started, path, query_string, account_id, None)
+            size = _batch_size(body) if endpoint == "receipts" else None
+            self._record(0, started, path, query_string, account_id, size)
             self._drop(decision)
             return
         answer: Answer
@@ -206,6 +207,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
             except Exception:  # noqa: BLE001 - thread boundary: a sandbox bug must answer 500
                 self.server.errors.append(traceback.format_exc())
                 answer = _error(500, "SERVER_ERROR", "sandbox bug; see Sandbox.errors")
+        if endpoint == "receipts" and answer[4] is None:  # refused before parsing: count anyway
+            answer = (*answer[:4], _batch_size(body))
         self._finish(answer, started, path, query_string, account_id)
 
     def _finish(
@@ -336,6 +339,15 @@ class SandboxHandler(BaseHTTPRequestHandler):
             message = {"message": "No transactions to generate report"}
             return 200, orjson.dumps(message), _JSON, (), None
         return 201, orjson.dumps({"message": "Settlement report created"}), _JSON, (), None
+
+
+def _batch_size(body: bytes) -> int | None:
+    """Return how many receipts a POST /receipts body holds, None if it is no JSON array."""
+    try:
+        batch = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return len(batch) if isinstance(batch, list) else None
 
 
 def _basic_credentials(header: str) -> tuple[str, str] | None:

@@ -32,7 +32,12 @@ def _base64url(data: bytes) -> str:
 
 @dataclass(frozen=True, slots=True)
 class RecordedRequest:
-    """One request as the sandbox saw it; `receipts` is the batch size for POST /receipts."""
+    """One request as the sandbox saw it.
+
+    `status` is 0 when the request was never answered (reset or hang fault);
+    `receipts` is the batch size of a POST /receipts whose body is a JSON array, whatever
+    the answer (None for other requests); `headers` hold "<redacted>" for Authorization.
+    """
 
     method: str
     path: str
