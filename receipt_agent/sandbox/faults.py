@@ -257,7 +257,20 @@ def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
     """Add one `--<fault-name>` option per Faults field (used by both sandbox CLIs)."""
     group = parser.add_argument_group("faults")
     for name, text in _HELP.items():
-        group.add_argument("--" + name.replace("_", "-"), dest="fault_" + name, help=text)
+        group.add_argument(
+            "--" + name.replace("_", "-"), dest="fault_" + name, metavar=_metavar(name), help=text
+        )
+
+
+def _metavar(name: str) -> str:
+    if name.endswith("_rate"):
+        return "P"
+    if name.endswith("_s"):
+        return "SECONDS"
+    if name in ("forbidden", "not_found", "retry_after_http_date"):
+        return "BOOL"
+    special = {"refuse_receipt_id": "REGEX", "endpoints": "LIST", "test_report_nothing": "WHEN"}
+    return special.get(name, "N")
 
 
 def faults_from_arguments(namespace: argparse.Namespace) -> Faults:

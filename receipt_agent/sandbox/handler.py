@@ -258,7 +258,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
     # -- endpoints -------------------------------------------------------------------
 
     def _answer(self, endpoint: str, account_id: str, query_string: str, body: bytes) -> Answer:
-        limit = self.server.faults.max_batch_bytes
+        faults = self.server.faults
+        limit = faults.max_batch_bytes if endpoint in faults.endpoints else 0
         if limit and len(body) > limit:
             return _error(413, "PAYLOAD_TOO_LARGE", f"request body is over {limit} bytes")
         if endpoint == "token":
