@@ -56,6 +56,7 @@ class Agent:
         self._queued_since_flush = 0
         self._intake_paused_since: float | None = None
         self._token_refreshes_seen = 0
+        self.drained = True  # False after a drain that hit DRAIN_TIMEOUT_S (cli exits hard)
 
     # --- shared set-up -------------------------------------------------------------------
 
@@ -117,10 +118,34 @@ class Agent:
             with self._signal_handlers():
                 ready, _ = self.spool.scan()
                 taken = False
-                for item in ready:
-                    if self.stop_event.is_set():
-                        break
-                    taken = self._take(item) is not None or taken
+                # Full batches go out from a second thread while intake goes on, so the
+                # POSTs and their commits wait while this thread parses (the daemon's
+                # intake thread and flush job overlap the same way); the rest goes after.
+                intake_done, batch_ready = threading.Event(), threading.Event()
+                sending = threading.Thread(
+                    target=scheduler.guarded(
+                        scheduler.FLUSH_JOB,
+                        functools.partial(self._send_full_batches, intake_done, batch_ready),
+                    ),
+                    name="sender",
+                    daemon=True,
+                )
+                sending.start()
+                queued = 0
+                try:
+                    for item in ready:
+                        if self.stop_event.is_set():
+                            break
+                        outcome = self._take(item)
+                        taken = outcome is not None or taken
+                        queued += outcome.receipts if outcome is not None else 0
+                        if queued >= self.config.batch.max_receipts:
+                            queued = 0
+                            batch_ready.set()
+                finally:
+                    intake_done.set()
+                    batch_ready.set()
+                    sending.join()
                 self._sync_moves(taken)
                 self.sender.flush(self.stop_event, once=True)
                 pending = self.db.pending_count()
@@ -129,6 +154,18 @@ class Agent:
                 )
         finally:
             self._close()
+
+    def _send_full_batches(
+        self, intake_done: threading.Event, batch_ready: threading.Event
+    ) -> None:
+        """run --once's sender thread: full batches only, until intake is done or a failure."""
+        while True:
+            batch_ready.wait()
+            batch_ready.clear()
+            if intake_done.is_set():
+                return
+            if self.sender.flush(intake_done, full_only=True).failed:
+                return  # the final flush (once=True) retries within the once-mode budget
 
     # --- the daemon --------------------------------------------------------------------------
 
@@ -154,7 +191,7 @@ class Agent:
                 self._tick_loop(intake_thread)
                 systemd.stopping()
                 self._log.info("agent.stopping", pending=self.db.pending_count())
-                drained = self._drain(observers, sched, intake_thread)
+                drained = self.drained = self._drain(observers, sched, intake_thread)
                 self._log.info("agent.stopped", drained=drained, pending=self.db.pending_count())
                 return EXIT_OK
         finally:
