@@ -571,6 +571,8 @@ def test_faults_update_with_bad_value_raises_and_keeps_old_value() -> None:
         faults.update(eror_rate=0.5)
     with pytest.raises(ValueError, match="between 0 and 1"):
         faults.error_rate = 1.5
+    with pytest.raises(ValueError, match="must not be negative"):
+        faults.update(delay_s=-1)
     assert faults.error_rate == 0.0
     faults.update(error_rate="0.25", forbidden="true")
     assert (faults.error_rate, faults.forbidden) == (0.25, True)

@@ -24,6 +24,18 @@ from typing import Any
 ENDPOINTS = frozenset({"token", "receipts", "reports", "test_report"})
 _DEFAULT_ENDPOINTS = frozenset({"receipts", "reports", "test_report"})
 _SERVER_ERROR_CLASS = 5  # status // 100 of a 5xx
+_NON_NEGATIVE = (
+    "error_every",
+    "fail_next",
+    "rate_limit_every",
+    "retry_after_s",
+    "delay_s",
+    "hang_s",
+    "unauthorized_next",
+    "max_batch_receipts",
+    "max_batch_bytes",
+    "idle_timeout_s",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +95,9 @@ class Faults:
     _seen: int = field(default=0, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        for item in fields(self):
+            if not item.name.startswith("_"):
+                object.__setattr__(self, item.name, _coerce(item.name, getattr(self, item.name)))
         self._check()
         self._random.seed(self.seed)
 
@@ -134,6 +149,9 @@ class Faults:
         for name in ("error_status", "fail_next_status"):
             if int(getattr(self, name)) // 100 != _SERVER_ERROR_CLASS:
                 raise ValueError(f"{name} must be a 5xx status")
+        for name in _NON_NEGATIVE:
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
         if self.token_lifetime_s < 1:
             raise ValueError("token_lifetime_s must be at least 1")
         if not set(self.endpoints) <= ENDPOINTS:
