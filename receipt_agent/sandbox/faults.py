@@ -64,7 +64,14 @@ class Faults:
     """The fault switchboard; every field defaults to "behave like a healthy Dintero".
 
     Rates are probabilities in [0, 1]; `*_every` = N fails every Nth faultable request
-    (0 = off); counts (`fail_next`, `unauthorized_next`) are used up one request each.
+    (0 = off; one counter of requests to `endpoints`, shared by all "every" faults);
+    counts (`fail_next`, `unauthorized_next`) are used up one request each.
+
+    Order of precedence per request: unauthorized_next → forbidden → not_found →
+    reset_rate → hang_rate → fail_next → rate_limit_every → error_every/error_rate;
+    `delay_s` is slept before any of them. The rest act inside the endpoint:
+    max_batch_bytes / max_batch_receipts (413), refuse_receipt_id (400), token
+    lifetime, idle_timeout_s (per new connection), test_report_nothing.
     """
 
     error_rate: float = 0.0  # probability of a 5xx (`error_status`)
