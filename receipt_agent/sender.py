@@ -97,11 +97,15 @@ class Sender:
         """Seconds until the sender may try again (0 when not backing off)."""
         return max(0.0, self._paused_until - time.monotonic())
 
-    def flush(self, stop: threading.Event, *, once: bool = False) -> FlushResult:
+    def flush(
+        self, stop: threading.Event, *, once: bool = False, full_only: bool = False
+    ) -> FlushResult:
         """Send every due batch until none is due, the sender backs off, or `stop` is set.
 
         With `once`, pending receipts are due whatever their backoff, and backoffs are
         waited out (at most ONCE_WAIT_BUDGET_S in total) instead of ending the flush.
+        With `full_only`, a last batch short of `max_receipts`/`max_bytes` stays queued
+        (run --once sends full batches while its intake still runs).
         """
         result = FlushResult()
         waited = 0.0
@@ -119,7 +123,7 @@ class Sender:
                     stop.wait(pause)
                     waited += pause
                     continue
-                batch = self._next_batch(ignore_backoff=once)
+                batch = self._next_batch(ignore_backoff=once, full_only=full_only)
                 if not batch:
                     return result
                 result.batches += 1
@@ -128,7 +132,9 @@ class Sender:
         finally:
             self.busy.clear()
 
-    def _next_batch(self, *, ignore_backoff: bool) -> list[statedb.QueuedReceipt]:
+    def _next_batch(
+        self, *, ignore_backoff: bool, full_only: bool = False
+    ) -> list[statedb.QueuedReceipt]:
         due = self._db.due(
             now=time.time(), limit=self._batch.max_receipts, ignore_backoff=ignore_backoff
         )
@@ -141,6 +147,8 @@ class Sender:
             if batch and (size > self._batch.max_bytes or len(batch) >= cap):
                 break
             batch.append(receipt)
+        if full_only and len(batch) == len(due) and len(batch) < self._batch.max_receipts:
+            return []  # no limit reached: not a full batch yet
         return batch
 
     def _send(self, batch: list[statedb.QueuedReceipt], result: FlushResult) -> bool:
