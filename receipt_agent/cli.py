@@ -104,10 +104,10 @@ def _build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the whole pipeline against a local sandbox")
     demo.add_argument("--keep", action="store_true", help="keep the temporary folder")
 
-    sandbox = sub.add_parser("sandbox", help="serve the sandbox API on 127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=8765)
-    sandbox.add_argument("--client-id", default="demo")
-    sandbox.add_argument("--client-secret", default="demo-secret")
+    sandbox = sub.add_parser(
+        "sandbox", add_help=False, help="serve the sandbox API on 127.0.0.1 (--help for faults)"
+    )
+    sandbox.set_defaults(sandbox_args=[])  # main() hands the raw arguments to the sandbox
     return parser
 
 
@@ -292,15 +292,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    from receipt_agent.sandbox import serve
+    from receipt_agent.sandbox.__main__ import main as sandbox_main
 
-    print(
-        f"sandbox API on http://127.0.0.1:{args.port}/v1 (client {args.client_id!r}); Ctrl-C stops"
-    )
-    serve(
-        host="127.0.0.1", port=args.port, client_id=args.client_id, client_secret=args.client_secret
-    )
-    return OK
+    return sandbox_main(args.sandbox_args, prog="receipt-agent sandbox")
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -318,7 +312,13 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def main(argv: Sequence[str] | None = None) -> None:
     """The console script: parse, dispatch, present errors, exit with a named code."""
-    args = _build_parser().parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if raw[:1] == ["sandbox"]:
+        # The sandbox owns its flags (port, credentials, every fault switch).
+        from receipt_agent.sandbox.__main__ import main as sandbox_main
+
+        sys.exit(sandbox_main(raw[1:], prog="receipt-agent sandbox"))
+    args = _build_parser().parse_args(raw)
     # Until the config names a log file, warnings and errors go to stderr (STYLE §5).
     logs.configure(file="-", format="console", level="warning")
     sys.exit(_dispatch(args))
