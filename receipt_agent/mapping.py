@@ -45,7 +45,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 
 from receipt_agent import totals
@@ -103,7 +102,9 @@ def finish_receipt(raw: RawReceipt, source: SourceBase) -> ValidReceipt | Invali
             receipt_id=_text(data.get("receipt_id")),
             data=data,
         )
-    payload = orjson.dumps(receipt.model_dump(mode="json", exclude_none=True))
+    # Straight to JSON bytes in pydantic-core: the same bytes as orjson over
+    # model_dump(mode="json"), without building the intermediate dicts (~1 µs a receipt).
+    payload = receipt.__pydantic_serializer__.to_json(receipt, exclude_none=True)
     return ValidReceipt(
         store_id=receipt.store.id,
         receipt_id=receipt.receipt_id,
