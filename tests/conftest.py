@@ -11,6 +11,8 @@ Helpers (the installed CLI, receipt builders, log readers) live in `support.py`.
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,23 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name, raising=False)
         if name.lower() in {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}:
             monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def no_thread_leaks() -> Iterator[None]:
+    """A test that leaves a thread running (an observer, a scheduler, a server) fails.
+
+    watchdog's rule: a thread that outlives its test hides a missing stop() that would
+    keep a real agent from exiting.
+    """
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 5
+    leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    while leaked and time.monotonic() < deadline:
+        time.sleep(0.05)
+        leaked = [t for t in leaked if t.is_alive()]
+    assert not leaked, f"threads left running: {[t.name for t in leaked]}"
 
 
 @pytest.fixture(autouse=True)
