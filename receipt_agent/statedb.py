@@ -11,6 +11,9 @@ agent on the same state directory is refused by an flock on `agent.lock` (`lock_
 
 Never deletes a receipt that is not `sent` or `rejected` (purge is explicit), never logs
 (callers log outcomes), knows nothing of HTTP.
+
+Over the 400-line target (under the 600 cap): one owner per table (STYLE §1.3) puts every
+statement that touches `receipts` here, where its invariants can be read in one place.
 """
 
 from __future__ import annotations
