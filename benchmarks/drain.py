@@ -1,10 +1,11 @@
 """Benchmark 1: backlog drain. N receipts in files of 100 already in the spool → `run --once`.
 
-Prints wall seconds, receipts/s, peak RSS, CPU seconds and POSTs, and the split by stage
-from the agent's own log: start-up (spawn → first `file.accepted`), intake (files → state
-store, first → last `file.accepted`) and send (state store → acknowledged, last
-`file.accepted` → last `batch.sent`). `run_drain` also samples RSS every 100 ms for
-benchmarks/memory.py.
+Prints wall seconds, receipts/s, peak RSS, CPU seconds and POSTs of the end-to-end run
+(`run_drain`, which also samples RSS every 100 ms for benchmarks/memory.py). run --once
+sends full batches while it still takes files in, so the stages overlap in that run;
+`run_stages` measures each alone, in two more runs on a fresh spool: the API down first
+(intake only: files → state store, first → last `file.accepted` in the log), then up
+(send only: state store → acknowledged, first → last `batch.sent`).
 
     python benchmarks/drain.py [--receipts 100000] [--per-file 100]
 """
@@ -48,15 +49,16 @@ def run_drain(receipts: int, per_file: int, *, sample_s: float = 0.1) -> dict[st
         accepted = [harness.log_time(line) for line in log if line["event"] == "file.accepted"]
         sent = [harness.log_time(line) for line in log if line["event"] == "batch.sent"]
         acknowledged = after["unique_receipt_ids"] - before["unique_receipt_ids"]
+        if not accepted or not sent:
+            raise RuntimeError(f"drain logged nothing: {finished.stderr.decode()[-2000:]}")
         left = len(list((work / "spool").glob("*.json")))
     if finished.returncode != 0 or acknowledged != receipts or left:
         raise RuntimeError(
             f"drain failed: exit {finished.returncode}, {acknowledged}/{receipts} acknowledged, "
             f"{left} files left; {finished.stderr.decode()[-2000:]}"
         )
-    per_file_s = (accepted[-1] - accepted[0]) / max(1, len(accepted) - 1)
-    intake_s = accepted[-1] - accepted[0] + per_file_s
-    send_s = sent[-1] - accepted[-1]
+    intake_s = _span(accepted)
+    send_s = _span(sent)
     return {
         "receipts": receipts,
         "files": files,
@@ -66,13 +68,59 @@ def run_drain(receipts: int, per_file: int, *, sample_s: float = 0.1) -> dict[st
         "cpu_us_per_receipt": finished.cpu_s / receipts * 1e6,
         "peak_rss_mb": finished.peak_rss_mb,
         "posts": after["receipt_posts"] - before["receipt_posts"],
-        "startup_s": accepted[0] - per_file_s - started_wall,
+        "startup_s": accepted[0] - intake_s / len(accepted) - started_wall,
+        "drain_from_s": accepted[0] - started_wall,
         "intake_s": intake_s,
         "intake_rate": receipts / intake_s,
         "send_s": send_s,
         "send_rate": receipts / send_s,
         "samples": samples,
     }
+
+
+def _span(times: list[float]) -> float:
+    """Seconds from the first to the last event, plus one mean gap for the first one."""
+    return (times[-1] - times[0]) * len(times) / max(1, len(times) - 1)
+
+
+def run_stages(receipts: int, per_file: int) -> dict[str, Any]:
+    """Intake alone (API unreachable), then send alone (API up), on one state store."""
+    harness.pin(harness.OTHER_CPU)
+    with harness.workdir("stages") as work, harness.SandboxProcess(work) as sandbox:
+        harness.fill_spool(work / "spool", receipts, per_file)
+        closed = harness.closed_port()
+        config = harness.write_config(work, f"http://127.0.0.1:{closed}/v1")
+        started = time.monotonic()
+        intake_run = harness.wait_child(harness.start_agent(config, "--once"), started)
+        log = harness.read_log(work / "agent.log")
+        accepted = [harness.log_time(line) for line in log if line["event"] == "file.accepted"]
+        config = harness.write_config(work, sandbox.base_url)
+        started = time.monotonic()
+        send_run = harness.wait_child(harness.start_agent(config, "--once"), started)
+        log = harness.read_log(work / "agent.log")
+        sent = [harness.log_time(line) for line in log if line["event"] == "batch.sent"]
+        acknowledged = sandbox.stats()["unique_receipt_ids"]
+    if send_run.returncode != 0 or acknowledged != receipts or not accepted:
+        raise RuntimeError(f"stage runs failed: {send_run.stderr.decode()[-2000:]}")
+    intake_s, send_s = _span(accepted), _span(sent)
+    return {
+        "intake_s": intake_s,
+        "intake_rate": receipts / intake_s,
+        "intake_cpu_s": intake_run.cpu_s,
+        "send_s": send_s,
+        "send_rate": receipts / send_s,
+        "send_cpu_s": send_run.cpu_s,
+    }
+
+
+def stage_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    intake = f"{result['intake_s']:.2f} s, {result['intake_rate']:,.0f} receipts/s"
+    send = f"{result['send_s']:.2f} s, {result['send_rate']:,.0f} receipts/s"
+    return [
+        ("intake alone (files → state store; API down)", intake),
+        ("send alone (state store → acknowledged)", send),
+        ("slowest stage", "intake" if result["intake_rate"] < result["send_rate"] else "send"),
+    ]
 
 
 def rows(result: dict[str, Any]) -> list[tuple[str, str]]:
@@ -87,8 +135,8 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str]]:
         ("peak RSS", f"{result['peak_rss_mb']:.1f} MB"),
         ("POSTs", f"{result['posts']:,}"),
         ("stage: start-up", f"{result['startup_s']:.2f} s"),
-        ("stage: intake (files → state store)", intake),
-        ("stage: send (state store → acknowledged)", send),
+        ("intake window, overlapping send (first → last file)", intake),
+        ("send window, overlapping intake (first → last batch)", send),
     ]
 
 
@@ -99,6 +147,8 @@ def main() -> None:
     arguments = parser.parse_args()
     result = run_drain(arguments.receipts, arguments.per_file)
     print(harness.table("Backlog drain (run --once)", rows(result)))
+    stages = run_stages(arguments.receipts, arguments.per_file)
+    print(harness.table("Backlog drain by stage (separate runs)", stage_rows(stages)))
 
 
 if __name__ == "__main__":

@@ -187,6 +187,15 @@ class SandboxProcess:
         return str(answer.json()["access_token"])
 
 
+def closed_port() -> int:
+    """A loopback port nobody listens on (the API "down": connection refused)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 # --- the agent -----------------------------------------------------------------------------
 
 
