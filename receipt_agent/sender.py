@@ -31,6 +31,7 @@ from receipt_agent.errors import (
     MisconfiguredError,
     PayloadTooLargeError,
     RemoteRejectedError,
+    StateStoreError,
     TransientSendError,
 )
 
@@ -127,7 +128,12 @@ class Sender:
                 if not batch:
                     return result
                 result.batches += 1
-                if self._send(batch, result) and last:
+                try:
+                    sent = self._send(batch, result)
+                except StateStoreError as error:
+                    self._unrecorded(batch, error, result)
+                    return result
+                if sent and last:
                     # The queue was empty behind this batch. Receipts taken in meanwhile
                     # wait for the next flush (or a full batch), instead of being chased
                     # one or two per POST and commit: a 10,000-file burst of one receipt
@@ -251,6 +257,22 @@ class Sender:
         self._log.warning(
             "batch.failed", status=error.status, error=str(error), retry_in=round(retry_in, 2),
             receipts=len(batch), attempt=self._failures,
+        )  # fmt: skip
+
+    def _unrecorded(
+        self, batch: list[statedb.QueuedReceipt], error: StateStoreError, result: FlushResult
+    ) -> None:
+        """The state store could not record an outcome (disk full): back off, keep pending.
+
+        Without this pause the flush job POSTed the same batch again every flush_interval
+        while the disk stayed full (27 POSTs in 6 s; found by
+        tests/reliability/test_disk_full.py). Dintero deduplicates what it already has.
+        """
+        retry_in = self._pause(None)
+        result.failed = True
+        self._log.error(
+            "batch.failed", status=None, error=str(error), retry_in=round(retry_in, 2),
+            receipts=len(batch), action="not_recorded",
         )  # fmt: skip
 
     def _pause(self, retry_after: float | None) -> float:
