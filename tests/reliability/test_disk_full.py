@@ -223,3 +223,63 @@ def test_full_archive_disk_leaves_no_partial_copy_and_archives_once_space_return
         posts=sandbox.receipt_posts,
         paused_error=paused["error"],
     )
+
+
+def test_full_state_disk_while_sending_backs_off_instead_of_resending_every_flush(
+    tmp_path: Path,
+    tiny_fs: Path,
+    sandbox: Sandbox,
+    write_config: Callable[..., Path],
+    secret_file: Path,
+) -> None:
+    """A full state disk that refuses `mark_sent` costs a few duplicate POSTs, not a storm.
+
+    1. The API fails every POST while 150 receipts are queued; fill the state disk.
+    2. The API recovers: its 200s cannot be recorded (the disk is full).
+    Result: over 6 s at most a handful of POSTs (the sender backs off, as for a transient
+    failure); after the filler is deleted every receipt is `sent` and at the sandbox once.
+    """
+    spool, log = tmp_path / "spool", tmp_path / "agent.log"
+    spool.mkdir()
+    settings = base_config(
+        base_url=sandbox.base_url, spool_dir=spool, state_dir=tiny_fs,
+        secret_file=secret_file, log_file=log,
+    )  # fmt: skip
+    settings["batch"] = {"max_receipts": 50, "flush_interval": "0.2s"}
+    settings["retry"] = {"initial": "0.5s", "max": "2s"}
+    sandbox.set_faults(error_rate=1.0)
+    agent = AgentProcess(write_config(settings))
+    try:
+        wait_for_event(log, "agent.started")
+        for number in range(3):
+            drop(spool, f"c-{number}.json", [make_receipt(number * 100 + i) for i in range(50)])
+        wait_until(lambda: db_check(tiny_fs / "state.db")["counts"].get("pending") == 150)
+        wait_for_event(log, "batch.failed")
+        filler = _fill(tiny_fs)
+        sandbox.set_faults(error_rate=0.0)
+        posts_before = sandbox.receipt_posts
+        full_since = time.monotonic()
+        wait_until(lambda: time.monotonic() - full_since > 6, timeout=10)
+        posts_while_full = sandbox.receipt_posts - posts_before
+        assert agent.alive(), agent.stderr()
+        filler.unlink()
+        wait_until(lambda: db_check(tiny_fs / "state.db")["counts"] == {"sent": 150}, timeout=30)
+        agent.signal(signal.SIGTERM)
+        assert agent.wait_exit(40) == 0, agent.stderr()
+    finally:
+        agent.ensure_stopped()
+    assert len(set(sandbox.receipt_ids(ACCOUNT))) == 150
+    assert posts_while_full <= 8, posts_while_full
+    lines = read_log(log)
+    assert not [e for e in lines if e.get("event") == "job.failed"]
+    unrecorded = [e for e in lines if e.get("action") == "not_recorded"]
+    assert unrecorded
+    assert unrecorded[0]["level"] == "error"
+    record_result(
+        "disk_full_while_sending",
+        fed=150,
+        delivered=len(set(sandbox.receipt_ids(ACCOUNT))),
+        lost=0,
+        resent=sandbox.stats()["duplicates"],
+        posts_while_full_6s=posts_while_full,
+    )
