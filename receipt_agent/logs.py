@@ -65,7 +65,13 @@ def configure(*, file: str = "-", format: str = "json", level: str = "info") -> 
     ]
     if format == "json":
         renderer: Any = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
-        final = [structlog.processors.dict_tracebacks, renderer]
+        # Tracebacks without frame locals: a sender frame's locals hold the batch body, i.e.
+        # customers' personal data, which the redaction above never sees (CONTRACT §6; seen
+        # in a job.failed line during tests/reliability/test_disk_full.py).
+        tracebacks = structlog.processors.ExceptionRenderer(
+            structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+        )
+        final = [tracebacks, renderer]
     else:
         final = [structlog.dev.ConsoleRenderer(colors=False)]
     formatter = structlog.stdlib.ProcessorFormatter(
