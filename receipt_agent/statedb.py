@@ -268,6 +268,13 @@ class StateDB:
         )
         return None if row[0] is None else float(row[0])
 
+    def oldest_pending_by_source(self) -> dict[str, float]:
+        """Return {source: creation time of its oldest pending receipt}."""
+        rows = self._connect().execute(
+            "SELECT source, MIN(created_at) FROM receipts WHERE state = 'pending' GROUP BY source"
+        )
+        return {source: float(created) for source, created in rows}
+
     def due(self, *, now: float, limit: int, ignore_backoff: bool = False) -> list[QueuedReceipt]:
         """Return up to `limit` pending receipts due at `now`, oldest first."""
         # INDEXED BY the partial index: walked in id order, the query stops after `limit`

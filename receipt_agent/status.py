@@ -26,6 +26,7 @@ class StatusReport:
     counts: dict[str, int]
     by_source: dict[str, dict[str, int]]
     oldest_pending_age_s: float | None
+    oldest_pending_age_s_by_source: dict[str, float]
     last_success_at: str | None
     last_error: str | None
     last_error_at: str | None
@@ -62,6 +63,10 @@ def build_status(db: StateDB, *, max_age_s: float, now: float | None = None) -> 
         counts=db.counts(),
         by_source=db.counts_by_source(),
         oldest_pending_age_s=oldest_age_s,
+        oldest_pending_age_s_by_source={
+            source: round(max(0.0, now - created), 1)
+            for source, created in db.oldest_pending_by_source().items()
+        },
         last_success_at=_iso(meta.get("last_success_at")),
         last_error=meta.get("last_error"),
         last_error_at=_iso(meta.get("last_error_at")),
@@ -80,12 +85,19 @@ def print_status(report: StatusReport, console: Console) -> None:
     table.add_column("source")
     for state in STATES:
         table.add_column(state, justify="right")
+    table.add_column("oldest pending", justify="right")
+    ages = report.oldest_pending_age_s_by_source
     for source, counts in sorted(report.by_source.items()):
-        table.add_row(source, *(str(counts[state]) for state in STATES))
-    table.add_row("[b]total[/b]", *(f"[b]{report.counts[state]}[/b]" for state in STATES))
+        age = f"{ages[source]:.0f}s" if source in ages else "-"
+        table.add_row(source, *(str(counts[state]) for state in STATES), age)
+    total_age = (
+        "-" if report.oldest_pending_age_s is None else f"{report.oldest_pending_age_s:.0f}s"
+    )
+    table.add_row(
+        "[b]total[/b]", *(f"[b]{report.counts[state]}[/b]" for state in STATES), total_age
+    )
     console.print(table)
-    age = report.oldest_pending_age_s
-    console.print(f"oldest pending: {'-' if age is None else f'{age:.0f}s'}")
+    console.print(f"oldest pending: {total_age}")
     console.print(f"last successful send: {report.last_success_at or 'never'}")
     if report.last_error:
         console.print(f"last error ({report.last_error_at}): {report.last_error}")

@@ -133,7 +133,10 @@ def test_run_once_with_api_down_exits_1_and_keeps_receipts_pending(
 
     assert result.returncode == 1
     status = cli("status", "--json", "-c", str(agent_config))
-    assert orjson.loads(status.stdout)["counts"]["pending"] == 5
+    report = orjson.loads(status.stdout)
+    assert report["counts"]["pending"] == 5
+    assert report["oldest_pending_age_s"] >= 0
+    assert set(report["oldest_pending_age_s_by_source"]) == {"till-1"}
     assert status.returncode == 1  # degraded: the last send failed
 
 
