@@ -69,7 +69,7 @@ def main() -> None:
         "sandbox POST": mean["sandbox_rate"],
     }
     slowest = min(limit_stages, key=lambda name: limit_stages[name])
-    mean["slowest_stage"] = f"{slowest} (mean of before/after)"
+    mean["slowest_stage"] = slowest
     mean["slowest_rate"] = limit_stages[slowest]
     print(harness.table("Stage limits (mean of before and after the drain)", limits.rows(mean)))
     print(harness.table(f"Backlog drain (run --once, {receipts:,} receipts)", drain.rows(drained)))
