@@ -16,6 +16,7 @@ import errno
 import hashlib
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -31,21 +32,32 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Given a path and bytes, replace the file atomically and durably."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def _write_then_rename(
+    tmp: Path, target: Path, fill: Callable[[IO[bytes]], object], *, mode: int = 0o644
+) -> None:
+    """Write `tmp` with `fill`, fsync it, rename it to `target`; never leave `tmp` behind.
+
+    A write that fails half-way (ENOSPC) removes its temporary file and re-raises; the
+    target is untouched (found by tests/reliability/test_disk_full.py).
+    """
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            fill(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        tmp.replace(path)
+        tmp.replace(target)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Given a path and bytes, replace the file atomically and durably."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    _write_then_rename(tmp, path, lambda handle: handle.write(data), mode=mode)
     fsync_dir(path.parent)
 
 
@@ -73,20 +85,13 @@ def move_into(source: Path, folder: Path, *, name: str | None = None, durable: b
     except OSError as error:
         if error.errno != errno.EXDEV:
             raise
-        tmp = folder / f".{target.name}.part"
-        try:
-            with source.open("rb") as reader, tmp.open("wb") as writer:
-                shutil.copyfileobj(reader, writer, _CHUNK)
-                writer.flush()
-                os.fsync(writer.fileno())
-            tmp.rename(target)
-        except BaseException:
-            # A copy that failed half-way (ENOSPC on the archive disk) must not stay behind
-            # as a half file; the source is still in place and the move is retried
-            # (found by tests/reliability/test_disk_full.py).
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
+        # The source stays in place until the copy is durable under its final name.
+        with source.open("rb") as reader:
+            _write_then_rename(
+                folder / f".{target.name}.part",
+                target,
+                lambda writer: shutil.copyfileobj(reader, writer, _CHUNK),
+            )
         fsync_dir(folder)
         source.unlink()
         fsync_dir(source.parent)
