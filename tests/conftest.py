@@ -95,21 +95,32 @@ def write_config(tmp_path: Path) -> Callable[[dict[str, Any]], Path]:
 
 
 @pytest.fixture
-def agent_config(
+def make_agent_config(
     tmp_path: Path,
     sandbox: Sandbox,
     spool_dir: Path,
     state_dir: Path,
     secret_file: Path,
-    write_config: Callable[[dict[str, Any]], Path],
-) -> Path:
-    """A config for one dintero-json source sending to the sandbox."""
-    return write_config(
-        base_config(
-            base_url=sandbox.base_url,
-            spool_dir=spool_dir,
-            state_dir=state_dir,
-            secret_file=secret_file,
-            log_file=tmp_path / "agent.log",
+    write_config: Callable[..., Path],
+) -> Callable[..., Path]:
+    """A factory: a config for one dintero-json source sending to the sandbox, with overrides."""
+
+    def make(**overrides: Any) -> Path:
+        return write_config(
+            base_config(
+                base_url=sandbox.base_url,
+                spool_dir=spool_dir,
+                state_dir=state_dir,
+                secret_file=secret_file,
+                log_file=tmp_path / "agent.log",
+                **overrides,
+            )
         )
-    )
+
+    return make
+
+
+@pytest.fixture
+def agent_config(make_agent_config: Callable[..., Path]) -> Path:
+    """A config for one dintero-json source sending to the sandbox."""
+    return make_agent_config()

@@ -6,14 +6,12 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 from support import (
     ACCOUNT,
     SECRET,
-    base_config,
     cli,
     drop,
     events,
@@ -30,27 +28,8 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def daemon_config(
-    tmp_path: Path,
-    sandbox: Sandbox,
-    spool_dir: Path,
-    state_dir: Path,
-    secret_file: Path,
-    write_config: Callable[..., Path],
-) -> Callable[..., Path]:
-    def make(**overrides: Any) -> Path:
-        return write_config(
-            base_config(
-                base_url=sandbox.base_url,
-                spool_dir=spool_dir,
-                state_dir=state_dir,
-                secret_file=secret_file,
-                log_file=tmp_path / "agent.log",
-                **overrides,
-            )
-        )
-
-    return make
+def daemon_config(make_agent_config: Callable[..., Path]) -> Callable[..., Path]:
+    return make_agent_config
 
 
 def _stop(process: subprocess.Popen[str], timeout: float = 40) -> int:
