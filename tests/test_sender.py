@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 from pydantic import SecretStr
-from support import ACCOUNT, SECRET, base_config, make_receipt
+from support import ACCOUNT, SECRET, make_receipt
 
 from receipt_agent import statedb
 from receipt_agent.api import DinteroClient
@@ -20,18 +20,8 @@ from receipt_agent.sender import Sender
 
 
 @pytest.fixture
-def make_config(
-    tmp_path: Path, sandbox: Sandbox, spool_dir: Path, state_dir: Path, secret_file: Path,
-    write_config: Callable[..., Path],
-) -> Callable[..., AgentConfig]:  # fmt: skip
-    def make(**overrides: object) -> AgentConfig:
-        raw = base_config(
-            base_url=sandbox.base_url, spool_dir=spool_dir, state_dir=state_dir,
-            secret_file=secret_file, log_file=tmp_path / "agent.log", **overrides,
-        )  # fmt: skip
-        return load_config(write_config(raw))
-
-    return make
+def make_config(make_agent_config: Callable[..., Path]) -> Callable[..., AgentConfig]:
+    return lambda **overrides: load_config(make_agent_config(**overrides))
 
 
 @pytest.fixture
