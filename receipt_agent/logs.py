@@ -38,6 +38,25 @@ _NOISY = ("httpx", "httpcore", "apscheduler", "watchdog", "tzlocal")
 _handler: logging.Handler | None = None
 
 
+class _ExpectedLibraryNoise(logging.Filter):
+    """Drop two library lines that describe our design working, not a problem.
+
+    - APScheduler warns "skipped: maximum number of running instances" each time the
+      flush job is due while a long flush still runs: max_instances=1 is on purpose.
+    - watchdog logs "queue_events() called when the thread is inactive" at ERROR when an
+      observer is stopped while it waits for events (at every shutdown), which would page
+      anyone alerting on errors (found by tests/reliability).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("apscheduler") and "maximum number of running" in str(record.msg):
+            return False
+        return not (
+            record.name.startswith("watchdog")
+            and "called when the thread is inactive" in str(record.msg)
+        )
+
+
 def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Drop known secret/personal keys and mask bearer tokens and e-mails in strings."""
     for key in list(event_dict):
@@ -86,6 +105,7 @@ def configure(*, file: str = "-", format: str = "json", level: str = "info") -> 
         Path(file).parent.mkdir(parents=True, exist_ok=True)
         handler = logging.handlers.WatchedFileHandler(file, encoding="utf-8")
     handler.setFormatter(formatter)
+    handler.addFilter(_ExpectedLibraryNoise())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import orjson
@@ -34,3 +35,21 @@ def test_exception_line_has_frames_but_no_locals(tmp_path: Path) -> None:
     assert frames[-1]["name"] == "_fail_with_customer_data_in_a_local"
     assert all("locals" not in frame for frame in frames)
     assert CANARY not in text
+
+
+def test_expected_library_noise_is_dropped_but_other_library_warnings_stay(tmp_path: Path) -> None:
+    """APScheduler's max-instances skip and watchdog's stop-time error never reach the log."""
+    log_file = tmp_path / "agent.log"
+    logs.configure(file=str(log_file), format="json", level="info")
+    logging.getLogger("apscheduler.scheduler").warning(
+        'Execution of job "%s" skipped: maximum number of running instances reached (%d)',
+        "flush",
+        1,
+    )
+    logging.getLogger("watchdog.observers.inotify").error(
+        "InotifyEmitter.queue_events() called when the thread is inactive"
+    )
+    logging.getLogger("apscheduler.scheduler").warning("Run time of job was missed by 0:01:00")
+    logs.configure(file="-")  # close the file handler
+    lines = [orjson.loads(line) for line in log_file.read_text().splitlines()]
+    assert [line["event"] for line in lines] == ["Run time of job was missed by 0:01:00"]
