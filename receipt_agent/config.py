@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import string
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -241,6 +242,23 @@ class SourceBase(_Model):
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "NOK"
     timezone: TimeZoneName = "Europe/Oslo"
     receipt_id_format: str | None = None
+
+    @field_validator("receipt_id_format")
+    @classmethod
+    def _known_placeholders(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        except ValueError:
+            raise ValueError("not a valid format; check its { } braces") from None
+        unknown = names - {"store_id", "register_id", "number"}
+        if unknown or not names:
+            raise ValueError(
+                "use only {store_id}, {register_id} and {number}, e.g. "
+                "'{store_id}-{register_id}-{number}'"
+            )
+        return value
 
     @property
     def glob(self) -> str:

@@ -218,3 +218,19 @@ def test_check_config_cli_passes_example_config_pointed_at_real_folders(tmp_path
     result = cli("check-config", "-c", str(path), env={"PATH": "/usr/bin", SECRET_ENV: "x"})
     assert result.returncode == 0, result.stderr
     assert result.stdout == "config ok\n"
+
+
+@pytest.mark.parametrize(
+    "text", ["{store}-{nr}", "{store_id-{number}", "fixed", "{number.real}", "{}", "{number"]
+)
+def test_load_config_with_bad_receipt_id_format_is_reported_by_check_config(
+    tmp_path: Path, write_config: Callable[..., Path], text: str
+) -> None:
+    """A receipt_id_format with unknown placeholders fails check-config, not every receipt."""
+    columns = {"receipt_number": "n", "purchase_at": "t", "item_gross_amount": "g"}
+    source = {
+        "name": "a", "path": "s", "format": "csv", "store": {"id": "s"},
+        "receipt_id_format": text, "mapping": {"columns": columns},
+    }  # fmt: skip
+    problems = dict(_problems(write_config, _minimal(tmp_path, sources=[source])))
+    assert "sources[0].receipt_id_format" in problems

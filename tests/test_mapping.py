@@ -205,13 +205,9 @@ def test_finish_receipt_id_format_without_a_value_rejects_the_receipt(tmp_path: 
 
 @pytest.mark.parametrize(
     ("template", "error"),
-    [
-        ("{store}-{number}", "unknown placeholder {store}"),
-        ("{number.real}", "unknown placeholder {number.real}"),
-        ("{}", "unknown placeholder {}"),
-        ("{number", "not a valid format string"),
-        ("{number:>x}", "not a valid format string"),
-    ],
+    # Unknown placeholders and broken braces are refused by the config already
+    # (test_config); this is mapping's own defence for what only formatting reveals.
+    [("{number:>x}", "not a valid format string")],
 )
 def test_finish_receipt_bad_receipt_id_format_rejects_with_reason(
     tmp_path: Path, template: str, error: str
