@@ -90,6 +90,9 @@ class Sender:
         # finished: one refused receipt blocked the whole queue (found by
         # tests/reliability/test_hostile_api.py). In memory: a restart only costs a re-split.
         self._split_cap: dict[int, int] = {}
+        # After a 413 the API's size limit is known to be at most this many receipts: later
+        # batches start there instead of being refused and split again (process lifetime).
+        self._learned_cap = config.batch.max_receipts
         self._log = structlog.get_logger("receipt_agent")
         self.busy = threading.Event()
 
@@ -152,7 +155,7 @@ class Sender:
         )
         batch: list[statedb.QueuedReceipt] = []
         size = 2  # the brackets
-        cap = self._batch.max_receipts
+        cap = self._learned_cap
         for receipt in due:
             cap = min(cap, self._split_cap.get(receipt.id, cap))
             size += len(receipt.payload) + 1
@@ -175,6 +178,8 @@ class Sender:
             if len(batch) == 1:
                 self._reject(batch[0], error, result)
                 return True
+            if isinstance(error, PayloadTooLargeError):
+                return self._send_smaller(batch, result, error)
             middle = len(batch) // 2
             for receipt in batch:  # resume the split here if a half fails transiently
                 self._split_cap[receipt.id] = len(batch) - middle
@@ -218,6 +223,29 @@ class Sender:
             self._log.info("batch.duplicates", count=answer.duplicates, receipts=len(batch))
             if self._observer is not None:
                 self._observer.receipts(batch[0].source, "duplicate", answer.duplicates)
+        return True
+
+    def _send_smaller(
+        self, batch: list[statedb.QueuedReceipt], result: FlushResult, error: PayloadTooLargeError
+    ) -> bool:
+        """413: the API's limit is at most half this batch; send it in pieces of that size.
+
+        The limit is remembered for later batches, so one oversized POST teaches the
+        sender once instead of every batch being refused and split again.
+        """
+        self._learned_cap = min(self._learned_cap, len(batch) - len(batch) // 2)
+        for receipt in batch:  # resume in pieces this small if a piece fails transiently
+            self._split_cap[receipt.id] = self._learned_cap
+        self._log.info(
+            "batch.failed", status=error.status, error=str(error), retry_in=0,
+            receipts=len(batch), action="split", max_receipts_now=self._learned_cap,
+        )  # fmt: skip
+        start = 0
+        while start < len(batch):
+            piece = batch[start : start + self._learned_cap]  # the cap may shrink meanwhile
+            if not self._send(piece, result):
+                return False
+            start += len(piece)
         return True
 
     def _reject(

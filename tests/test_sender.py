@@ -111,3 +111,17 @@ def test_flush_after_give_up_after_rejects_receipts_older_than_the_limit(
     rows = db.list_receipts(state="rejected")
     assert len(rows) == 2
     assert "gave up" in (rows[0].last_error or "")
+
+
+def test_flush_after_413_keeps_later_batches_under_the_learned_size(
+    make_config: Callable[..., AgentConfig], db: statedb.StateDB, sandbox: Sandbox
+) -> None:
+    """Once the API said 413, later batches start small enough: few refusals, not one per batch."""
+    sandbox.set_faults(max_batch_receipts=10)
+    sender, client = _sender(make_config(), db)
+    _queue(db, 500)
+    result = sender.flush(threading.Event())
+    client.close()
+    assert result.sent == 500
+    refused = [r for r in sandbox.requests if r.status == 413]
+    assert len(refused) <= 5  # 100 → 50 → 25 → 13, then every batch fits
