@@ -56,6 +56,7 @@ class Agent:
         self._queued_since_flush = 0
         self._intake_paused_since: float | None = None
         self._token_refreshes_seen = 0
+        self._scheduler: Any = None  # set once the daemon's scheduler exists
         self.drained = True  # False after a drain that hit DRAIN_TIMEOUT_S (cli exits hard)
 
     # --- shared set-up -------------------------------------------------------------------
@@ -317,8 +318,6 @@ class Agent:
         self._queued_since_flush = 0
         if self._scheduler is not None and not self.sender.busy.is_set():
             scheduler.run_soon(self._scheduler, scheduler.FLUSH_JOB)
-
-    _scheduler: Any = None
 
     def _tick_loop(self, intake_thread: threading.Thread) -> None:
         interval = systemd.watchdog_interval_s()
