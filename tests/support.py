@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -87,6 +88,39 @@ def stop_agent(
         process.send_signal(sig)
     _, stderr = process.communicate(timeout=timeout)
     return process.returncode, stderr
+
+
+def report_entry(**changes: Any) -> dict[str, Any]:
+    """A `reports[]` entry: the monthly settlement PDF of config/examples/reports.yaml."""
+    report: dict[str, Any] = {
+        "name": "monthly",
+        "cron": "15 6 1 * *",
+        "timezone": "Europe/Oslo",
+        "template_id": "checkout_transaction_order",
+        "template_data_path": "/checkout/v1/transactions/{transaction.id}",
+        "accept": "application/pdf",
+        "language": "no",
+        "period": "previous_month",
+        "schedule": "monthly",
+        "save": False,
+        "body": [
+            {
+                "key": "transaction",
+                "path": "/checkout/v1/transactions/{transaction.id}",
+                "data": {"id": "T12345678.abc", "amount": 10000},
+            }
+        ],
+        "output_dir": "reports",
+    }
+    report.update(changes)
+    return report
+
+
+def free_port() -> int:
+    """A loopback port that nothing listens on (bound once, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def wait_until(

@@ -9,6 +9,7 @@ logrotate is Debian's package `logrotate`; the tests skip where it is not instal
 
 from __future__ import annotations
 
+import functools
 import getpass
 import grp
 import gzip
@@ -16,11 +17,10 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import support
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "systemd" / "receipt-agent.logrotate"
@@ -50,14 +50,8 @@ handler.close()
 print(count)
 """
 
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10) -> None:
-    """Poll `predicate` until it holds, failing the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s")
-        time.sleep(0.02)
+# One polling helper for the whole suite (support.wait_until), with this file's deadline.
+wait_until = functools.partial(support.wait_until, timeout=10)
 
 
 def _config_for(log_dir: Path, target: Path) -> None:

@@ -8,6 +8,7 @@ a fixed "now" without patching anything, it passes `now=` explicitly.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
+import support
 import time_machine
 import yaml
 from pydantic import SecretStr
@@ -45,38 +47,11 @@ GENERATION = "/reports/generation"
 TEST_REPORT = "/settlements/reports/generate-test-report"
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll `predicate` until it holds; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s")
-        time.sleep(0.02)
+# One polling helper for the whole suite (support.wait_until), with this file's deadline.
+wait_until = functools.partial(support.wait_until, timeout=5.0)
 
 
-def _report(**changes: Any) -> dict[str, Any]:
-    report: dict[str, Any] = {
-        "name": "monthly",
-        "cron": "15 6 1 * *",
-        "timezone": "Europe/Oslo",
-        "template_id": "checkout_transaction_order",
-        "template_data_path": "/checkout/v1/transactions/{transaction.id}",
-        "accept": "application/pdf",
-        "language": "no",
-        "period": "previous_month",
-        "schedule": "monthly",
-        "save": False,
-        "body": [
-            {
-                "key": "transaction",
-                "path": "/checkout/v1/transactions/{transaction.id}",
-                "data": {"id": "T12345678.abc", "amount": 10000},
-            }
-        ],
-        "output_dir": "reports",
-    }
-    report.update(changes)
-    return report
+_report = support.report_entry
 
 
 @pytest.fixture

@@ -13,18 +13,19 @@ whatever the mappers accept, so the lines can be counted; the API is never reach
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import support
 
 pytestmark = [
     pytest.mark.e2e,
@@ -37,20 +38,8 @@ pytestmark = [
 CLI = Path(sys.executable).parent / "receipt-agent"
 FILES_PER_PHASE = 15
 
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 20) -> None:
-    """Poll `predicate` until it holds, failing the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s")
-        time.sleep(0.05)
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+# One polling helper for the whole suite (support.wait_until), with this file's deadline.
+wait_until = functools.partial(support.wait_until, timeout=20)
 
 
 def _events(*paths: Path) -> list[dict[str, object]]:
@@ -83,7 +72,7 @@ def agent_setup(tmp_path: Path) -> Iterator[tuple[Path, Path, subprocess.Popen[s
     config.write_text(
         f"""\
 dintero:
-  base_url: http://127.0.0.1:{_closed_port()}/v1
+  base_url: http://127.0.0.1:{support.free_port()}/v1
   account_id: T12345678
   client_id: rotation-test
   timeout: 2s

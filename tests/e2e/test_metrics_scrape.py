@@ -8,6 +8,7 @@ sent, a 2xx batch with its latency, a token refresh and a last-success time.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -17,11 +18,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import support
 from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = [
@@ -39,20 +41,8 @@ SANDBOX_CLIENT_ID, SANDBOX_SECRET = "demo", "demo-secret"  # `receipt-agent sand
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 20) -> None:
-    """Poll `predicate` until it holds, failing the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s")
-        time.sleep(0.05)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+# One polling helper for the whole suite (support.wait_until), with this file's deadline.
+wait_until = functools.partial(support.wait_until, timeout=20)
 
 
 def _is_listening(port: int) -> bool:
@@ -106,7 +96,7 @@ def sandbox_port() -> Iterator[int]:
     """`receipt-agent sandbox` on a free loopback port, stopped after the test."""
     if not CLI.exists():
         pytest.skip(f"the console script is not installed at {CLI}")
-    port = _free_port()
+    port = support.free_port()
     process = subprocess.Popen(
         [str(CLI), "sandbox", "--port", str(port)],
         env=_environment(),
@@ -136,7 +126,7 @@ def test_scraping_a_running_agent_shows_counters_moving(tmp_path: Path, sandbox_
     spool.mkdir()
     (tmp_path / "metrics").mkdir()
     textfile = tmp_path / "metrics" / "receipt_agent.prom"
-    metrics_port = _free_port()
+    metrics_port = support.free_port()
     log = tmp_path / "agent.log"
     config = tmp_path / "config.yaml"
     config.write_text(

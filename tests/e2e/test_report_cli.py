@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
+import support
 from support import ACCOUNT, CLIENT_ID, SECRET, cli, events, start_agent, stop_agent, wait_until
 
 from receipt_agent.sandbox import Sandbox
@@ -43,27 +44,7 @@ def report_config(
                 "state_dir": str(tmp_path / "state"),
                 "log": {"file": str(tmp_path / "agent.log"), "format": "json"},
                 "retry": {"initial": "0.05s", "max": "0.2s"},
-                "reports": [
-                    {
-                        "name": "monthly-settlement-pdf",
-                        "cron": "15 6 1 * *",
-                        "timezone": "Europe/Oslo",
-                        "template_id": "checkout_transaction_order",
-                        "template_data_path": "/checkout/v1/transactions/{transaction.id}",
-                        "accept": "application/pdf",
-                        "language": "no",
-                        "period": "previous_month",
-                        "schedule": "monthly",
-                        "body": [
-                            {
-                                "key": "transaction",
-                                "path": "/checkout/v1/transactions/{transaction.id}",
-                                "data": {"id": "T12345678.abc"},
-                            }
-                        ],
-                        "output_dir": "reports",
-                    }
-                ],
+                "reports": [support.report_entry(name="monthly-settlement-pdf")],
             }
         )
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-SHARED_SAMPLES = Path("/work/shared/samples")
+from support import SHARED_SAMPLES
 
 
 @pytest.fixture

@@ -28,13 +28,11 @@ from receipt_agent.sandbox import Sandbox
 pytestmark = pytest.mark.reliability
 
 
-@pytest.fixture
-def tiny_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MB tmpfs at tmp_path/state, unmounted afterwards; skip where mount is refused."""
-    mountpoint = tmp_path / "state"
+def _mount_tmpfs(mountpoint: Path, size: str) -> Iterator[Path]:
+    """Mount a size-limited tmpfs at `mountpoint`, yield it, unmount; skip where refused."""
     mountpoint.mkdir()
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0755", "tmpfs", str(mountpoint)],
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(mountpoint)],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     if mounted.returncode != 0:
@@ -43,6 +41,12 @@ def tiny_fs(tmp_path: Path) -> Iterator[Path]:
         yield mountpoint
     finally:
         subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+@pytest.fixture
+def tiny_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MB tmpfs at tmp_path/state, unmounted afterwards; skip where mount is refused."""
+    yield from _mount_tmpfs(tmp_path / "state", "4m")
 
 
 def _fill(folder: Path) -> Path:
@@ -154,18 +158,7 @@ def test_full_state_disk_pauses_intake_keeps_spool_files_and_resumes_when_space_
 @pytest.fixture
 def tiny_archive_fs(tmp_path: Path) -> Iterator[Path]:
     """A second 1 MB tmpfs, for an archive_dir on its own (full) filesystem."""
-    mountpoint = tmp_path / "archive"
-    mountpoint.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(mountpoint)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a size-limited tmpfs here: {mounted.stderr.strip()}")
-    try:
-        yield mountpoint
-    finally:
-        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+    yield from _mount_tmpfs(tmp_path / "archive", "1m")
 
 
 def test_full_archive_disk_leaves_no_partial_copy_and_archives_once_space_returns(
