@@ -1,13 +1,19 @@
-"""`status`, `queue list/retry/purge` and `convert` through the installed CLI."""
+"""Operator commands through the installed CLI: status, queue, convert, sandbox, check-config."""
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
-from support import ACCOUNT, cli, drop, make_receipt
+from pydantic import SecretStr
+from support import ACCOUNT, BIN, SECRET, cli, drop, make_receipt, report_entry, wait_until
 
+from receipt_agent.agent import Agent
+from receipt_agent.config import load_config
 from receipt_agent.sandbox import Sandbox
 from receipt_agent.statedb import StateDB
 
@@ -99,3 +105,46 @@ def test_convert_prints_mapped_receipts_and_errors_without_sending(
     assert "invalid sc029/R000002" in result.stderr
     assert "currency" in result.stderr
     assert sandbox.requests == []
+
+
+def test_sandbox_command_passes_fault_flags_to_the_sandbox(tmp_path: Path) -> None:
+    """`receipt-agent sandbox` takes the sandbox's own flags: port file and fault switches."""
+    port_file = tmp_path / "port"
+    process = subprocess.Popen(
+        [str(BIN / "receipt-agent"), "sandbox", "--port", "0", "--port-file", str(port_file),
+         "--error-rate", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: port_file.exists() and port_file.read_text().strip())
+        stats = httpx.get(f"http://127.0.0.1:{port_file.read_text().strip()}/_sandbox/stats")
+        assert stats.json()["faults"]["error_rate"] == 1.0
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_check_config_reports_a_report_cron_it_cannot_schedule(
+    make_agent_config: Callable[..., Path],
+) -> None:
+    """A crontab line with a day of week of 9 is named as `reports[0].cron`, exit 2."""
+    config = make_agent_config(reports=[report_entry(cron="0 6 * * 9")])
+    result = cli("check-config", "-c", str(config))
+    assert result.returncode == 2
+    assert "reports[0].cron: day of week 9 is out of range" in result.stderr
+
+
+def test_agent_restart_restores_the_last_success_gauge(
+    make_agent_config: Callable[..., Path], state_dir: Path
+) -> None:
+    """After a restart the last-success metric shows the stored time, not 0."""
+    db = StateDB(state_dir / "state.db")
+    db.mark_sent([], now=1_790_000_000.0)
+    db.close()
+    config = load_config(make_agent_config())
+    agent = Agent(config, SecretStr(SECRET))
+    agent._open()
+    try:
+        assert b"receipt_agent_last_success_timestamp_seconds 1.79e+09" in agent.metrics.render()
+    finally:
+        agent._close()
