@@ -294,7 +294,9 @@ _receipt = st.fixed_dictionaries(
         "register": st.sampled_from(["1", "2", "K3"]),
         "number": st.integers(1, 99999).map(str),
         "at": st.datetimes(datetime(2000, 1, 1), datetime(2037, 12, 31)).map(
-            lambda moment: moment.replace(microsecond=0)
+            # fold=0: an ambiguous autumn wall time is its first occurrence, as the parser
+            # documents; hypothesis would otherwise draw fold=1 now and then.
+            lambda moment: moment.replace(microsecond=0, fold=0)
         ),
         "lines": st.lists(_line, min_size=1, max_size=4),
     }
