@@ -30,6 +30,7 @@ from receipt_agent import logs, scheduler, spool, statedb, systemd
 from receipt_agent.api import DinteroClient
 from receipt_agent.config import AgentConfig
 from receipt_agent.errors import StateStoreError
+from receipt_agent.file_faults import FileFaults
 from receipt_agent.intake import FileOutcome, sync_moves, take_in
 from receipt_agent.metrics import AgentMetrics
 from receipt_agent.sender import Sender
@@ -55,6 +56,7 @@ class Agent:
         self.metrics = AgentMetrics(sources=[source.name for source in config.sources])
         self._queued_since_flush = 0
         self._intake_paused_since: float | None = None
+        self._faults = FileFaults()
         self._token_refreshes_seen = 0
         self._scheduler: Any = None  # set once the daemon's scheduler exists
         self.drained = True  # False after a drain that hit DRAIN_TIMEOUT_S (cli exits hard)
@@ -77,12 +79,16 @@ class Agent:
         self._lock.close()
 
     def _take(self, ready: spool.ReadyFile) -> FileOutcome | None:
-        """Take in one file; return None when the state store refused (file left in place)."""
+        """Take in one file; return None when it stays in the spool.
+
+        The per-file boundary (CONTRACT §3): whatever goes wrong with this file (read,
+        parse, map, move) is this file's fault record, retried with backoff while the
+        other files go on. Only the state store refusing a write pauses intake.
+        """
+        key = (ready.source.name, ready.path.name)
         try:
             outcome = take_in(ready.path, ready.source, self.db, self.config)
-        except FileNotFoundError:
-            return None  # gone between listing and opening (another agent, an operator)
-        except (StateStoreError, OSError) as error:
+        except StateStoreError as error:
             if self._intake_paused_since is None:
                 self._intake_paused_since = time.monotonic()
                 self._log.error(
@@ -91,6 +97,15 @@ class Agent:
                     f"every {STORE_RETRY_S:g}s",
                 )  # fmt: skip
             return None
+        except Exception as error:  # noqa: BLE001 - the per-file boundary: this file alone
+            if isinstance(error, FileNotFoundError) and not (
+                ready.path.exists() or ready.path.is_symlink()
+            ):  # gone between listing and opening (another agent, an operator)
+                self._faults.cleared(*key)
+                return None
+            self._faults.failed(*key, error)
+            return None
+        self._faults.cleared(*key)
         if self._intake_paused_since is not None:
             self._log.info(
                 "intake.resumed", paused_s=round(time.monotonic() - self._intake_paused_since, 1)
@@ -283,6 +298,8 @@ class Agent:
                     if self.stop_event.is_set():
                         self._sync_moves(taken)
                         return
+                    if not self._faults.is_due(item.source.name, item.path.name):
+                        continue  # in its backoff after a failure; the others go on
                     outcome = self._take(item)
                     taken = outcome is not None or taken
                     if outcome is None and self._intake_paused_since is not None:
@@ -292,10 +309,13 @@ class Agent:
                         if self._queued_since_flush >= self.config.batch.max_receipts:
                             self._flush_soon()
                 self._sync_moves(taken)
+                self._faults.retain({(item.source.name, item.path.name) for item in ready})
                 if self._intake_paused_since is not None:
                     timeout = STORE_RETRY_S
-                elif next_due is not None:
-                    timeout = min(timeout, next_due + 0.01)
+                else:
+                    for due in (next_due, self._faults.next_due_s()):
+                        if due is not None:
+                            timeout = min(timeout, due + 0.01)
             except Exception:  # noqa: BLE001 - the thread boundary: log and keep taking files in
                 self._log.exception("intake.failed")
                 timeout = STORE_RETRY_S

@@ -23,8 +23,10 @@ receipt.duplicate (where=local). Never deletes a spool file before its commit.
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 import time
+import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +37,12 @@ import structlog
 
 from receipt_agent import files, statedb
 from receipt_agent.config import AgentConfig, SourceBase
-from receipt_agent.errors import InputFileError, ParseError, UnsafeFileError
+from receipt_agent.errors import (
+    InputFileError,
+    ParseError,
+    ReceiptAgentError,
+    UnsafeFileError,
+)
 from receipt_agent.formats import InvalidRecord, RawReceipt, SkippedRecord, get_parser
 from receipt_agent.mapping import ValidReceipt, finish_receipt
 
@@ -165,12 +172,34 @@ def _record(
                 rejections.append((store_id, receipt_id, message))
         except (UnicodeDecodeError, RecursionError) as error:
             raise ParseError(f"cannot be parsed ({type(error).__name__}: {error})") from None
+        except (OSError, sqlite3.Error, ReceiptAgentError):
+            raise  # the file system, the state store, or an InputFileError: handled above
+        except Exception as error:  # noqa: BLE001 - the per-file boundary: a parser or mapper bug
+            # Rolled back with the transaction; the file goes to quarantine instead of
+            # failing again on every pass. The type and the code line only: an exception's
+            # message may quote a value from the export.
+            raise ParseError(
+                f"the {source.format_name} reader failed on this file "
+                f"({type(error).__name__}, a bug in receipt-agent); please report it",
+                detail=_crash_site(error),
+            ) from None
         statedb.record_file(
             tx, digest=digest, source=source.name, name=path.name,
             receipts=outcome.receipts, rejected=outcome.rejected, now=now,
         )  # fmt: skip
     outcome.skipped = dict(skipped)
     return outcome, rejections, duplicates
+
+
+def _crash_site(error: BaseException) -> str:
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return "nothing from this file was queued"
+    last = frames[-1]
+    return (
+        f"raised at {Path(last.filename).name}:{last.lineno} in {last.name}; nothing from "
+        "this file was queued; move it back into the source folder after an upgrade"
+    )
 
 
 def _describe_invalid(

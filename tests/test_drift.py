@@ -13,7 +13,7 @@ CONTRACT_EVENTS = {
     "agent.started", "agent.stopping", "agent.stopped", "config.invalid", "file.accepted",
     "file.quarantined", "receipt.rejected", "receipt.duplicate", "batch.sent",
     "batch.duplicates", "batch.failed", "auth.token_refreshed", "auth.failed",
-    "report.generated", "report.failed", "queue.backlog",
+    "report.generated", "report.failed", "queue.backlog", "file.unreadable",
 }  # fmt: skip
 # Events beyond CONTRACT §6 that operators may see, each documented in the README's table.
 EXTRA_EVENTS = {

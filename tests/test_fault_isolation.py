@@ -1,0 +1,110 @@
+"""Fault isolation in the daemon's intake: one bad file affects that file alone (issue 12)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from structlog.testing import capture_logs
+from support import ACCOUNT, SECRET, base_config, drop, events, make_receipt, wait_until
+
+from receipt_agent import logs
+from receipt_agent.agent import Agent
+from receipt_agent.config import load_config
+from receipt_agent.file_faults import FileFaults
+from receipt_agent.sandbox import Sandbox
+
+
+@pytest.fixture
+def two_sources(
+    tmp_path: Path, sandbox: Sandbox, secret_file: Path, write_config: Callable[..., Path]
+) -> dict[str, Any]:
+    """A config dict with two dintero-json sources, `a` and `b`, sending to the sandbox."""
+    raw = base_config(
+        base_url=sandbox.base_url, spool_dir=tmp_path / "a", state_dir=tmp_path / "state",
+        secret_file=secret_file, log_file=tmp_path / "agent.log",
+    )  # fmt: skip
+    first = raw["sources"][0] | {"name": "a"}
+    second = first | {"name": "b", "path": str(tmp_path / "b"), "store": {"id": "sc030"}}
+    raw["sources"] = [first, second]
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    return raw
+
+
+@pytest.fixture
+def run_agent(write_config: Callable[..., Path]) -> Iterator[Callable[[dict[str, Any]], Agent]]:
+    """Start the real daemon (`Agent.run`) in a thread; stop it in teardown."""
+    started: list[tuple[Agent, threading.Thread]] = []
+
+    def start(raw: dict[str, Any]) -> Agent:
+        config = load_config(write_config(raw))
+        logs.configure(file=str(config.log.file), format="json", level="info")
+        agent = Agent(config, SecretStr(SECRET))
+        thread = threading.Thread(target=agent.run, name="agent-under-test")
+        thread.start()
+        started.append((agent, thread))
+        return agent
+
+    yield start
+    for agent, thread in started:
+        agent.stop_event.set()
+        thread.join(timeout=30)
+    logs.configure(file="-", format="console", level="warning")  # closes the log file
+
+
+def test_daemon_with_a_file_it_cannot_move_takes_in_every_other_file_of_both_sources(
+    tmp_path: Path, two_sources: dict[str, Any], sandbox: Sandbox, run_agent: Callable[..., Agent]
+) -> None:
+    """A file whose quarantine fails (name too long for its sidecar) stays; all others go.
+
+    1. Source `a` gets a corrupt file whose 250-character name leaves no room for the
+       `.error.json` sidecar (ENAMETOOLONG: a real per-file OS error), oldest of all.
+    2. Ten good files in `a`, ten in `b`.
+    Result: all 20 files' receipts at the sandbox; the bad one still in the spool;
+    `file.unreadable` logged once with the errno; no `intake.paused`.
+    """
+    log = tmp_path / "agent.log"
+    bad_name = "x" * 245 + ".json"
+    drop(tmp_path / "a", bad_name, b"{ not json")
+    for number in range(20):
+        folder = tmp_path / ("a" if number < 10 else "b")
+        store = "sc029" if number < 10 else "sc030"
+        drop(folder, f"r-{number:02d}.json", [make_receipt(number, store_id=store)])
+    run_agent(two_sources)
+    wait_until(lambda: len(sandbox.receipt_ids(ACCOUNT)) == 20, timeout=15)
+    wait_until(lambda: events(log, "file.unreadable"), timeout=5)
+    assert [p.name for p in (tmp_path / "a").iterdir()] == [bad_name]
+    assert list((tmp_path / "b").iterdir()) == []
+    unreadable = events(log, "file.unreadable")
+    assert len(unreadable) == 1
+    assert unreadable[0]["level"] == "error"
+    assert (unreadable[0]["source"], unreadable[0]["file"]) == ("a", bad_name)
+    assert "ENAMETOOLONG" in unreadable[0]["error"]
+    assert unreadable[0]["since"].endswith("+00:00")
+    assert events(log, "intake.paused") == []
+
+
+def test_file_faults_back_off_per_file_and_log_once_an_hour() -> None:
+    """A failing file waits 2, 4, 8, 8 s (capped); other files stay due; one log line."""
+    faults = FileFaults(initial_s=2.0, max_s=8.0, log_every_s=3600.0)
+    error = PermissionError(13, "Permission denied", "/spool/a.json")
+    waits = []
+    with capture_logs() as logged:
+        for _ in range(4):
+            fault = faults.failed("till-1", "a.json", error)
+            waits.append(round(faults.next_due_s() or 0.0))
+    assert waits == [2, 4, 8, 8]
+    assert [line["event"] for line in logged] == ["file.unreadable"]
+    assert not faults.is_due("till-1", "a.json")
+    assert faults.is_due("till-1", "b.json")
+    assert faults.is_due("till-1", "a.json", now=fault.next_try)
+    assert "errno 13 EACCES" in fault.error
+    assert "/spool/a.json" in fault.error
+    faults.retain(set())
+    assert len(faults) == 0
+    assert faults.next_due_s() is None
