@@ -4,12 +4,16 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 
-.PHONY: install lint test e2e reliability bench demo clean install-service
+# The versions every install uses (runtime and dev), pinned; pyproject keeps the ranges.
+# `make lock` refreshes it on purpose; nothing else changes it.
+LOCK   := requirements/constraints.txt
 
-$(BIN)/receipt-agent: pyproject.toml
+.PHONY: install lint test e2e reliability bench demo clean install-service lock
+
+$(BIN)/receipt-agent: pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --upgrade -c $(LOCK) pip
+	$(PY) -m pip install --quiet -c $(LOCK) -e '.[dev]'
 	touch $@
 
 install: $(BIN)/receipt-agent
@@ -36,8 +40,25 @@ bench: install
 demo: install
 	$(BIN)/receipt-agent demo
 
+# Resolve the newest versions pyproject's ranges allow in a fresh venv and pin them all.
+# Review the diff (a new ruff or mypy may need code changes) before committing it.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet '.[dev]'
+	mkdir -p $(dir $(LOCK))
+	{ echo "# Pinned versions of every runtime and dev dependency (pip constraints file)."; \
+	  echo "# Made by 'make lock' from a fresh venv; pyproject.toml keeps the ranges."; \
+	  echo "# Used by make install, .ci/run and scripts/install.sh (the release archive)."; \
+	  .lock-venv/bin/python -m pip freeze --all --exclude receipt-agent \
+	    --exclude setuptools --exclude wheel; } > $(LOCK).tmp
+	mv $(LOCK).tmp $(LOCK)
+	rm -rf .lock-venv
+	@echo "wrote $(LOCK): $$(grep -vc '^#' $(LOCK)) pins"
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) .lock-venv build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .coverage
 
 # Install as a systemd service (run as root). DESTDIR=/tmp/stage installs into a staging root.
 install-service:

@@ -128,11 +128,17 @@ if [[ $IS_REAL_ROOT == 1 ]] && command -v runuser >/dev/null; then
 remove $PREFIX and run again with --python /usr/bin/python3 (a system Python 3.11+)"
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check --quiet)
+# The tested dependency versions: requirements/constraints.txt beside scripts/ (in the
+# source tree and in the release archive). Without it pip resolves pyproject's ranges.
+PINS=()
+if [[ -f "$SOURCE_DIR/requirements/constraints.txt" ]]; then
+  PINS=(-c "$SOURCE_DIR/requirements/constraints.txt")
+fi
 if [[ -n "$WHEEL" ]]; then
-  "${PIP[@]}" install --upgrade "$WHEEL"
+  "${PIP[@]}" install --upgrade "${PINS[@]}" "$WHEEL"
   say "pip-installed  $(basename "$WHEEL")"
 else
-  "${PIP[@]}" install --upgrade "$SOURCE_DIR"
+  "${PIP[@]}" install --upgrade "${PINS[@]}" "$SOURCE_DIR"
   say "pip-installed  $SOURCE_DIR"
 fi
 "$VENV/bin/receipt-agent" --version >/dev/null \

@@ -110,6 +110,8 @@ def _crash_run(
     tmp_path: Path, *, files: int, per_file: int, kills: int, seed: int, delay_s: float
 ) -> dict[str, object]:
     rng = random.Random(seed)
+    # Shown with a failure's captured output: the kill instants follow from this seed.
+    print(f"kill-9 scenario: random seed {seed}")
     spool, state, log = tmp_path / "spool", tmp_path / "state", tmp_path / "agent.log"
     spool.mkdir()
     secret = tmp_path / "client_secret"

@@ -63,6 +63,8 @@ def _hostile_run(
         hang_rate=0.05, hang_s=3, reset_rate=0.05, token_lifetime_s=3,
         refuse_receipt_id=f"^{REFUSED}$", seed=seed,
     )  # fmt: skip
+    # Shown with a failure's captured output: the sandbox's fault draws follow from it.
+    print(f"hostile-API scenario: sandbox fault seed {seed}")
     expected = {f"R{n:06d}" for n in range(receipts)}
     for start in range(0, receipts, 50):
         drop(spool, f"f-{start:05d}.json", [make_receipt(n) for n in range(start, start + 50)])
