@@ -9,7 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from support import base_config, wait_until
+import time_machine
+from support import base_config
 
 from receipt_agent.config import AgentConfig, load_config
 from receipt_agent.spool import Spool, build_observers, is_candidate
@@ -38,43 +39,52 @@ def test_is_candidate_excludes_hidden_and_temporary_files(name: str, expected: b
     assert is_candidate(name, "*.json") is expected
 
 
+def _write(path: Path, text: str, at: float) -> None:
+    """Write `text` to `path` and stamp its mtime `at` (what the kernel does at the clock's now)."""
+    with path.open("a") as handle:
+        handle.write(text)
+    os.utime(path, (at, at))
+
+
 def test_scan_returns_file_only_after_it_settled(config: AgentConfig, spool_dir: Path) -> None:
-    """A fresh file waits `settle`; the scan says how long until it may be ready."""
+    """A fresh file waits `settle` (0.3 s) on the driven clock; the scan says how long.
+
+    1. Freeze the clock and write a file stamped now: not ready, due in exactly 0.3 s.
+    2. Move the clock 0.2 s: still not ready, due in 0.1 s.
+    3. Move it past 0.3 s: the file is ready.
+    """
     spool = Spool(config.sources)
     path = spool_dir / "a.json"
-    path.write_text("[]")
-    ready, next_due = spool.scan()
-    assert ready == []
-    assert next_due is not None
-    assert 0 < next_due <= 0.3
-    wait_until(lambda: spool.scan()[0], timeout=3)
-    assert [item.path for item in spool.scan()[0]] == [path]
+    with time_machine.travel(1_800_000_000.0, tick=False) as clock:
+        _write(path, "[]", time.time())
+        ready, next_due = spool.scan()
+        assert (ready, next_due) == ([], pytest.approx(0.3))
+        clock.shift(0.2)
+        ready, next_due = spool.scan()
+        assert (ready, next_due) == ([], pytest.approx(0.1))
+        clock.shift(0.11)
+        ready, next_due = spool.scan()
+    assert [item.path for item in ready] == [path]
+    assert next_due is None
 
 
 def test_scan_ignores_a_file_still_being_written(config: AgentConfig, spool_dir: Path) -> None:
-    """A file that keeps growing is not ready until it stops changing for `settle`."""
+    """A file that keeps growing is not ready until it stops changing for `settle`.
+
+    1. On a frozen clock, append to the file every 0.1 s for 2 s (4x settle): never ready.
+    2. Stop writing and move the clock past 0.3 s: ready, with every byte written.
+    """
     spool = Spool(config.sources)
     path = spool_dir / "slow.json"
-    stop = threading.Event()
-
-    def writer() -> None:
-        with path.open("a") as handle:
-            while not stop.is_set():
-                handle.write(" ")
-                handle.flush()
-                stop.wait(0.05)
-
-    thread = threading.Thread(target=writer)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline:
+    with time_machine.travel(1_800_000_000.0, tick=False) as clock:
+        for _ in range(20):
+            _write(path, " ", time.time())
             assert spool.scan()[0] == []
-            time.sleep(0.05)
-    finally:
-        stop.set()
-        thread.join()
-    wait_until(lambda: spool.scan()[0], timeout=3)
+            clock.shift(0.1)
+        clock.shift(0.25)
+        ready, _ = spool.scan()
+    assert [item.path for item in ready] == [path]
+    assert path.stat().st_size == 20
 
 
 def test_scan_lists_old_files_at_once_oldest_first(config: AgentConfig, spool_dir: Path) -> None:
