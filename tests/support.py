@@ -140,8 +140,12 @@ def wait_until(
 def make_receipt(
     number: int, *, store_id: str = "sc029", amount: int = 12500, **extra: Any
 ) -> dict[str, Any]:
-    """A valid Dintero receipt with one item, one payment and VAT 25 %."""
-    net = amount * 4 // 5
+    """A valid Dintero receipt with one item, one payment and VAT 25 %, obeying the totals rule.
+
+    Amounts are VAT-inclusive (formats.md §1.3): `net_amount` is after discounts (none
+    here), so it equals `gross_amount` and the payment; the tax line splits out the VAT.
+    """
+    basis = amount * 4 // 5  # the amount before VAT
     receipt: dict[str, Any] = {
         "store": {"id": store_id},
         "receipt_id": f"R{number:06d}",
@@ -156,9 +160,9 @@ def make_receipt(
                 "description": "Kaffe",
                 "quantity": 1,
                 "gross_amount": amount,
-                "net_amount": net,
+                "net_amount": amount,
                 "tax_percent": 25,
-                "tax_lines": [{"amount": amount - net, "percentage": 25, "tax_basis": net}],
+                "tax_lines": [{"amount": amount - basis, "percentage": 25, "tax_basis": basis}],
             }
         ],
         "payments": [{"amount": amount, "type_id": "CARD", "line_id": 1}],

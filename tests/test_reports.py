@@ -114,67 +114,59 @@ def _files(folder: Path) -> list[str]:
 # --- period math (pure) ---------------------------------------------------------------------
 
 
-def test_period_bounds_march_in_oslo_spans_the_spring_dst_change() -> None:
-    """March 2026 in Oslo starts at +01:00 and ends (exclusive) at April's +02:00 midnight."""
-    now = datetime(2026, 4, 1, 6, 15, tzinfo=OSLO)
-    assert period_bounds("previous_month", "Europe/Oslo", now) == (
-        "2026-03-01T00:00:00+01:00",
-        "2026-04-01T00:00:00+02:00",
-    )
-    found = report_periods.previous_period("previous_month", "Europe/Oslo", now)
+# (period, now, data_from, data_to, hours between them): Oslo local midnights on both
+# sides, whatever DST did in between.
+PERIOD_CASES = [
+    pytest.param(
+        "previous_month", datetime(2026, 4, 1, 6, 15, tzinfo=OSLO),
+        "2026-03-01T00:00:00+01:00", "2026-04-01T00:00:00+02:00", 743,
+        id="march-spans-spring-dst",
+    ),
+    pytest.param(
+        "previous_month", datetime(2026, 11, 1, 6, 15, tzinfo=OSLO),
+        "2026-10-01T00:00:00+02:00", "2026-11-01T00:00:00+01:00", 745,
+        id="october-spans-autumn-dst",
+    ),
+    pytest.param(
+        "previous_day", datetime(2026, 3, 30, 6, 0, tzinfo=OSLO),
+        "2026-03-29T00:00:00+01:00", "2026-03-30T00:00:00+02:00", 23,
+        id="the-spring-dst-day-is-23-hours",
+    ),
+    pytest.param(
+        "previous_week", datetime(2026, 4, 1, 8, 0, tzinfo=OSLO),
+        "2026-03-23T00:00:00+01:00", "2026-03-30T00:00:00+02:00", 167,
+        id="the-iso-week-before-across-dst",
+    ),
+    pytest.param(
+        "previous_month", datetime(2026, 1, 1, 7, 0, tzinfo=OSLO),
+        "2025-12-01T00:00:00+01:00", "2026-01-01T00:00:00+01:00", 744,
+        id="new-year-month-rolls-back-the-year",
+    ),
+    pytest.param(
+        "previous_week", datetime(2026, 1, 1, 7, 0, tzinfo=OSLO),
+        "2025-12-22T00:00:00+01:00", "2025-12-29T00:00:00+01:00", 168,
+        id="new-year-week-starts-in-2025",
+    ),
+    pytest.param(
+        "previous_month", datetime(2026, 3, 31, 23, 30, tzinfo=UTC),
+        "2026-03-01T00:00:00+01:00", "2026-04-01T00:00:00+02:00", 743,
+        id="a-utc-now-is-taken-at-its-oslo-date",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("period", "now", "data_from", "data_to", "hours"), PERIOD_CASES)
+def test_period_bounds_are_local_midnights_whatever_dst_does(
+    period: str, now: datetime, data_from: str, data_to: str, hours: int
+) -> None:
+    """The previous period runs between Oslo midnights (with their own offsets) for its hours."""
+    assert period_bounds(period, "Europe/Oslo", now) == (data_from, data_to)
+    found = report_periods.previous_period(period, "Europe/Oslo", now)
     assert found.data_from is not None
     assert found.data_to is not None
     # Same-zone subtraction in Python is wall-clock; elapsed time needs UTC.
     elapsed = found.data_to.astimezone(UTC) - found.data_from.astimezone(UTC)
-    assert elapsed == timedelta(hours=743)
-
-
-def test_period_bounds_october_in_oslo_spans_the_autumn_dst_change() -> None:
-    """October 2026 in Oslo runs from +02:00 to +01:00 midnights: 745 hours."""
-    now = datetime(2026, 11, 1, 6, 15, tzinfo=OSLO)
-    assert period_bounds("previous_month", "Europe/Oslo", now) == (
-        "2026-10-01T00:00:00+02:00",
-        "2026-11-01T00:00:00+01:00",
-    )
-
-
-def test_period_bounds_previous_day_on_the_dst_day_is_23_hours() -> None:
-    """Yesterday = the spring DST Sunday: local midnight to local midnight, 23 hours."""
-    now = datetime(2026, 3, 30, 6, 0, tzinfo=OSLO)
-    assert period_bounds("previous_day", "Europe/Oslo", now) == (
-        "2026-03-29T00:00:00+01:00",
-        "2026-03-30T00:00:00+02:00",
-    )
-
-
-def test_period_bounds_previous_week_is_the_iso_week_before() -> None:
-    """On Wednesday 1 April the previous week is Monday 23 March to Monday 30 March."""
-    now = datetime(2026, 4, 1, 8, 0, tzinfo=OSLO)
-    assert period_bounds("previous_week", "Europe/Oslo", now) == (
-        "2026-03-23T00:00:00+01:00",
-        "2026-03-30T00:00:00+02:00",
-    )
-
-
-def test_period_bounds_across_new_year_roll_back_the_year() -> None:
-    """On 1 January the previous month is December and the previous week starts in 2025."""
-    now = datetime(2026, 1, 1, 7, 0, tzinfo=OSLO)
-    assert period_bounds("previous_month", "Europe/Oslo", now) == (
-        "2025-12-01T00:00:00+01:00",
-        "2026-01-01T00:00:00+01:00",
-    )
-    assert period_bounds("previous_week", "Europe/Oslo", now) == (
-        "2025-12-22T00:00:00+01:00",
-        "2025-12-29T00:00:00+01:00",
-    )
-
-
-def test_period_bounds_take_the_local_date_of_a_utc_now() -> None:
-    """23:30 UTC on 31 March is already 1 April in Oslo, so the period is March."""
-    now = datetime(2026, 3, 31, 23, 30, tzinfo=UTC)
-    bounds = period_bounds("previous_month", "Europe/Oslo", now)
-    assert bounds is not None
-    assert bounds[0] == "2026-03-01T00:00:00+01:00"
+    assert elapsed == timedelta(hours=hours)
 
 
 def test_period_bounds_for_none_send_no_interval() -> None:

@@ -35,7 +35,7 @@ def _receipt(receipt_id: str, **changes: Any) -> dict[str, Any]:
         "purchase_at": "2025-03-01T10:15:00+01:00",
         "currency": "NOK",
         "gross_amount": 12500,
-        "net_amount": 10000,
+        "net_amount": 12500,
         "items": [
             {
                 "id": "175938",
@@ -43,7 +43,7 @@ def _receipt(receipt_id: str, **changes: Any) -> dict[str, Any]:
                 "description": "Stablestol",
                 "quantity": 1,
                 "gross_amount": 12500,
-                "net_amount": 10000,
+                "net_amount": 12500,
                 "tax_percent": 25,
             }
         ],

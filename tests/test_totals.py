@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from support import make_receipt
 
 from receipt_agent.totals import check_totals
 
@@ -146,3 +147,12 @@ def test_check_totals_consistent_receipts_pass_and_any_gross_error_is_reported(
     assert check_totals(data) == []
     data["gross_amount"] = total + error
     assert check_totals(data) == [f"items sum to {total} but gross_amount is {total + error}"]
+
+
+@pytest.mark.parametrize("amount", [1, 99, 12500, 1_000_000])
+def test_the_tests_receipt_builder_obeys_the_totals_rule(amount: int) -> None:
+    """support.make_receipt, which most tests feed to the agent, builds receipts that add up."""
+    receipt = make_receipt(7, amount=amount)
+    assert check_totals(receipt) == []
+    (tax,) = receipt["items"][0]["tax_lines"]
+    assert tax["amount"] + tax["tax_basis"] == amount
