@@ -30,9 +30,10 @@ import orjson
 import structlog
 from pydantic import SecretStr
 
-from receipt_agent import __version__
+from receipt_agent import __version__, config_rules
 from receipt_agent.config import DinteroConfig
 from receipt_agent.errors import (
+    ConfigError,
     MisconfiguredError,
     PayloadTooLargeError,
     RemoteRejectedError,
@@ -96,6 +97,27 @@ def error_message(response: httpx.Response) -> str:
     return message[:_MAX_MESSAGE]
 
 
+def network_settings(config: DinteroConfig) -> dict[str, Any]:
+    """Given `dintero:`, return the httpx proxy and TLS arguments (CONTRACT §2).
+
+    Unset, httpx's own environment handling stays (`trust_env`): HTTPS_PROXY, NO_PROXY,
+    SSL_CERT_FILE and SSL_CERT_DIR work as for any httpx program. `dintero.proxy` sends
+    every request through that proxy (HTTPS is tunnelled with CONNECT, so TLS still ends
+    at Dintero). `dintero.ca_file` is trusted in addition to the usual bundle. Raise
+    ConfigError (`dintero.ca_file: …`) when the CA file cannot be loaded.
+    """
+    settings: dict[str, Any] = {}
+    if config.proxy is not None:
+        settings["proxy"] = config.proxy
+    if config.ca_file is not None:
+        if problems := config_rules.ca_file_problems(config.ca_file):
+            raise ConfigError(problems)
+        context = httpx.create_ssl_context()
+        context.load_verify_locations(cafile=str(config.ca_file))
+        settings["verify"] = context
+    return settings
+
+
 class DinteroClient:
     """A thread-safe Dintero client for one account; close() it when done."""
 
@@ -114,6 +136,7 @@ class DinteroClient:
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             limits=httpx.Limits(max_keepalive_connections=4, keepalive_expiry=30),
             transport=transport,
+            **network_settings(config),
         )
         self._token: str | None = None
         self._renew_at = 0.0

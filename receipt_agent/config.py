@@ -38,6 +38,7 @@ from pydantic import (
     model_validator,
 )
 
+from receipt_agent import config_rules
 from receipt_agent.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/receipt-agent/config.yaml")
@@ -122,6 +123,8 @@ class DinteroConfig(_Model):
     client_id: Annotated[str, Field(min_length=1)]
     client_secret_file: ConfigPath | None = None
     timeout: Duration = 30.0
+    proxy: Annotated[str, AfterValidator(config_rules.check_proxy_url)] | None = None
+    ca_file: ConfigPath | None = None  # checked by check_environment (config_rules)
     receipt_token_expire_days: Annotated[int, Field(ge=1)] | None = None
 
     @field_validator("base_url")
@@ -502,6 +505,8 @@ def _duplicate_names(raw: dict[str, Any]) -> Iterator[tuple[str, str]]:
 def _logical_problems(config: AgentConfig) -> list[tuple[str, str]]:
     """Cross-field rules that the schema cannot express."""
     problems = list(_duplicate_names(config.model_dump(mode="json")))
+    problems += config_rules.transport_problems(config.dintero)
+    problems += config_rules.overlap_problems(config.sources)
     for index, source in enumerate(config.sources):
         if source.after == "archive" and config.archive_dir(source) == source.path:
             problems.append(
@@ -536,6 +541,7 @@ def check_environment(config: AgentConfig) -> tuple[list[tuple[str, str]], list[
         problems.append(
             ("state_dir", f"{config.state_dir} cannot be created or written by this user")
         )
+    problems += config_rules.ca_file_problems(config.dintero.ca_file)
     try:
         _, secret_warnings = resolve_client_secret(config.dintero)
         warnings.extend(secret_warnings)
