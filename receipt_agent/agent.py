@@ -32,7 +32,7 @@ from receipt_agent.config import AgentConfig
 from receipt_agent.errors import StateStoreError
 from receipt_agent.file_faults import FileFaults
 from receipt_agent.intake import FileOutcome, sync_moves, take_in
-from receipt_agent.metrics import AgentMetrics
+from receipt_agent.metrics import AgentMetrics, HealthCheck
 from receipt_agent.sender import Sender
 
 RESCAN_INTERVAL_S = 60.0  # the folder listing is the truth; inotify only wakes us earlier
@@ -45,8 +45,15 @@ EXIT_OK, EXIT_FAILED = 0, 1
 class Agent:
     """One receipt-agent process: `run()` for the daemon, `run_once()` for one pass."""
 
-    def __init__(self, config: AgentConfig, client_secret: SecretStr) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        client_secret: SecretStr,
+        *,
+        health: HealthCheck | None = None,
+    ) -> None:
         self.config = config
+        self._health = health  # what GET /health on the metrics listener answers
         self._secret = client_secret
         self.stop_event = threading.Event()
         self._wake = threading.Event()
@@ -259,7 +266,7 @@ class Agent:
 
     def _start_metrics(self) -> None:
         if self.config.metrics.listen:
-            self.metrics.start_listener(self.config.metrics.listen)
+            self.metrics.start_listener(self.config.metrics.listen, health=self._health)
 
     def _flush(self) -> None:
         self._queued_since_flush = 0

@@ -8,6 +8,7 @@ anything else is a bug and prints with one. The only module that calls sys.exit.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -29,10 +30,18 @@ from receipt_agent.config import (
     resolve_client_secret,
     resolve_config_path,
 )
-from receipt_agent.errors import ConfigError, ReceiptAgentError
+from receipt_agent.errors import ConfigError, ReceiptAgentError, UsageError
 
 OK, FAILED, USAGE = 0, 1, 2
 DEFAULT_HEALTH_AGE_S = 1800.0
+DEFAULT_LIST_LIMIT = 1000
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return number
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -40,8 +49,10 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="receipt-agent",
         description="Gets every sale a store's tills export into Dintero, durably.",
     )
-    parser.add_argument("--version", action="version", version=f"receipt-agent {__version__}")
+    version = f"receipt-agent {__version__}"
+    parser.add_argument("--version", action="version", version=version)
     common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--version", action="version", version=version)  # `run --version` too
     common.add_argument(
         "-c", "--config", help="config file (default: $RECEIPT_AGENT_CONFIG, "
         "else /etc/receipt-agent/config.yaml)",
@@ -75,7 +86,10 @@ def _build_parser() -> argparse.ArgumentParser:
     listing = queue_sub.add_parser("list", parents=[common], help="list receipts")
     listing.add_argument("--state", choices=["pending", "sent", "rejected"])
     listing.add_argument("--json", action="store_true")
-    listing.add_argument("--limit", type=int, default=1000)
+    listing.add_argument(
+        "--limit", type=_positive_int, default=DEFAULT_LIST_LIMIT,
+        help=f"show at most this many receipts, newest first (default {DEFAULT_LIST_LIMIT})",
+    )  # fmt: skip
     retry = queue_sub.add_parser("retry", parents=[common], help="move rejected back to pending")
     retry.add_argument("ids", nargs="*", type=int)
     retry.add_argument("--all-rejected", action="store_true")
@@ -152,7 +166,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     log = structlog.get_logger("receipt_agent")
     for warning in warnings:
         log.warning("config.warning", error=warning)
-    agent = Agent(config, secret)
+    agent = Agent(config, secret, health=functools.partial(_health, config))
     if args.once:
         return agent.run_once()
     code = agent.run()
@@ -164,6 +178,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         logging.shutdown()
         os._exit(code)
     return code
+
+
+def _health(config: AgentConfig) -> tuple[bool, dict[str, Any]]:
+    """GET /health on the metrics listener: `status`'s verdict as a small JSON document."""
+    from receipt_agent import status
+
+    db = _open_db(config, readonly=True)
+    try:
+        report = status.build_status(db, max_age_s=DEFAULT_HEALTH_AGE_S)
+    finally:
+        db.close()
+    return report.healthy, {
+        "status": "healthy" if report.healthy else "degraded",
+        "problems": report.problems,
+        "pending": report.counts.get("pending", 0),
+        "oldest_pending_age_s": report.oldest_pending_age_s,
+        "last_success_at": report.last_success_at,
+    }
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -198,7 +230,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
     source = config.source(args.source)
     receipts: list[bytes] = []
     problems = skipped = 0
-    with open_safely(args.file, source.size_limit_bytes) as stream:
+    try:
+        stream = open_safely(args.file, source.size_limit_bytes)
+    except OSError as unreadable:
+        raise UsageError(f"{args.file}: cannot read it ({unreadable.strerror})") from None
+    with stream:
         for record in get_parser(source.format_name)(stream, source):
             if isinstance(record, SkippedRecord):
                 skipped += 1
@@ -239,17 +275,25 @@ def cmd_queue(args: argparse.Namespace) -> int:
 
     config = _load(args, configure_logs=False)
     if args.queue_command == "list":
-        rows = _open_db(config, readonly=True).list_receipts(state=args.state, limit=args.limit)
+        # One row more than asked tells whether the listing stops short of the queue.
+        rows = _open_db(config, readonly=True).list_receipts(state=args.state, limit=args.limit + 1)
+        more, rows = len(rows) > args.limit, rows[: args.limit]
         if args.json:
             print(orjson.dumps([asdict(row) for row in rows], option=orjson.OPT_INDENT_2).decode())
         else:
             status.print_queue(rows, Console())
+        if more:
+            print(
+                f"showing the newest {args.limit} receipts; there are more "
+                "(raise --limit, or narrow with --state)",
+                file=sys.stderr,
+            )
         return OK
     db = _open_db(config, readonly=False)
     if args.queue_command == "retry":
         if not args.ids and not args.all_rejected:
-            raise ConfigError(
-                [("queue retry", "name receipt ids (from `queue list`) or --all-rejected")]
+            raise UsageError(
+                "queue retry: name receipt ids (from `queue list`) or give --all-rejected"
             )
         moved = db.retry(None if args.all_rejected else args.ids, now=time.time())
         print(f"{moved} receipts moved back to pending")
@@ -321,12 +365,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = _build_parser().parse_args(raw)
     # Until the config names a log file, warnings and errors go to stderr (STYLE §5).
     logs.configure(file="-", format="console", level="warning")
-    sys.exit(_dispatch(args))
+    try:
+        code = _dispatch(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`queue list --json | head`): not an error of ours. Point
+        # stdout at /dev/null so the interpreter's final flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = FAILED
+    sys.exit(code)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
     try:
         return _COMMANDS[args.command](args)
+    except UsageError as error:
+        print(f"receipt-agent: error: {error}", file=sys.stderr)  # never logged: not a fault
+        return USAGE
     except ConfigError as error:
         for path, message in error.problems:
             print(f"{path}: {message}", file=sys.stderr)

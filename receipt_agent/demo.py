@@ -155,7 +155,18 @@ def run_demo(*, keep: bool = False) -> int:
             exit_code = _run_with_progress(Agent(config, secret), sources, total_files)
             _summary(console, sources, log_file, config.db_path, sandbox)
             _reports(console, config, secret)
-            console.print(f"log: {log_file}" if keep else "(run with --keep to inspect the files)")
+            if keep:
+                console.print(f"log: {log_file}")
+                console.print(
+                    "the dead letters: "
+                    f"receipt-agent queue list -c {config_path} --state rejected",
+                    highlight=False, soft_wrap=True,
+                )  # fmt: skip
+            else:
+                console.print(
+                    "(run `receipt-agent demo --keep` to keep the files; it prints the "
+                    "`queue list -c …` line that shows the dead letters)"
+                )
             return exit_code
     finally:
         if not keep:
@@ -217,6 +228,6 @@ def _summary(
     console.print(
         f"the sandbox holds {len(sandbox.receipt_ids(ACCOUNT))} receipts from "
         f"{sandbox.receipt_posts} POSTs; the rejected ones are dead letters "
-        "(`receipt-agent queue list --state rejected`)"
+        "(`receipt-agent queue list -c CONFIG --state rejected`)"
     )
     db.close()

@@ -2,6 +2,7 @@
 
     ReceiptAgentError                  base; never raised itself
     ├── ConfigError                    exit 2; carries [(path, message)] for every problem
+    ├── UsageError                     exit 2; a command-line mistake: printed, never logged
     ├── InputFileError                 the file goes to quarantine with <file>.error.json
     │   ├── UnsafeFileError            symlink, non-regular, over max_file_size: never read
     │   └── ParseError                 cannot be parsed at all; carries a location
@@ -33,6 +34,14 @@ class ConfigError(ReceiptAgentError):
     def __init__(self, problems: list[tuple[str, str]]) -> None:
         self.problems = problems
         super().__init__("\n".join(f"{path}: {message}" for path, message in problems))
+
+
+class UsageError(ReceiptAgentError):
+    """The command line is wrong (a missing argument, an input file that is not there).
+
+    Exit 2 like argparse's own errors; printed on stderr and never logged: nothing about
+    the configuration or the daemon is wrong.
+    """
 
 
 class InputFileError(ReceiptAgentError):

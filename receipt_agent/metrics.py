@@ -20,14 +20,21 @@ Metric names (all with HELP text):
     receipt_agent_last_success_timestamp_seconds     unix time of the last 2xx batch
     receipt_agent_token_refreshes_total              access tokens fetched
     receipt_agent_build_info{version}                always 1
+
+The listener also answers `GET /health` with a small JSON document when the agent hands
+it a health callable (the same verdict as `receipt-agent status`): 200 when healthy, 503
+when degraded, for load balancers and uptime checks that cannot parse metrics.
 """
 
 from __future__ import annotations
 
+import json
+import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from wsgiref.simple_server import WSGIServer
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import (
     CollectorRegistry,
@@ -36,9 +43,10 @@ from prometheus_client import (
     Histogram,
     Info,
     generate_latest,
-    start_http_server,
+    make_wsgi_app,
     write_to_textfile,
 )
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from receipt_agent import __version__
 
@@ -59,6 +67,35 @@ def _check(value: str, allowed: tuple[str, ...], what: str) -> str:
     if value not in allowed:
         raise ValueError(f"{value!r} is not a {what} outcome; use one of {', '.join(allowed)}")
     return value
+
+
+# (healthy, document): what GET /health answers; the agent builds it from the state store.
+HealthCheck = Callable[[], tuple[bool, dict[str, Any]]]
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """No access log: scrapes every 15 s would bury the agent's own lines."""
+
+
+def _health_app(health: HealthCheck, fallback: Any) -> Any:
+    """Return a WSGI app answering /health from `health` and everything else from `fallback`."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO", "").rstrip("/") != "/health":
+            return fallback(environ, start_response)
+        try:
+            healthy, document = health()
+        except Exception as error:  # noqa: BLE001 - a request boundary: answer, never crash
+            healthy, document = False, {"status": "unknown", "problems": [str(error)]}
+        body = json.dumps(document, default=str).encode()
+        start_response(
+            "200 OK" if healthy else "503 Service Unavailable",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+    return app
 
 
 def parse_host_port(host_port: str) -> tuple[str, int]:
@@ -185,18 +222,29 @@ class AgentMetrics:
         """
         write_to_textfile(str(path), self.registry)
 
-    def start_listener(self, host_port: str) -> tuple[str, int]:
-        """Serve /metrics on `host_port` in a daemon thread; return the bound (host, port).
+    def start_listener(
+        self, host_port: str, *, health: HealthCheck | None = None
+    ) -> tuple[str, int]:
+        """Serve /metrics (and /health when given) on `host_port` in a daemon thread.
 
-        Port 0 picks a free port (tests). Raises OSError when the address is in use and
-        RuntimeError when a listener is already running.
+        Return the bound (host, port); port 0 picks a free port (tests). Raises OSError
+        when the address is in use and RuntimeError when a listener is already running.
         """
         if self._server is not None:
             raise RuntimeError("the metrics listener is already running")
         host, port = parse_host_port(host_port)
-        # prometheus-client ≥ 0.20 returns the server and its thread, so we can stop it.
-        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
-        bound_host, bound_port = self._server.server_address[:2]
+        app = make_wsgi_app(self.registry)
+        if health is not None:
+            app = _health_app(health, app)
+
+        class _Server(ThreadingWSGIServer):
+            address_family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+
+        server = make_server(host, port, app, _Server, handler_class=_QuietHandler)
+        thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
+        thread.start()
+        self._server, self._thread = server, thread
+        bound_host, bound_port = server.server_address[:2]
         return str(bound_host), int(bound_port)
 
     def stop(self) -> None:

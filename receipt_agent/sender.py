@@ -170,6 +170,11 @@ class Sender:
     def _send(self, batch: list[statedb.QueuedReceipt], result: FlushResult) -> bool:
         """POST one batch; split it when refused. Return False when the sender must pause."""
         body = b"[" + b",".join(receipt.payload for receipt in batch) + b"]"
+        retried = sum(1 for receipt in batch if receipt.attempts > 0)
+        self._log.debug(
+            "batch.sending", receipts=len(batch), bytes=len(body), retried=retried,
+            attempt=1 + max(receipt.attempts for receipt in batch),
+        )  # fmt: skip
         started = time.monotonic()
         try:
             answer = self._client.post_receipts(body)

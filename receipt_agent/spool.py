@@ -16,6 +16,7 @@ and mtime for that long. Never reads contents, never moves files.
 from __future__ import annotations
 
 import fnmatch
+import logging
 import os
 import stat
 import threading
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import structlog
 from watchdog.events import (
     FileClosedEvent,
     FileCreatedEvent,
@@ -62,6 +64,9 @@ class Spool:
         self.sources: list[SourceBase] = list(sources)
         # (source name, file name) → (size, mtime_ns, monotonic time first seen so)
         self._seen: dict[tuple[str, str], tuple[int, int, float]] = {}
+        # `log.level: debug` only: the last settle decision logged per file, so a file
+        # waiting through ten scans is one `spool.settling` line, not ten.
+        self._told: dict[tuple[str, str], str] = {}
 
     def scan(self, *, ignore_settle: bool = False) -> tuple[list[ReadyFile], float | None]:
         """Return (ready files oldest first, seconds until the next unsettled one may be ready).
@@ -71,6 +76,7 @@ class Spool:
         """
         ready: list[ReadyFile] = []
         next_due: float | None = None
+        debug = logging.getLogger("receipt_agent").isEnabledFor(logging.DEBUG)
         now, mono = time.time(), time.monotonic()
         still_present: set[tuple[str, str]] = set()
         for source in self.sources:
@@ -93,12 +99,26 @@ class Spool:
                 wait = self._settle_wait(key, info, source.settle, now, mono, source.poll)
                 if ignore_settle or wait <= 0 or not stat.S_ISREG(info.st_mode):
                     ready.append(ReadyFile(source, Path(entry.path), info.st_mtime))
+                    if debug:
+                        self._tell(key, "spool.ready", size_bytes=info.st_size)
                 else:
                     next_due = wait if next_due is None else min(next_due, wait)
+                    if debug:
+                        self._tell(key, "spool.settling", wait_s=round(wait, 2))
         for key in set(self._seen) - still_present:
             del self._seen[key]
+        for key in set(self._told) - still_present:
+            del self._told[key]
         ready.sort(key=lambda item: (item.mtime, item.path.name))
         return ready, next_due
+
+    def _tell(self, key: tuple[str, str], event: str, **details: Any) -> None:
+        """Log a file's settle decision (`event`) at debug level when it changed."""
+        if self._told.get(key) != event:
+            self._told[key] = event
+            structlog.get_logger("receipt_agent").debug(
+                event, source=key[0], file=key[1], **details
+            )
 
     def _settle_wait(
         self,

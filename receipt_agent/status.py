@@ -14,7 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from receipt_agent.statedb import STATES, StateDB
 
@@ -108,23 +110,29 @@ def print_status(report: StatusReport, console: Console) -> None:
 
 
 def print_queue(rows: list[Any], console: Console) -> None:
-    """Render `queue list` rows as a rich table."""
-    table = Table(title="receipts")
-    for column in (
-        "id",
-        "source",
-        "store_id",
-        "receipt_id",
-        "state",
-        "attempts",
-        "updated",
-        "last_error",
-    ):
-        table.add_column(column, overflow="fold")
+    """Render `queue list` rows one line each, readable at 80 columns.
+
+    A table folded every column to a character per line at 80 columns; here the short
+    fields come first at fixed widths, the store/receipt pair last, and a row's error on
+    its own indented line, wrapped at words.
+    """
+    if not rows:
+        console.print("no receipts", highlight=False)
+        return
+    id_width = max(2, *(len(str(row.id)) for row in rows))
+    source_width = min(16, max(6, *(len(row.source) for row in rows)))
+    header = (
+        f"{'id':>{id_width}}  {'state':<8}  {'tries':>5}  {'updated (UTC)':<16}  "
+        f"{'source':<{source_width}}  store/receipt"
+    )
+    console.print(Text(header, style="bold"), overflow="fold")
     for row in rows:
-        table.add_row(
-            str(row.id), row.source, row.store_id, row.receipt_id, row.state, str(row.attempts),
-            datetime.fromtimestamp(row.updated_at, UTC).isoformat(timespec="seconds"),
-            row.last_error or "",
-        )  # fmt: skip
-    console.print(table)
+        updated = datetime.fromtimestamp(row.updated_at, UTC).strftime("%Y-%m-%d %H:%M")
+        source = row.source if len(row.source) <= source_width else row.source[:15] + "…"
+        line = (
+            f"{row.id:>{id_width}}  {row.state:<8}  {row.attempts:>5}  {updated:<16}  "
+            f"{source:<{source_width}}  {row.store_id}/{row.receipt_id}"
+        )
+        console.print(Text(line), overflow="fold")
+        if row.last_error:
+            console.print(Padding(Text(row.last_error), (0, 0, 0, id_width + 2)))
