@@ -6,6 +6,7 @@ request records can be read); signals are sent with os.kill, as systemd does.
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from collections.abc import Callable
@@ -71,7 +72,12 @@ def _sigterm_with_backlog(
     checked = db_check(state / "state.db")
     assert checked["integrity"] == "ok"
     counts = checked["counts"]
-    assert counts.get("sent", 0) + counts.get("pending", 0) == len(expected)
+    # Every receipt is in the state store or still in a spool file the agent had not taken
+    # in yet (how far intake got before the signal depends on the machine's load).
+    in_spool = sum(
+        len(json.loads(path.read_bytes())) for path in (tmp_path / "spool").glob("*.json")
+    )
+    assert counts.get("sent", 0) + counts.get("pending", 0) + in_spool == len(expected)
     at_sandbox = set(sandbox.receipt_ids(ACCOUNT))
     # The batch in flight was acknowledged (marked sent) before exit: the sandbox holds
     # exactly the receipts the state store calls sent; the rest are pending, not lost.
