@@ -28,12 +28,21 @@ What becomes what (decided here; formats.md §4.2 leaves the exact shapes open):
   the source's store id is 3004. `_register_id`/`_number` carry workstation and sequence for
   a `receipt_id_format` override (which then has no business day). `store.terminal_id` =
   WorkstationID; `transaction_id` = `TransactionID` when present.
-- **purchase_at** = `EndDateTime`, else `RetailTransaction/ReceiptDateTime`, else
-  `BeginDateTime`; without an offset it is local time in `source.timezone`. The business day
-  is only used for the id (NCR: business day 2017-09-30 ends at 02:02 on 2017-10-01).
+- **purchase_at** = `EndDateTime`, else `ReceiptDateTime`, else `BeginDateTime`, else
+  `POSLogDateTime`; a time without an offset in its text takes the element's `@Offset`, else
+  its `@TimeZone`, else the transaction's `TimeZone`, else `source.timezone`
+  (`poslog_values.read_time`). The business day is only used for the id (NCR: business day
+  2017-09-30 ends at 02:02 on 2017-10-01).
+- **Spellings.** The root may be `POSLog`, an ARTS `DigitalReceipt` or one `Transaction`;
+  flags are any `xs:boolean` spelling and statuses any case or prefix (`poslog_values`).
+- **Returns** trace to their sale: a `TransactionLink` (on a Return line or the
+  RetailTransaction) becomes `extra_info` `poslog.original_receipt_id` (built like
+  receipt_id: the linked unit through `mapping.stores`, workstation, business day, sequence)
+  and `poslog.original_transaction_id`, on the receipt and on the returned item.
 - **Currency**: `CurrencyCode`, else a `Total/@CurrencyCode`, else `source.currency`.
 - **Totals** are sums of the lines; they are checked against `totals.check_totals` and the
-  file's own `Total` elements (TransactionGross/Net/Grand/TaxAmount). With
+  file's own `Total` elements (TransactionGross/Net/Grand/TaxAmount; a return's Totals
+  signed or, as the ARTS 6 schema demands, as magnitudes). With
   `tax_included: false` (US) the tax on top is not in the items' amounts: `amount_due` =
   net + tax, and payments are checked against it.
 """
@@ -42,7 +51,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import date
 from typing import IO, Any
 from xml.etree.ElementTree import Element
 
@@ -50,12 +59,22 @@ from receipt_agent.config import PoslogSource, SourceBase
 from receipt_agent.errors import ParseError
 from receipt_agent.formats import InvalidRecord, RawReceipt, Record, SkippedRecord
 from receipt_agent.formats.poslog_lines import LineReader, Lines
+from receipt_agent.formats.poslog_tax import sum_by_rate
+from receipt_agent.formats.poslog_values import (
+    TimeError,
+    code,
+    is_true,
+    read_time,
+    transaction_zone,
+)
 from receipt_agent.formats.xml_stream import Path, child, children, stream_elements, text
 from receipt_agent.money import minor_to_major
 from receipt_agent.totals import check_totals
 
-_ROOTS = ("POSLog", "Transaction")
-_VOIDED = {"Canceled", "Cancelled", "Voided", "PostVoided"}
+_ROOTS = ("POSLog", "DigitalReceipt", "Transaction")  # DigitalReceipt: ARTS DR, same Transaction
+_VOIDED = {"canceled", "cancelled", "voided", "postvoided", "void", "postvoid"}
+_WRAPPERS = {(root,) for root in _ROOTS}
+_TIMES = ("EndDateTime", "ReceiptDateTime", "BeginDateTime", "POSLogDateTime")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
@@ -79,7 +98,7 @@ def _wanted(path: Path) -> bool:
             "so check the source's format",
             location=f"/{path[0]}",
         )
-    return path in (("Transaction",), ("POSLog", "Transaction"))
+    return path == ("Transaction",) or (path[-1] == "Transaction" and path[:-1] in _WRAPPERS)
 
 
 def _transaction(
@@ -90,15 +109,15 @@ def _transaction(
     # Every transaction names its store, skipped ones too: a file of two stores is caught.
     store_id = _store_id(transaction, where, source, units, errors)
     retail = child(transaction, "RetailTransaction")
-    status = retail.get("TransactionStatus", "") if retail is not None else ""
-    if retail is None or status.startswith("Suspended"):
+    status = code(retail.get("TransactionStatus")) if retail is not None else ""
+    if retail is None or status.startswith("suspended"):
         return SkippedRecord("non_sale", where)
     entry_status: str | None = None
-    if transaction.get("TrainingModeFlag") == "true":
+    if is_true(transaction.get("TrainingModeFlag")):
         if mapping.training == "skip":
             return SkippedRecord("training", where)
         entry_status = "Training"
-    if transaction.get("CancelFlag") == "true" or status in _VOIDED:
+    if is_true(transaction.get("CancelFlag")) or status in _VOIDED:
         if mapping.voided == "skip":
             return SkippedRecord("voided", where)
         entry_status = entry_status or "Voided"
@@ -133,6 +152,7 @@ def _transaction(
         if value:
             data[key] = value
     extra = _extra_info(lines, currency, text(transaction, "BusinessDayDate"))
+    extra += _links(lines, source, store_id)
     if extra:
         data["extra_info"] = extra
     if not errors:
@@ -161,7 +181,7 @@ def _receipt(
     discount = sum(line["amount"] for item in items for line in item.get("discount_lines", []))
     if discount:
         data["total_discount"] = discount
-    tax_lines = lines.tax_lines or _sum_tax_lines(items)
+    tax_lines = lines.tax_lines or sum_by_rate(items)
     if tax_lines:
         data["tax_lines"] = tax_lines
     if lines.tax_on_top:
@@ -245,22 +265,22 @@ def _purchase_at(
     source: PoslogSource,
     errors: list[str],
 ) -> str | None:
-    for node, name in (
-        (transaction, "EndDateTime"),
-        (retail, "ReceiptDateTime"),
-        (transaction, "BeginDateTime"),
-    ):
-        value = text(node, name)
-        if value is None:
+    """The first of the transaction's times, with its offset (poslog_values.read_time)."""
+    zone, problem = transaction_zone(transaction)
+    if problem:
+        errors.append(f"{where}/{problem}")
+        return None
+    for name in _TIMES:
+        node = child(transaction, name)
+        if node is None:
+            node = child(retail, name)
+        if node is None or not (node.text or "").strip():
             continue
         try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            errors.append(f"{where}/{name}: {value!r} is not an ISO-8601 date-time")
+            return read_time(node, zone or source.tz)
+        except TimeError as error:
+            errors.append(f"{where}/{node.tag}: {error}")
             return None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=source.tz, fold=0)
-        return moment.isoformat()
     errors.append(f"{where}: has no EndDateTime, ReceiptDateTime or BeginDateTime")
     return None
 
@@ -312,16 +332,38 @@ def _extra_info(lines: Lines, currency: str, business_day: str | None) -> list[d
     return extra
 
 
-def _sum_tax_lines(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Receipt tax lines: the items' tax lines summed per (rate, included_in_price)."""
-    by_rate: dict[tuple[str, bool], dict[str, Any]] = {}
-    for item in items:
-        for tax in item.get("tax_lines", []):
-            key = (str(tax.get("percentage")), bool(tax.get("included_in_price")))
-            total = by_rate.setdefault(
-                key, {k: v for k, v in tax.items() if k not in ("amount", "tax_basis")}
+def _links(lines: Lines, source: PoslogSource, store_id: str) -> list[dict[str, str]]:
+    """`TransactionLink`s as extra_info: the linked sale's receipt_id and TransactionID.
+
+    The receipt id is built as this parser builds every receipt_id ({store}-{workstation}-
+    {YYYYMMDD}-{sequence}, the store through `mapping.stores`), so a return's
+    `poslog.original_receipt_id` is the receipt_id its sale was sent with (unless the source
+    overrides receipt_id_format). A link on a line goes on that item as well.
+    """
+    receipt_extra: list[dict[str, str]] = []
+    for item, link in lines.links:
+        extra: list[dict[str, str]] = []
+        if link.get("workstation") and link.get("sequence"):
+            unit = link.get("unit")
+            store = source.mapping.stores.get(unit, store_id) if unit else store_id
+            day = _business_day(link.get("day"), "", []) if link.get("day") else None
+            parts = [store, link["workstation"], day, link["sequence"]]
+            extra.append(
+                {
+                    "key": "poslog.original_receipt_id",
+                    "value": "-".join(part for part in parts if part),
+                    "value_type": "string",
+                }
             )
-            for amount_key in ("amount", "tax_basis"):
-                if amount_key in tax:
-                    total[amount_key] = total.get(amount_key, 0) + tax[amount_key]
-    return list(by_rate.values())
+        if link.get("transaction_id"):
+            extra.append(
+                {
+                    "key": "poslog.original_transaction_id",
+                    "value": link["transaction_id"],
+                    "value_type": "string",
+                }
+            )
+        if item is not None and extra:
+            item.setdefault("extra_info", []).extend(extra)
+        receipt_extra.extend(entry for entry in extra if entry not in receipt_extra)
+    return receipt_extra

@@ -4,30 +4,41 @@ Helper of `formats.poslog` (split out for size). Pure: reads an already-parsed s
 local-name tags (`formats.xml_stream`), returns Dintero-shaped dicts; no I/O, no logging.
 Never rounds: an amount finer than the currency's minor unit is an error of its receipt.
 
-Rules (formats.md §4.2, decided here where the dialects differ):
+Rules (formats.md §4.2, decided here where the dialects differ; flags and codes are read in
+every spelling by `formats.poslog_values`):
 
-- **Lines.** `LineItem/Sale` and `LineItem/Return` become items; a Return is negative
-  (quantity and amounts), whatever sign the till wrote. `ExtendedAmount` is the line's gross
-  (before discounts, VAT-inclusive in Nordic files); the discount is `ExtendedDiscountAmount`
-  when non-zero, else Σ `RetailPriceModifier/Amount`; net = gross − discount.
+- **Lines.** `LineItem/Sale` and `LineItem/Return` become items. A Return, or a line with a
+  minus sign on its amount or its quantity, is a return item: quantity and amounts are all
+  negative (`is_return_item`), whichever of them the till wrote negative, so a return is
+  never sent as a sale. `ExtendedAmount` is the line's gross (before discounts,
+  VAT-inclusive in Nordic files); the discount is `ExtendedDiscountAmount` when non-zero,
+  else Σ `RetailPriceModifier/Amount`; net = gross − discount. `ActualSalesUnitPrice` (else
+  `RegularSalesUnitPrice`, `UnitListPrice`) → `unit_gross_price` when exact to the øre. A
+  `TransactionLink` on a Return (the original sale) goes to `Lines.links` for `extra_info`.
 - **Cancelled and voided lines.** `@CancelFlag="true"` lines never happened: dropped. NCR
   writes a void as an extra `@VoidFlag="true"` line with a negative amount that offsets an
   earlier line: both are kept and the void line gets `voided: true`, so the sums stay right.
   A `@VoidFlag` line with the sale's own sign (ARTS 6 marks the voided line itself) is
   dropped like a cancelled one: it has no offsetting partner.
-- **Transaction-level discounts** (`LineItem/Discount`, NCR monetary `LoyaltyReward`) are put
-  on items, because Dintero has no receipt-level discount line and Σ item net must equal
-  the receipt's net: on the item whose `OperatorSequence` the reward references, else spread
-  over the positive items pro rata (largest remainder, so nothing is lost to rounding). NCR
-  writes each monetary reward twice (`acs:detailedData` and `acs:summarizedActivity` copies):
-  only the detailed copies count when there are any, else the summarised ones. Non-monetary
-  rewards (points, messages, custom offers) are not money and are ignored.
-- **Tax.** Item `Sale/Tax` → `tax_lines` (`included_in_price` = `mapping.tax_included`).
+- **Transaction-level discounts** (`LineItem/Discount`, NCR monetary `LoyaltyReward`) are
+  put on items, because Dintero has no receipt-level discount line and Σ item net must equal
+  the receipt's net (each item's VAT is then recomputed from its new net): on the item whose
+  `OperatorSequence` the reward references, else spread over the positive items pro rata
+  (largest remainder, so nothing is lost to rounding). NCR writes each monetary reward twice
+  (`acs:detailedData` and `acs:summarizedActivity` copies): only the detailed copies count
+  when there are any, else the summarised ones. Non-monetary rewards (points, messages,
+  custom offers) are not money and are ignored.
+- **Tax.** Item `Sale/Tax` → `tax_lines` (`included_in_price` = `mapping.tax_included`),
+  read by `formats.poslog_tax` (the `TaxIncludedInTaxableAmountFlag` basis, rate-only tax,
+  tax unrounded in the file, VAT recomputed after a spread discount, return signs).
   US-style transaction-level `LineItem/Tax` (tax on top) → receipt `tax_lines` only; items
   stay at the shelf price, and the amount the customer pays goes to `amount_due`. With
   `tax_included: false` and no `LineItem/Tax`, the items' own tax amounts are the tax on top
   (a file with both is read from the `LineItem/Tax` lines, never counted twice).
-- **Tenders.** `Tender/Amount`; `@TypeCode="Refund"` is negative; a nested `TenderChange` or
+- **Tenders.** `Tender/Amount`; `@TypeCode="Refund"` (or `Return`) is negative; `@TenderType`
+  (refined by `CreditDebit/@CardType`) → `token_type` (`formats.payment_types`); a masked
+  card number and `CardBrand` → `card_info`; `Authorization/ReferenceNumber` →
+  `reference_id`. A nested `TenderChange` or
   `Cashback` is subtracted (the payment is what the store kept); NCR's separate negative
   change tender is kept as written, and an ARTS 6 `LineItem/TenderChange` becomes a negative
   payment line. A `Rounding` (inside a Tender or as its own LineItem) is not a payment:
@@ -42,10 +53,24 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from xml.etree.ElementTree import Element
 
+from receipt_agent.formats import poslog_tax
+from receipt_agent.formats.poslog_values import code, first_text, is_true, tender_details
 from receipt_agent.formats.xml_stream import child, children, text
-from receipt_agent.money import AmountError, minor_to_major, to_minor
+from receipt_agent.money import AmountError, minor_exponent, minor_to_major, to_minor
 
-_MONETARY_REWARDS = {"Monetary"}
+_MONETARY_REWARDS = {"monetary"}
+_TOTAL_KINDS = {
+    kind.lower(): kind
+    for kind in (
+        "TransactionGrossAmount",
+        "TransactionNetAmount",
+        "TransactionGrandAmount",
+        "TransactionTaxAmount",
+    )
+}
+_REFUNDS = {"refund", "return"}
+_GTIN = {"gtin", "ean", "ean13", "ean8", "upc", "upca", "barcode"}
+_UNIT_PRICES = ("ActualSalesUnitPrice", "RegularSalesUnitPrice", "UnitListPrice", "UnitPrice")
 
 
 @dataclass
@@ -60,6 +85,9 @@ class Lines:
     totals: dict[str, int] = field(default_factory=dict)
     customer_id: str | None = None
     errors: list[str] = field(default_factory=list)
+    # TransactionLinks (a return's original sale): (the item it is on, or None for the
+    # transaction's own link, {"unit", "workstation", "day", "sequence", "transaction_id"}).
+    links: list[tuple[dict[str, Any] | None, dict[str, str]]] = field(default_factory=list)
 
 
 class LineReader:
@@ -74,6 +102,7 @@ class LineReader:
         self._rewards: list[tuple[Element, str, bool]] = []
         self._item_tax_total = 0
         self._has_transaction_tax = False
+        self._discounted: dict[int, tuple[dict[str, Any], int]] = {}  # id → (item, old net)
 
     # --- values -------------------------------------------------------------------------
 
@@ -88,6 +117,20 @@ class LineReader:
             reason = str(error) if isinstance(error, AmountError) else f"{value!r} is not a number"
             self.out.errors.append(f"{where}: {reason}")
             return None
+
+    def exact(self, element: Element | None, where: str) -> Decimal | None:
+        """The element's text in minor units as an exact Decimal (tax may have fractions)."""
+        value = text(element)
+        if value is None:
+            return None
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
+            number = Decimal("NaN")
+        if not number.is_finite():
+            self.out.errors.append(f"{where}: is not a number")
+            return None
+        return number.scaleb(minor_exponent(self.currency))
 
     def number(self, element: Element | None, where: str) -> int | Decimal | None:
         """A quantity or percentage: int when whole, else the exact Decimal."""
@@ -110,9 +153,9 @@ class LineReader:
         """Given a RetailTransaction subtree, return its items, payments, tax and totals."""
         for index, line in enumerate(children(retail, "LineItem"), 1):
             where = f"{self.where}/LineItem[{index}]"
-            if line.get("CancelFlag") == "true":
+            if is_true(line.get("CancelFlag")):
                 continue
-            voided = line.get("VoidFlag") == "true"
+            voided = is_true(line.get("VoidFlag"))
             for part in line:
                 if part.tag in ("Sale", "Return"):
                     self._item(line, part, f"{where}/{part.tag}", voided=voided)
@@ -128,17 +171,26 @@ class LineReader:
                     self._discount(part, f"{where}/Discount")
                 elif part.tag == "LoyaltyReward" and not voided:
                     self._rewards.append(
-                        (part, f"{where}/LoyaltyReward", part.get("detailedData") == "true")
+                        (part, f"{where}/LoyaltyReward", is_true(part.get("detailedData")))
                     )
                 elif part.tag == "LoyaltyMembership":
                     self.out.customer_id = self.out.customer_id or text(part, "LoyaltyID")
         self._apply_rewards()
-        if not self.tax_included and not self._has_transaction_tax:
-            # Tax on top written per item only (no LineItem/Tax): the items' tax is on top.
-            self.out.tax_on_top = self._item_tax_total
+        for item, old_net in self._discounted.values():
+            poslog_tax.rebase(item, old_net)  # a spread discount changed its net: VAT too
+        for link in children(retail, "TransactionLink"):
+            self._link(None, link)
+        net = sum(item["net_amount"] for item in self.out.items)
+        self.out.tax_lines = poslog_tax.orient(self.out.tax_lines, net)
+        if not self.tax_included:
+            if self._has_transaction_tax:
+                self.out.tax_on_top = sum(line.get("amount", 0) for line in self.out.tax_lines)
+            else:
+                # Tax on top written per item only (no LineItem/Tax): the items' tax is on top.
+                self.out.tax_on_top = self._item_tax_total
         for total in children(retail, "Total"):
-            kind = (total.get("TotalType") or "").rpartition(":")[2]
-            if kind.startswith("Transaction") and kind.endswith("Amount"):
+            kind = _TOTAL_KINDS.get(code(total.get("TotalType")))
+            if kind is not None:
                 amount = self.money(total, f"{self.where}/Total[@TotalType='{kind}']")
                 if amount is not None:
                     self.out.totals[kind] = amount
@@ -155,13 +207,15 @@ class LineReader:
         counted = self.number(child(sale, "Quantity"), f"{where}/Quantity")
         quantity: int | Decimal = 1 if counted is None else counted
         is_return = sale.tag == "Return"
-        if is_return:
+        # A Return, or a minus sign on the amount or the quantity, is money going back: both
+        # signs agree (negative), whichever of them the till wrote negative.
+        negative = is_return or gross < 0 or quantity < 0
+        if negative:
             gross = -abs(gross)
             quantity = -quantity if quantity > 0 else quantity
-        direction = -1 if is_return else 1
-        if voided and gross * direction > 0:
+        if voided and (gross > 0 or (is_return and gross < 0)):
             return  # ARTS 6: the voided line itself, with no offsetting partner
-        sign = -1 if gross < 0 else 1
+        sign = -1 if negative else 1
         discount_lines = self._price_modifiers(sale, where)
         discount = self.money(
             child(sale, "ExtendedDiscountAmount"), f"{where}/ExtendedDiscountAmount"
@@ -173,7 +227,7 @@ class LineReader:
         barcode = None
         other_id = None
         for identity in children(sale, "POSIdentity"):
-            if identity.get("POSIDType") == "GTIN":
+            if code(identity.get("POSIDType")) in _GTIN:
                 barcode = barcode or text(identity, "POSItemID")
             else:
                 other_id = other_id or text(identity, "POSItemID")
@@ -197,14 +251,19 @@ class LineReader:
         item["net_amount"] = gross - sign * sum(line["amount"] for line in discount_lines)
         if discount_lines:
             item["discount_lines"] = discount_lines
+        unit_price = self._unit_price(sale)
+        if unit_price is not None:
+            item["unit_gross_price"] = unit_price
         self._item_tax(sale, where, item, sign)
-        if is_return:
+        if negative and not voided:
             item["is_return_item"] = True
         if voided:
             item["voided"] = True
-        if line.get("weightItem") == "true":
+        if is_true(line.get("weightItem")):
             item["scale_item"] = True
         self.out.items.append(item)
+        for link in children(sale, "TransactionLink"):
+            self._link(item, link)
         reference = text(sale, "OperatorSequence")
         if reference:
             self._by_operator_sequence[reference] = item
@@ -227,23 +286,51 @@ class LineReader:
             lines.append(line)
         return lines
 
+    def _unit_price(self, sale: Element) -> int | None:
+        """The unit price (a magnitude), when the till wrote one exact to the øre."""
+        value = first_text(sale, *_UNIT_PRICES)
+        if value is None:
+            return None
+        try:
+            return abs(to_minor(Decimal(value), self.currency))
+        except (InvalidOperation, AmountError):
+            return None  # informative only: a price per gram in fractions of øre is left out
+
+    def _tax(self, tax: Element, where: str, net: int | None) -> dict[str, Any] | None:
+        """One `Tax` element as a Dintero tax line (poslog_tax.decode), or None if empty."""
+        percent = self.number(child(tax, "Percent"), f"{where}/Percent")
+        amount = self.exact(child(tax, "Amount"), f"{where}/Amount")
+        taxable_node = child(tax, "TaxableAmount")
+        taxable = self.exact(taxable_node, f"{where}/TaxableAmount")
+        if percent is None and amount is None and taxable is None:
+            return None
+        flag = "TaxIncludedInTaxableAmountFlag"
+        includes_tax = is_true(
+            taxable_node.get(flag)
+            if taxable_node is not None and taxable_node.get(flag) is not None
+            else tax.get(flag)
+        )
+        if net is not None:  # an item: magnitudes, its sign is applied by the caller
+            amount = abs(amount) if amount is not None else None
+            taxable = abs(taxable) if taxable is not None else None
+        return poslog_tax.decode(
+            percent=percent,
+            amount=amount,
+            taxable=taxable,
+            includes_tax=includes_tax,
+            included_in_price=self.tax_included,
+            net=net,
+        )
+
     def _item_tax(self, sale: Element, where: str, item: dict[str, Any], sign: int) -> None:
         tax_lines: list[dict[str, Any]] = []
         for index, tax in enumerate(children(sale, "Tax"), 1):
-            tax_where = f"{where}/Tax[{index}]"
-            percent = self.number(child(tax, "Percent"), f"{tax_where}/Percent")
-            amount = self.money(child(tax, "Amount"), f"{tax_where}/Amount")
-            basis = self.money(child(tax, "TaxableAmount"), f"{tax_where}/TaxableAmount")
-            line: dict[str, Any] = {"included_in_price": self.tax_included}
-            if percent is not None:
-                line["percentage"] = percent
-            if amount is not None:
-                line["amount"] = sign * abs(amount)
+            line = self._tax(tax, f"{where}/Tax[{index}]", abs(item["net_amount"]))
+            if line is None:
+                continue
+            line = poslog_tax.signed(line, sign)
+            if child(tax, "Amount") is not None and "amount" in line:
                 self._item_tax_total += line["amount"]
-                if basis is None and self.tax_included:
-                    basis = abs(item["net_amount"]) - abs(amount)
-            if basis is not None:
-                line["tax_basis"] = sign * abs(basis)
             tax_lines.append(line)
         if tax_lines:
             item["tax_lines"] = tax_lines
@@ -251,20 +338,13 @@ class LineReader:
                 item["tax_percent"] = tax_lines[0]["percentage"]
 
     def _transaction_tax(self, tax: Element, where: str) -> None:
-        amount = self.money(child(tax, "Amount"), f"{where}/Amount")
-        if amount is None:
+        """`LineItem/Tax`: a receipt tax line (US: the tax on top), signed in `read`."""
+        if child(tax, "Amount") is None:
             return
-        line: dict[str, Any] = {"amount": amount, "included_in_price": self.tax_included}
-        percent = self.number(child(tax, "Percent"), f"{where}/Percent")
-        if percent is not None:
-            line["percentage"] = percent
-        basis = self.money(child(tax, "TaxableAmount"), f"{where}/TaxableAmount")
-        if basis is not None:
-            line["tax_basis"] = basis
-        self.out.tax_lines.append(line)
-        self._has_transaction_tax = True
-        if not self.tax_included:
-            self.out.tax_on_top += amount
+        line = self._tax(tax, where, None)
+        if line is not None and "amount" in line:
+            self.out.tax_lines.append(line)
+            self._has_transaction_tax = True
 
     def _tender(self, tender: Element, where: str, *, voided: bool) -> None:
         for index, rounding in enumerate(children(tender, "Rounding"), 1):
@@ -274,7 +354,7 @@ class LineReader:
         amount = self.money(child(tender, "Amount"), f"{where}/Amount")
         if amount is None:
             return
-        if tender.get("TypeCode") == "Refund":
+        if code(tender.get("TypeCode")) in _REFUNDS:
             amount = -abs(amount)
         # Change and cash back leave the drawer: the payment is what the store kept.
         for name in ("TenderChange", "Cashback"):
@@ -295,6 +375,7 @@ class LineReader:
         type_id = tender.get("TenderType") or text(tender, "TenderID")
         if type_id:
             payment["type_id"] = type_id
+        payment.update(tender_details(tender))
         if voided:
             payment["voided"] = True
         self.out.payments.append(payment)
@@ -305,10 +386,10 @@ class LineReader:
             rounding if child(rounding, "Amount") is None else child(rounding, "Amount"), where
         )
         if amount is not None:
-            direction = rounding.get("RoundingDirection")
-            if direction == "Up":
+            direction = code(rounding.get("RoundingDirection"))
+            if direction == "up":
                 amount = abs(amount)
-            elif direction == "Down":
+            elif direction == "down":
                 amount = -abs(amount)
             self.out.rounding += amount
 
@@ -326,7 +407,7 @@ class LineReader:
         for reward, where, detailed in self._rewards:
             if has_detailed and not detailed:
                 continue  # the summarised copy of a detailed reward: count it once
-            if text(reward, "RewardCategory") not in _MONETARY_REWARDS:
+            if code(text(reward, "RewardCategory")) not in _MONETARY_REWARDS:
                 continue
             amount = self.money(
                 child(reward, "ExtendedRewardAmount"), f"{where}/ExtendedRewardAmount"
@@ -353,35 +434,62 @@ class LineReader:
         for item, share in shares:
             if not share:
                 continue
+            self._discounted.setdefault(id(item), (item, item["net_amount"]))
             item.setdefault("discount_lines", []).append({**line, "amount": share})
             item["net_amount"] -= share
+
+    def _link(self, item: dict[str, Any] | None, link: Element) -> None:
+        """A `TransactionLink` (e.g. a return's original sale), kept for `extra_info`."""
+        found = {
+            "unit": first_text(link, "BusinessUnit/UnitID", "RetailStoreID", "UnitID"),
+            "workstation": text(link, "WorkstationID"),
+            "day": text(link, "BusinessDayDate"),
+            "sequence": text(link, "SequenceNumber"),
+            "transaction_id": text(link, "TransactionID"),
+        }
+        kept = {key: value for key, value in found.items() if value}
+        if kept:
+            self.out.links.append((item, kept))
 
     # --- checks -------------------------------------------------------------------------
 
     def check_totals(self, net_total: int, gross_total: int) -> list[str]:
-        """Given the receipt's computed totals, return sentences for POSLog Totals that differ."""
+        """Given the receipt's computed totals, return sentences for POSLog Totals that differ.
+
+        Both spellings of a return are accepted: signed (-89.90) and, because the ARTS 6
+        schema allows only non-negative amounts, the magnitude (89.90). A
+        TransactionNetAmount written without the VAT (ARTS Digital Receipt exports) is
+        accepted too when the prices include VAT.
+        """
         problems: list[str] = []
         totals = self.out.totals
+        tax_lines = self.out.tax_lines or [
+            line for item in self.out.items for line in item.get("tax_lines", [])
+        ]
+        vat = sum(line.get("amount", 0) for line in tax_lines if line.get("included_in_price"))
         wanted = {
-            "TransactionGrossAmount": gross_total,
-            "TransactionNetAmount": net_total,
-            "TransactionGrandAmount": net_total + self.out.tax_on_top,
+            "TransactionGrossAmount": [gross_total],
+            "TransactionNetAmount": [net_total, net_total - vat] if vat else [net_total],
+            "TransactionGrandAmount": [net_total + self.out.tax_on_top],
         }
-        for kind, computed in wanted.items():
-            if kind in totals and totals[kind] != computed:
-                problems.append(
-                    f"{self.where}/Total[@TotalType='{kind}'] is "
-                    f"{minor_to_major(totals[kind], self.currency)} but the lines add up to "
-                    f"{minor_to_major(computed, self.currency)}"
-                )
-        tax_total = totals.get("TransactionTaxAmount")
-        if self.out.tax_on_top and tax_total is not None and tax_total != self.out.tax_on_top:
+        if self.out.tax_on_top:
+            wanted["TransactionTaxAmount"] = [self.out.tax_on_top]
+        for kind, accepted in wanted.items():
+            total = totals.get(kind)
+            if total is None or _matches(total, accepted):
+                continue
+            what = "tax lines" if kind == "TransactionTaxAmount" else "lines"
             problems.append(
-                f"{self.where}/Total[@TotalType='TransactionTaxAmount'] is "
-                f"{minor_to_major(tax_total, self.currency)} but the "
-                f"tax lines add up to {minor_to_major(self.out.tax_on_top, self.currency)}"
+                f"{self.where}/Total[@TotalType='{kind}'] is "
+                f"{minor_to_major(total, self.currency)} but the {what} add up to "
+                f"{minor_to_major(accepted[0], self.currency)}"
             )
         return problems
+
+
+def _matches(total: int, accepted: list[int]) -> bool:
+    """The Total equals a computed figure, or is the magnitude of a negative one."""
+    return total in accepted or (total > 0 and -total in accepted)
 
 
 def _pro_rata(items: list[dict[str, Any]], amount: int) -> list[tuple[dict[str, Any], int]]:

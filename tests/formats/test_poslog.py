@@ -147,7 +147,15 @@ def test_poslog_ncr_sample_counts_loyalty_reward_once(samples_dir: Path) -> None
     ]
     assert data["net_amount"] == 107
     assert data["total_discount"] == 19
-    assert data["payments"] == [{"line_id": 1, "amount": 107, "type_id": "CreditDebit"}]
+    assert data["payments"] == [
+        {
+            "line_id": 1,
+            "amount": 107,
+            "type_id": "CreditDebit",
+            "token_type": "DEBIT_CARD",  # CreditDebit with CardType="Debit"
+            "reference_id": "344665",  # Authorization/ReferenceNumber
+        }
+    ]
     assert check_totals(data) == []
     assert isinstance(finish_receipt(records[1], source), ValidReceipt)
 
@@ -198,8 +206,8 @@ def test_poslog_bundled_ncr_sample_keeps_void_pair_and_change_line() -> None:
     assert [item.get("voided") for item in bananas] == [None, True]
     assert receipt["net_amount"] == 549
     assert receipt["payments"] == [
-        {"line_id": 1, "amount": 1000, "type_id": "Cash"},
-        {"line_id": 2, "amount": -451, "type_id": "Cash"},
+        {"line_id": 1, "amount": 1000, "type_id": "Cash", "token_type": "CASH"},
+        {"line_id": 2, "amount": -451, "type_id": "Cash", "token_type": "CASH"},
     ]
     assert receipt["purchase_at"] == "2026-03-13T08:02:54-05:00"
 
@@ -350,7 +358,9 @@ def test_poslog_tender_change_and_rounding_directions() -> None:
         '<LineItem><Tender><Rounding RoundingDirection="Up">0.10</Rounding></Tender></LineItem>'
     )
     data = one_receipt(run(poslog(transaction(body))))
-    assert data["payments"] == [{"line_id": 1, "amount": 15900, "type_id": "Cash"}]
+    assert data["payments"] == [
+        {"line_id": 1, "amount": 15900, "type_id": "Cash", "token_type": "CASH"}
+    ]
     assert data["_rounding"] == 10
     assert data["extra_info"][0] == {
         "key": "poslog.rounding",
@@ -581,4 +591,6 @@ def test_poslog_v6_tender_change_line_cashback_and_rounding_line() -> None:
         "<Cashback><Amount>200.00</Amount></Cashback></Tender></LineItem>"
     )
     data = one_receipt(run(poslog(transaction(cashback))))
-    assert data["payments"] == [{"line_id": 1, "amount": 30000, "type_id": "CreditDebit"}]
+    assert data["payments"] == [
+        {"line_id": 1, "amount": 30000, "type_id": "CreditDebit", "token_type": "CARD"}
+    ]
