@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Concatenate, ParamSpec, TypeVar
 
 from receipt_agent.errors import AgentLockedError, StateStoreError
 
@@ -74,6 +75,32 @@ _MIGRATIONS: list[str] = [
     """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+@contextlib.contextmanager
+def _sqlite_errors(path: Path, doing: str, hint: str = "") -> Iterator[None]:
+    """The one place a `sqlite3.Error` becomes a `StateStoreError` (httpx's transport
+    error mapping shape): `path: <doing> (<sqlite's reason>)<hint>`."""
+    try:
+        yield
+    except sqlite3.Error as error:
+        raise StateStoreError(f"{path}: {doing} ({error}){hint}") from None
+
+
+def _reads(
+    method: Callable[Concatenate[StateDB, _P], _R],
+) -> Callable[Concatenate[StateDB, _P], _R]:
+    """Mark a StateDB query: any SQLite failure while it runs is a StateStoreError."""
+
+    @functools.wraps(method)
+    def mapped(self: StateDB, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with _sqlite_errors(self.path, "cannot read the state store"):
+            return method(self, *args, **kwargs)
+
+    return mapped
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +180,7 @@ class StateDB:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None:
             return conn
-        try:
+        with _sqlite_errors(self.path, "cannot open the state store"):
             if self.readonly:
                 conn = sqlite3.connect(
                     f"file:{self.path}?mode=ro", uri=True, isolation_level=None, timeout=30
@@ -165,8 +192,6 @@ class StateDB:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=30000")
-        except sqlite3.Error as error:
-            raise StateStoreError(f"{self.path}: cannot open the state store ({error})") from None
         self._local.conn = conn
         with self._connections_lock:
             self._connections.append(conn)
@@ -190,28 +215,22 @@ class StateDB:
         """
         conn = self._connect()
         with self._write_lock:
-            try:
+            with _sqlite_errors(self.path, "cannot start a write"):
                 conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as error:
-                raise StateStoreError(f"{self.path}: cannot start a write ({error})") from None
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except sqlite3.Error as error:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise StateStoreError(
-                    f"{self.path}: write failed and was rolled back ({error}); "
-                    "check free disk space"
-                ) from None
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise
+            rolled_back = "write failed and was rolled back"
+            with _sqlite_errors(self.path, rolled_back, "; check free disk space"):
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                    raise
 
     def _migrate(self) -> None:
         conn = self._connect()
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        with _sqlite_errors(self.path, "cannot read the schema version"):
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise StateStoreError(
                 f"{self.path}: schema version {version} is newer than this receipt-agent "
@@ -224,12 +243,14 @@ class StateDB:
                         tx.execute(statement)
                 tx.execute(f"PRAGMA user_version = {number + 1}")
 
+    @_reads
     def integrity_check(self) -> str:
         """Return SQLite's `PRAGMA integrity_check` verdict ("ok" when healthy)."""
         return str(self._connect().execute("PRAGMA integrity_check").fetchone()[0])
 
     # --- files ---------------------------------------------------------------------------
 
+    @_reads
     def has_file(self, digest: str) -> bool:
         """Given a file digest, return whether that content was already taken in."""
         row = self._connect().execute("SELECT 1 FROM files WHERE digest = ?", (digest,))
@@ -237,6 +258,7 @@ class StateDB:
 
     # --- receipts ------------------------------------------------------------------------
 
+    @_reads
     def counts(self) -> dict[str, int]:
         """Return the number of receipts per state (every state present)."""
         rows = self._connect().execute("SELECT state, COUNT(*) FROM receipts GROUP BY state")
@@ -244,6 +266,7 @@ class StateDB:
         counts.update(dict(rows))
         return counts
 
+    @_reads
     def counts_by_source(self) -> dict[str, dict[str, int]]:
         """Return {source: {state: count}}."""
         rows = self._connect().execute(
@@ -254,11 +277,13 @@ class StateDB:
             result.setdefault(source, dict.fromkeys(STATES, 0))[state] = count
         return result
 
+    @_reads
     def pending_count(self) -> int:
         """Return how many receipts wait to be sent."""
         row = self._connect().execute("SELECT COUNT(*) FROM receipts WHERE state = 'pending'")
         return int(row.fetchone()[0])
 
+    @_reads
     def oldest_pending_created_at(self) -> float | None:
         """Return the creation time (unix seconds) of the oldest pending receipt."""
         # Rows are inserted in time order, so the lowest pending id is the oldest: one step
@@ -274,6 +299,7 @@ class StateDB:
         )
         return None if row is None else float(row[0])
 
+    @_reads
     def oldest_pending_by_source(self) -> dict[str, float]:
         """Return {source: creation time of its oldest pending receipt}."""
         rows = self._connect().execute(
@@ -281,6 +307,7 @@ class StateDB:
         )
         return {source: float(created) for source, created in rows}
 
+    @_reads
     def due(self, *, now: float, limit: int, ignore_backoff: bool = False) -> list[QueuedReceipt]:
         """Return up to `limit` pending receipts due at `now`, oldest first."""
         # INDEXED BY the partial index: walked in id order, the query stops after `limit`
@@ -333,10 +360,12 @@ class StateDB:
             _set_meta(tx, "last_error", error)
             _set_meta(tx, "last_error_at", str(now))
 
+    @_reads
     def meta(self) -> dict[str, str]:
         """Return the meta table (last_success_at, last_error, last_error_at, …)."""
         return dict(self._connect().execute("SELECT key, value FROM meta"))
 
+    @_reads
     def list_receipts(self, *, state: str | None = None, limit: int = 1000) -> list[ReceiptRow]:
         """Return receipts (newest first), optionally of one state, without payloads."""
         sql = (
@@ -372,6 +401,7 @@ class StateDB:
 
     # --- reports -------------------------------------------------------------------------
 
+    @_reads
     def report_done(self, name: str, period_start: str) -> str | None:
         """Return the file written for this report period, or None."""
         row = (

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,3 +80,184 @@ def test_readonly_open_of_missing_store_explains(tmp_path: Path) -> None:
     """`status` before the first run says there is no state store yet."""
     with pytest.raises(StateStoreError, match="no state store yet"):
         statedb.StateDB(tmp_path / "state.db", readonly=True)
+
+
+# --- more of the queue's rules, on a real SQLite file ---------------------------------------
+
+
+def _queue(db: statedb.StateDB, *receipt_ids: str, now: float = 1000.0, **extra: Any) -> None:
+    with db.transaction() as tx:
+        for receipt_id in receipt_ids:
+            statedb.insert_receipt(
+                tx, source="till-1", store_id="sc029", receipt_id=receipt_id,
+                payload=f'{{"receipt_id": "{receipt_id}"}}'.encode(), file="f.json", now=now,
+                **extra,
+            )  # fmt: skip
+
+
+def _ids(db: statedb.StateDB, *receipt_ids: str) -> list[int]:
+    rows = {row.receipt_id: row.id for row in db.list_receipts()}
+    return [rows[receipt_id] for receipt_id in receipt_ids]
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[statedb.StateDB]:
+    store = statedb.StateDB(tmp_path / "state.db")
+    yield store
+    store.close()
+
+
+def test_due_is_oldest_first_limited_and_honours_backoff(db: statedb.StateDB) -> None:
+    """`due` returns pending receipts in arrival order, up to the limit, skipping backed-off ones.
+
+    1. Queue R1..R4; back off R1 until t=2000.
+    2. At t=1500: R2, R3 (limit 2); with ignore_backoff (a drain): R1, R2.
+    3. At t=2000 R1 is due again, first.
+    """
+    _queue(db, "R1", "R2", "R3", "R4")
+    (r1,) = _ids(db, "R1")
+    db.mark_retry([r1], "HTTP 503", now=1100.0, next_attempt_at=2000.0)
+    assert [q.receipt_id for q in db.due(now=1500.0, limit=2)] == ["R2", "R3"]
+    drained = db.due(now=1500.0, limit=2, ignore_backoff=True)
+    assert [q.receipt_id for q in drained] == ["R1", "R2"]
+    assert drained[0].attempts == 1
+    assert [q.receipt_id for q in db.due(now=2000.0, limit=10)] == ["R1", "R2", "R3", "R4"]
+    assert db.meta()["last_error"] == "HTTP 503"
+
+
+def test_mark_sent_drops_the_payload_keeps_the_key_and_records_success(
+    db: statedb.StateDB, tmp_path: Path
+) -> None:
+    """Sent: not due again, payload gone, and the same receipt dropped again is a duplicate."""
+    _queue(db, "R1", "R2")
+    db.mark_sent(_ids(db, "R1"), now=1200.0)
+    assert db.counts() == {"pending": 1, "sent": 1, "rejected": 0}
+    assert [q.receipt_id for q in db.due(now=1200.0, limit=10)] == ["R2"]
+    assert db.meta()["last_success_at"] == "1200.0"
+    raw = sqlite3.connect(tmp_path / "state.db")
+    try:
+        payload = raw.execute("SELECT payload FROM receipts WHERE receipt_id = 'R1'").fetchone()
+    finally:
+        raw.close()
+    assert payload == (b"",)
+    with db.transaction() as tx:
+        again = statedb.insert_receipt(
+            tx, source="till-1", store_id="sc029", receipt_id="R1", payload=b"{}",
+            file="g.json", now=1300.0,
+        )  # fmt: skip
+    assert again is False
+    assert db.counts()["sent"] == 1
+
+
+def test_a_corrected_receipt_replaces_its_rejected_predecessor(db: statedb.StateDB) -> None:
+    """A receipt rejected at intake, dropped again corrected, is queued; a pending one is not."""
+    _queue(db, "R1", rejected_error="gross_amount: not a number")
+    _queue(db, "R2")
+    assert db.counts() == {"pending": 1, "sent": 0, "rejected": 1}
+    _queue(db, "R1", "R2", now=2000.0)
+    assert db.counts() == {"pending": 2, "sent": 0, "rejected": 0}
+    (row,) = [r for r in db.list_receipts() if r.receipt_id == "R1"]
+    assert (row.state, row.last_error, row.attempts) == ("pending", None, 0)
+
+
+def test_retry_moves_remote_rejections_back_but_never_intake_rejections(
+    db: statedb.StateDB,
+) -> None:
+    """`queue retry` resends what Dintero refused; a receipt that failed validation has no payload.
+
+    1. R1 refused by the API (mark_rejected); R2 rejected at intake (no payload kept).
+    2. retry everything: 1 moved, R1 pending and due at once; R2 stays rejected.
+    """
+    _queue(db, "R1")
+    _queue(db, "R2", rejected_error="currency: must be 3 letters")
+    (r1,) = _ids(db, "R1")
+    db.mark_rejected(r1, "Dintero refused this receipt (400)", now=1100.0)
+    assert db.retry(None, now=1200.0) == 1
+    states = {row.receipt_id: row.state for row in db.list_receipts()}
+    assert states == {"R1": "pending", "R2": "rejected"}
+    assert [q.receipt_id for q in db.due(now=1200.0, limit=10)] == ["R1"]
+    assert db.retry([r1], now=1300.0) == 0  # already pending
+
+
+def test_purge_deletes_only_old_finished_receipts(db: statedb.StateDB) -> None:
+    """Purge removes sent/rejected rows older than the cut-off and refuses to touch pending."""
+    _queue(db, "R1", "R2", "R3")
+    r1, r2 = _ids(db, "R1", "R2")
+    db.mark_sent([r1], now=1000.0)
+    db.mark_sent([r2], now=5000.0)
+    assert db.purge(state="sent", older_than=2000.0) == 1
+    assert sorted(row.receipt_id for row in db.list_receipts()) == ["R2", "R3"]
+    with pytest.raises(StateStoreError, match="only sent or rejected"):
+        db.purge(state="pending", older_than=9999.0)
+    assert db.counts()["pending"] == 1
+
+
+def test_writes_from_many_threads_are_serialised_and_all_kept(db: statedb.StateDB) -> None:
+    """Eight threads inserting at once (each with its own connection) lose no row."""
+    errors: list[BaseException] = []
+
+    def worker(number: int) -> None:
+        try:
+            _queue(db, *(f"T{number}-{i}" for i in range(50)))
+        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert db.pending_count() == 400
+    assert db.integrity_check() == "ok"
+
+
+def test_a_closed_and_reopened_store_keeps_everything_without_migrating_again(
+    tmp_path: Path,
+) -> None:
+    """What was committed survives close and reopen; reports remember their periods."""
+    path = tmp_path / "state.db"
+    first = statedb.StateDB(path)
+    _queue(first, "R1")
+    first.record_report("monthly", "2026-10-01", "/out/monthly-2026-10.csv")
+    first.close()
+    again = statedb.StateDB(path)
+    try:
+        assert again.counts()["pending"] == 1
+        assert again.report_done("monthly", "2026-10-01") == "/out/monthly-2026-10.csv"
+        assert again.report_done("monthly", "2026-11-01") is None
+    finally:
+        again.close()
+    readonly = statedb.StateDB(path, readonly=True)
+    try:
+        assert readonly.oldest_pending_created_at() == 1000.0
+        with pytest.raises(StateStoreError, match="readonly"):
+            _queue(readonly, "R2")
+    finally:
+        readonly.close()
+
+
+def test_a_damaged_store_is_a_state_store_error_on_reads_too(tmp_path: Path) -> None:
+    """A state.db that is not a database fails every operation with StateStoreError, not sqlite3.
+
+    1. Create a store, then overwrite its file with text (a disk error, a wrong file).
+    2. Opening it for writing, and every read of a read-only open, say which file and why.
+    """
+    path = tmp_path / "state.db"
+    statedb.StateDB(path).close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    path.write_bytes(b"this is not an SQLite database, just some text\n" * 100)
+    with pytest.raises(StateStoreError, match=r"state\.db: .*not a database"):
+        statedb.StateDB(path)
+    readonly = statedb.StateDB(path, readonly=True)
+    try:
+        for read in (
+            readonly.counts, readonly.pending_count, readonly.meta, readonly.list_receipts,
+            readonly.oldest_pending_by_source, lambda: readonly.has_file("d"),
+            lambda: readonly.due(now=0.0, limit=1),
+        ):  # fmt: skip
+            with pytest.raises(StateStoreError, match="cannot read the state store"):
+                read()
+    finally:
+        readonly.close()
