@@ -24,7 +24,6 @@ from rich.console import Console
 from receipt_agent import __version__, logs
 from receipt_agent.config import (
     AgentConfig,
-    check_environment,
     load_config,
     parse_duration,
     resolve_client_secret,
@@ -125,22 +124,11 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _cron_problems(config: AgentConfig) -> list[tuple[str, str]]:
-    from receipt_agent.cron import crontab_trigger
-
-    problems = []
-    for index, report in enumerate(config.reports):
-        if report.cron:
-            try:
-                crontab_trigger(report.cron, report.timezone)
-            except ValueError as error:
-                problems.append((f"reports[{index}].cron", str(error)))
-    return problems
-
-
 def _load(args: argparse.Namespace, *, configure_logs: bool = True) -> AgentConfig:
+    from receipt_agent.config_check import cron_problems
+
     config = load_config(resolve_config_path(args.config))
-    if problems := _cron_problems(config):
+    if problems := cron_problems(config):
         raise ConfigError(problems)
     if configure_logs:
         try:
@@ -199,13 +187,12 @@ def _health(config: AgentConfig) -> tuple[bool, dict[str, Any]]:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    path = resolve_config_path(args.config)
-    config = load_config(path)
-    problems, warnings = check_environment(config)
-    problems += _cron_problems(config)
+    from receipt_agent.config_check import collect_problems
+
+    config, problems, warnings = collect_problems(resolve_config_path(args.config))
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    if problems:
+    if config is None or problems:
         raise ConfigError(problems)
     if args.online:
         from receipt_agent.api import DinteroClient

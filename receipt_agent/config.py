@@ -5,7 +5,7 @@ lookup order and the rendering of every problem as `path.to.key: message`. Reads
 config file and the secret; never writes anything, never contacts the API.
 
 Order of checks (borgmatic's): the schema first (all pydantic errors), then the logical
-checks that need the filesystem (`check_environment`), all in the same `path: message`
+checks that need the filesystem (`config_check.py`), all in the same `path: message`
 shape, collected, never stopping at the first.
 
 Over the 400-line target (under the 600 cap) on purpose: the schema is one document an
@@ -124,7 +124,7 @@ class DinteroConfig(_Model):
     client_secret_file: ConfigPath | None = None
     timeout: Duration = 30.0
     proxy: Annotated[str, AfterValidator(config_rules.check_proxy_url)] | None = None
-    ca_file: ConfigPath | None = None  # checked by check_environment (config_rules)
+    ca_file: ConfigPath | None = None  # checked by config_check (config_rules)
     receipt_token_expire_days: Annotated[int, Field(ge=1)] | None = None
 
     @field_validator("base_url")
@@ -456,6 +456,14 @@ def resolve_config_path(path: str | os.PathLike[str] | None) -> Path:
 
 def load_config(path: Path) -> AgentConfig:
     """Given a YAML path, return the validated config. Raise ConfigError with every problem."""
+    config, problems = validate_mapping(read_config_mapping(path), path)
+    if config is None or problems:
+        raise ConfigError(problems)
+    return config
+
+
+def read_config_mapping(path: Path) -> dict[str, Any]:
+    """Given a YAML path, return its top-level mapping. Raise ConfigError when unreadable."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
@@ -472,16 +480,18 @@ def load_config(path: Path) -> AgentConfig:
         ) from None
     if not isinstance(raw, dict):
         raise ConfigError([(str(path), "the config must be a YAML mapping of keys")])
+    return raw
+
+
+def validate_mapping(
+    raw: dict[str, Any], path: Path
+) -> tuple[AgentConfig | None, list[tuple[str, str]]]:
+    """Given the YAML mapping of `path`, return (the config or None, schema+logical problems)."""
     try:
         config = AgentConfig.model_validate(raw, context={"base_dir": path.parent.resolve()})
     except ValidationError as error:
-        problems = problems_from(error)
-        problems.extend(_duplicate_names(raw))
-        raise ConfigError(problems) from None
-    problems = _logical_problems(config)
-    if problems:
-        raise ConfigError(problems)
-    return config
+        return None, [*problems_from(error), *_duplicate_names(raw)]
+    return config, _logical_problems(config)
 
 
 def _duplicate_names(raw: dict[str, Any]) -> Iterator[tuple[str, str]]:
@@ -517,37 +527,6 @@ def _logical_problems(config: AgentConfig) -> list[tuple[str, str]]:
                 (f"sources[{index}].quarantine_dir", "must not be the source folder itself")
             )
     return problems
-
-
-def check_environment(config: AgentConfig) -> tuple[list[tuple[str, str]], list[str]]:
-    """Given a valid config, return (problems, warnings) about paths and the secret."""
-    problems: list[tuple[str, str]] = []
-    warnings: list[str] = []
-    for index, source in enumerate(config.sources):
-        if not source.path.is_dir():
-            problems.append(
-                (f"sources[{index}].path", f"{source.path} is not an existing folder; create it")
-            )
-        elif not os.access(source.path, os.R_OK | os.W_OK | os.X_OK):
-            problems.append(
-                (
-                    f"sources[{index}].path",
-                    f"{source.path} must be readable and writable by this user "
-                    "(files are moved to the archive)",
-                )
-            )
-    state_parent = config.state_dir if config.state_dir.exists() else config.state_dir.parent
-    if not state_parent.exists() or not os.access(state_parent, os.W_OK):
-        problems.append(
-            ("state_dir", f"{config.state_dir} cannot be created or written by this user")
-        )
-    problems += config_rules.ca_file_problems(config.dintero.ca_file)
-    try:
-        _, secret_warnings = resolve_client_secret(config.dintero)
-        warnings.extend(secret_warnings)
-    except ConfigError as error:
-        problems.extend(error.problems)
-    return problems, warnings
 
 
 def resolve_client_secret(dintero: DinteroConfig) -> tuple[SecretStr, list[str]]:

@@ -13,12 +13,12 @@ from support import cli
 from receipt_agent.config import (
     SECRET_ENV,
     AgentConfig,
-    check_environment,
     load_config,
     parse_duration,
     parse_size,
     resolve_client_secret,
 )
+from receipt_agent.config_check import environment_problems as check_environment
 from receipt_agent.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
