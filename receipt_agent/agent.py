@@ -20,6 +20,7 @@ import signal
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -37,6 +38,7 @@ from receipt_agent.sender import Sender
 
 RESCAN_INTERVAL_S = 60.0  # the folder listing is the truth; inotify only wakes us earlier
 DRAIN_TIMEOUT_S = 30.0  # systemd's TimeoutStopSec must be larger
+HOLD_FACTOR = 3.0  # a file leaves the spool only when its mtime is older than 3 × settle
 STORE_RETRY_S = 5.0  # how often intake retries after the state store refused a write
 TICK_S = 0.5
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -64,6 +66,8 @@ class Agent:
         self._queued_since_flush = 0
         self._intake_paused_since: float | None = None
         self._faults = FileFaults()
+        # Files read and queued but held in the spool → (monotonic time to visit again, path).
+        self._revisit: dict[tuple[str, str], tuple[float, Path]] = {}
         self._token_refreshes_seen = 0
         self._scheduler: Any = None  # set once the daemon's scheduler exists
         self.drained = True  # False after a drain that hit DRAIN_TIMEOUT_S (cli exits hard)
@@ -94,7 +98,10 @@ class Agent:
         """
         key = (ready.source.name, ready.path.name)
         try:
-            outcome = take_in(ready.path, ready.source, self.db, self.config)
+            outcome = take_in(
+                ready.path, ready.source, self.db, self.config,
+                hold_s=HOLD_FACTOR * ready.source.settle, read_before=key in self._revisit,
+            )  # fmt: skip
         except StateStoreError as error:
             if self._intake_paused_since is None:
                 self._intake_paused_since = time.monotonic()
@@ -113,15 +120,23 @@ class Agent:
             self._faults.failed(*key, error)
             return None
         self._faults.cleared(*key)
+        self._revisit.pop(key, None)
+        if outcome.outcome in ("changed", "held"):
+            # Still in the spool: visit it again when it may leave (a changed file is
+            # unsettled again, so the spool holds it back until it settles).
+            hold_s = HOLD_FACTOR * ready.source.settle
+            due = time.monotonic() + max(0.0, ready.mtime + hold_s - time.time())
+            self._revisit[key] = (due, ready.path)
         if self._intake_paused_since is not None:
             self._log.info(
                 "intake.resumed", paused_s=round(time.monotonic() - self._intake_paused_since, 1)
             )
             self._intake_paused_since = None
-        self.spool.forget(ready)
+        if outcome.outcome not in ("changed", "held"):
+            self.spool.forget(ready)
         if outcome.outcome == "quarantined":
             self.metrics.file_quarantined(outcome.source)
-        else:
+        elif outcome.outcome != "archived":  # counted when it was read, before its hold
             self.metrics.file_accepted(outcome.source)
             self.metrics.receipts(outcome.source, "queued", outcome.receipts)
             self.metrics.receipts(outcome.source, "rejected", outcome.rejected)
@@ -305,8 +320,11 @@ class Agent:
                     if self.stop_event.is_set():
                         self._sync_moves(taken)
                         return
-                    if not self._faults.is_due(item.source.name, item.path.name):
+                    key = (item.source.name, item.path.name)
+                    if not self._faults.is_due(*key):
                         continue  # in its backoff after a failure; the others go on
+                    if key in self._revisit and self._revisit[key][0] > time.monotonic():
+                        continue  # read, queued, held in the spool a little longer
                     outcome = self._take(item)
                     taken = outcome is not None or taken
                     if outcome is None and self._intake_paused_since is not None:
@@ -316,11 +334,18 @@ class Agent:
                         if self._queued_since_flush >= self.config.batch.max_receipts:
                             self._flush_soon()
                 self._sync_moves(taken)
-                self._faults.retain({(item.source.name, item.path.name) for item in ready})
+                present = {(item.source.name, item.path.name) for item in ready}
+                self._faults.retain(present)
+                self._revisit = {
+                    k: v for k, v in self._revisit.items() if k in present or v[1].exists()
+                }
+                revisit = min((due for due, _ in self._revisit.values()), default=None)
+                if revisit is not None:
+                    revisit = max(0.0, revisit - time.monotonic())
                 if self._intake_paused_since is not None:
                     timeout = STORE_RETRY_S
                 else:
-                    for due in (next_due, self._faults.next_due_s()):
+                    for due in (next_due, self._faults.next_due_s(), revisit):
                         if due is not None:
                             timeout = min(timeout, due + 0.01)
             except Exception:  # noqa: BLE001 - the thread boundary: log and keep taking files in

@@ -12,11 +12,14 @@ For each file, in this order:
    two per file. Safe because the commit came first: a power cut that undoes a move puts
    the file back in the spool, and its committed digest makes the next pass archive it
    without queueing anything (`already_seen`). Nothing is lost or sent twice.
+A file that changed between that open and the move (a till still appending) stays in the
+spool (`file.changed`) and is read again once it settles; the daemon also keeps a file
+whose mtime is younger than 3 × settle, for tills that pause longer than settle.
 A file that cannot be parsed at all is quarantined: `<file>.error.json` is written
 atomically first, then the file is moved (STYLE §4). A state store that cannot be written
 (disk full) leaves the file exactly where it was and raises StateStoreError.
 
-Emits file.accepted, file.quarantined, receipt.rejected (validation) and
+Emits file.accepted, file.changed, file.quarantined, receipt.rejected (validation) and
 receipt.duplicate (where=local). Never deletes a spool file before its commit.
 """
 
@@ -56,7 +59,8 @@ class FileOutcome:
 
     source: str
     file: str
-    outcome: str  # accepted | already_seen | quarantined
+    # accepted | already_seen | archived (after a hold) | quarantined | changed | held
+    outcome: str
     receipts: int = 0
     rejected: int = 0
     duplicates: int = 0
@@ -98,26 +102,56 @@ def open_safely(path: Path, limit_bytes: int) -> IO[bytes]:
 
 
 def take_in(
-    path: Path, source: SourceBase, db: statedb.StateDB, config: AgentConfig
+    path: Path,
+    source: SourceBase,
+    db: statedb.StateDB,
+    config: AgentConfig,
+    *,
+    hold_s: float = 0.0,
+    read_before: bool = False,
 ) -> FileOutcome:
     """Given a ready spool file, record its receipts and archive it, or quarantine it.
 
+    A file that changed since it was opened (a till still appending) is left in the spool
+    (outcome `changed`, `file.changed` logged), and so is one whose mtime is younger than
+    `hold_s` (outcome `held`): its receipts are queued, and it is archived or quarantined
+    at a later visit, once it is old enough and unchanged (CONTRACT §3). `read_before`:
+    the caller held this file after reading it; new content then logs `file.changed`.
     Return the outcome. Raise StateStoreError (the file stays in the spool) when the
     state store cannot be written, OSError when archive or quarantine cannot be written.
     """
     log = structlog.get_logger("receipt_agent").bind(source=source.name, file=path.name)
     try:
         with open_safely(path, source.size_limit_bytes) as stream:
-            digest = files.digest_stream(stream)
-            if db.has_file(digest):
-                _finish(path, source, config)
-                log.info("file.accepted", receipts=0, rejected=0, skipped={}, already_seen=True)
-                return FileOutcome(source.name, path.name, "already_seen")
-            outcome, rejections, duplicates = _record(stream, path, source, db, digest)
+            opened = os.fstat(stream.fileno())
+            try:
+                digest = files.digest_stream(stream)
+                if db.has_file(digest):
+                    if left := _leave_in_spool(stream, path, opened, hold_s, log):
+                        return FileOutcome(source.name, path.name, left)
+                    _finish(path, source, config)
+                    if read_before:  # held after its read: its file.accepted line was logged
+                        log.debug("file.archived")
+                        return FileOutcome(source.name, path.name, "archived")
+                    log.info("file.accepted", receipts=0, rejected=0, skipped={}, already_seen=True)
+                    return FileOutcome(source.name, path.name, "already_seen")
+                if read_before:  # read, held, and grown since: read again (§3)
+                    log.info("file.changed", size_bytes=opened.st_size)
+                outcome, rejections, duplicates = _record(stream, path, source, db, digest)
+            except InputFileError:
+                # Half a file still being written does not parse: never quarantine it
+                # while the till may append to it (the rows would land in quarantine).
+                if left := _leave_in_spool(stream, path, opened, hold_s, log):
+                    return FileOutcome(source.name, path.name, left)
+                raise
+            left = _leave_in_spool(stream, path, opened, hold_s, log)
     except InputFileError as error:
         return _quarantine(path, source, config, error, log)
     # Commit happened inside _record; only now may the file leave the spool (§3.4).
-    _finish(path, source, config)
+    if left is None:
+        _finish(path, source, config)
+    else:
+        outcome.outcome = left
     for store_id, receipt_id, message in rejections[:_MAX_RECEIPT_LINES]:
         log.warning("receipt.rejected", store_id=store_id, receipt_id=receipt_id, error=message)
     for store_id, receipt_id in duplicates[:_MAX_RECEIPT_LINES]:
@@ -128,8 +162,39 @@ def take_in(
         rejected=outcome.rejected,
         duplicates=outcome.duplicates,
         skipped=outcome.skipped,
+        **({} if left is None else {"archived": False}),
     )
     return outcome
+
+
+def _leave_in_spool(
+    stream: IO[bytes], path: Path, opened: os.stat_result, hold_s: float, log: Any
+) -> str | None:
+    """Return `changed` or `held` when the file must stay in the spool, else None.
+
+    `changed`: its size, mtime or inode moved since it was opened: rows arrived after the
+    read, so archiving it now would bury them (CONTRACT §3); it is read again once it
+    settles, and the receipts already queued come back as local duplicates, not resent.
+    `held`: its mtime is younger than `hold_s`: a till pausing between appends for longer
+    than `settle` may still write to it (the daemon passes 3 × settle).
+    """
+    current = os.fstat(stream.fileno())
+    try:
+        listed = path.lstat()
+    except FileNotFoundError:
+        return None  # gone: the move reports it
+    if _fingerprint(current) != _fingerprint(opened) or _fingerprint(listed) != _fingerprint(
+        opened
+    ):
+        log.info("file.changed", size_bytes=listed.st_size, read_bytes=opened.st_size)
+        return "changed"
+    if 0.0 <= time.time() - opened.st_mtime < hold_s:
+        return "held"
+    return None
+
+
+def _fingerprint(info: os.stat_result) -> tuple[int, int, int, int]:
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
 
 
 def _record(

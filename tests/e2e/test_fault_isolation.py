@@ -1,0 +1,252 @@
+"""Fault isolation with the daemon as an unprivileged user, as the systemd unit runs it (issue 12).
+
+The agent runs as `nobody` (subprocess `user=`/`group=`) in a folder tree it owns, while
+root, as a till writing its exports 0600 as another user would, drops files it cannot read.
+Skipped with a reason when the test process cannot switch users (not root).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+from support import ACCOUNT, BIN, SECRET, base_config, drop, events, make_receipt, wait_until
+
+from receipt_agent.sandbox import Sandbox
+
+pytestmark = pytest.mark.e2e
+
+NOBODY = 65534
+
+
+def _can_switch_users() -> bool:
+    return hasattr(os, "setuid") and os.geteuid() == 0
+
+
+# The console script's interpreter may sit where nobody cannot reach it (a pyenv build
+# under /root); the system's python of the same version with this venv's site-packages
+# runs the same installed package.
+_SITE = next(iter(Path(sys.prefix).glob("lib/python*/site-packages")), None)
+_LAUNCH = (
+    "import site, sys; site.addsitedir(sys.argv.pop(1)); "
+    "from receipt_agent.cli import main; sys.argv[0] = 'receipt-agent'; main()"
+)
+
+
+def _nobody_argv() -> list[str] | None:
+    """Return how to start receipt-agent as nobody, or None when nothing works."""
+    if not _can_switch_users():
+        return None
+    candidates = [[str(BIN / "receipt-agent")]]
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    if _SITE is not None and shutil.which(version, path="/usr/bin:/usr/local/bin"):
+        candidates.append([str(shutil.which(version, path="/usr/bin:/usr/local/bin")),
+                           "-c", _LAUNCH, str(_SITE)])  # fmt: skip
+    for argv in candidates:
+        try:
+            probe = subprocess.run(
+                [*argv, "--version"], user=NOBODY, group=NOBODY, extra_groups=[],
+                capture_output=True, timeout=30, check=False, cwd="/",
+            )  # fmt: skip
+        except OSError:
+            continue
+        if probe.returncode == 0:
+            return argv
+    return None
+
+
+NOBODY_ARGV = _nobody_argv()
+needs_root = pytest.mark.skipif(
+    NOBODY_ARGV is None,
+    reason="running the agent as another user needs root and an interpreter nobody can run",
+)
+
+
+class Workspace:
+    """A folder tree owned by `nobody`, outside pytest's root-only tmp folder."""
+
+    def __init__(self, root: Path, sandbox: Sandbox) -> None:
+        self.root = root
+        self.sandbox = sandbox
+        self.log = root / "agent.log"
+        self.state = root / "state"
+        self.secret = root / "client_secret"
+        self.secret.write_text(SECRET + "\n")
+        self.secret.chmod(0o600)
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def spool(self, name: str) -> Path:
+        folder = self.root / "spool" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def config(self, sources: list[str], **source_settings: Any) -> Path:
+        raw = base_config(
+            base_url=self.sandbox.base_url, spool_dir=self.spool(sources[0]),
+            state_dir=self.state, secret_file=self.secret, log_file=self.log,
+        )  # fmt: skip
+        template = raw["sources"][0] | source_settings
+        raw["sources"] = [
+            template | {"name": name, "path": str(self.spool(name)), "store": {"id": name}}
+            for name in sources
+        ]
+        path = self.root / "config.yaml"
+        path.write_text(yaml.safe_dump(raw, sort_keys=False))
+        self.give_to_nobody()
+        return path
+
+    def give_to_nobody(self) -> None:
+        """chown -R nobody: the tree the service user owns on a store machine."""
+        if not _can_switch_users():
+            return
+        for folder, dirs, names in os.walk(self.root):
+            os.chown(folder, NOBODY, NOBODY)
+            for name in dirs + names:
+                os.chown(Path(folder) / name, NOBODY, NOBODY, follow_symlinks=False)
+
+    def as_nobody(self, *args: str, wait: bool = True) -> Any:
+        """Run `receipt-agent ARGS` as nobody; a finished process, or a running one."""
+        kwargs: dict[str, Any] = {
+            "user": NOBODY, "group": NOBODY, "extra_groups": [], "cwd": self.root,
+            "env": {**os.environ, "HOME": str(self.root)},
+        }  # fmt: skip
+        assert NOBODY_ARGV is not None
+        argv = [*NOBODY_ARGV, *args]
+        if wait:
+            return subprocess.run(
+                argv, capture_output=True, text=True, timeout=60, check=False, **kwargs
+            )
+        process = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kwargs
+        )
+        self.processes.append(process)
+        return process
+
+    def stop(self, process: subprocess.Popen[bytes]) -> tuple[int, str]:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=40)
+        return process.returncode, stderr.decode(errors="replace")
+
+
+@pytest.fixture
+def workspace(sandbox: Sandbox) -> Iterator[Workspace]:
+    root = Path(tempfile.mkdtemp(prefix="receipt-agent-i12-"))
+    root.chmod(0o755)
+    space = Workspace(root, sandbox)
+    try:
+        yield space
+    finally:
+        for process in space.processes:
+            if process.poll() is None:
+                process.kill()
+                process.communicate(timeout=10)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@needs_root
+def test_daemon_as_nobody_with_an_unreadable_file_delivers_the_twenty_others(
+    workspace: Workspace, sandbox: Sandbox
+) -> None:
+    """One export the service user cannot read holds back nothing else.
+
+    1. Two sources; in `a` the oldest file is root's, mode 0600 (a till writing as
+       another user); ten good files in `a` and ten in `b`.
+    2. The daemon runs as nobody.
+    Result: all 20 receipts at the sandbox within seconds; the bad file still in `a`;
+    `file.unreadable` logged once (error names EACCES) though it is retried with backoff;
+    no `intake.paused`.
+    """
+    config = workspace.config(["a", "b"])
+    bad = drop(workspace.spool("a"), "0-bad.json", [make_receipt(999, store_id="a")])
+    for number in range(20):
+        name = "a" if number < 10 else "b"
+        drop(workspace.spool(name), f"r-{number:02d}.json", [make_receipt(number, store_id=name)])
+    workspace.give_to_nobody()
+    os.chown(bad, 0, 0)
+    bad.chmod(0o600)
+    started = time.monotonic()
+    agent = workspace.as_nobody("run", "-c", str(config), wait=False)
+    wait_until(lambda: len(sandbox.receipt_ids(ACCOUNT)) == 20, timeout=20)
+    delivered_s = time.monotonic() - started
+    # Two retries at least (2 s, then 4 s backoff) before looking at the log.
+    wait_until(lambda: time.monotonic() - started > 7, timeout=10)
+    code, stderr = workspace.stop(agent)
+    assert code == 0, stderr
+    assert sorted(sandbox.receipt_ids(ACCOUNT)) == [f"R{n:06d}" for n in range(20)]
+    assert [p.name for p in workspace.spool("a").iterdir()] == ["0-bad.json"]
+    unreadable = events(workspace.log, "file.unreadable")
+    assert len(unreadable) == 1, unreadable
+    assert (unreadable[0]["source"], unreadable[0]["file"]) == ("a", "0-bad.json")
+    assert "EACCES" in unreadable[0]["error"]
+    assert events(workspace.log, "intake.paused") == []
+    print(f"FIGURE unreadable: 20 delivered in {delivered_s:.1f}s (agent start included)")
+
+
+_APPENDER = """
+import sys, time
+path, bursts, per_burst, pause = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+with open(path, "ab", buffering=0) as out:
+    for burst in range(bursts):
+        rows = sys.stdin.readline().rstrip("\\n").split("\\t")
+        out.write(b"".join(row.encode() + b"\\n" for row in rows))
+        if burst < bursts - 1:
+            time.sleep(pause)
+"""
+
+
+def test_daemon_with_a_slow_appender_delivers_every_row_exactly_once(
+    workspace: Workspace, sandbox: Sandbox
+) -> None:
+    """A till that holds its export open and pauses 2 × settle between appends loses nothing.
+
+    1. A writer process opens `slow.json` (NDJSON) and appends 5 bursts of 5 receipts,
+       pausing 2 × settle (0.8 s) between them, 4 pauses; the daemon is running.
+    Result: all 25 receipts at the sandbox, each exactly once (no duplicates sent); the
+    file archived only after the last burst, whole; `file.changed` logged.
+    """
+    settle = 0.4
+    config = workspace.config(["a"], settle=f"{settle}s")
+    agent = subprocess.Popen(
+        [str(BIN / "receipt-agent"), "run", "-c", str(config)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    workspace.processes.append(agent)
+    wait_until(lambda: events(workspace.log, "agent.started"), timeout=15)
+    bursts = [
+        "\t".join(orjson.dumps(make_receipt(b * 5 + i, store_id="a")).decode() for i in range(5))
+        for b in range(5)
+    ]
+    target = workspace.spool("a") / "slow.json"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _APPENDER, str(target), "5", "5", str(2 * settle)],
+        stdin=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert writer.stdin is not None
+    writer.stdin.write("\n".join(bursts) + "\n")
+    writer.stdin.close()
+    assert writer.wait(30) == 0
+    archive = workspace.state / "archive" / "a"
+    wait_until(lambda: len(sandbox.receipt_ids(ACCOUNT)) >= 25, timeout=20)
+    wait_until((archive / "slow.json").exists, timeout=20)
+    code, stderr = workspace.stop(agent)
+    assert code == 0, stderr
+    assert sorted(sandbox.receipt_ids(ACCOUNT)) == [f"R{n:06d}" for n in range(25)]
+    assert sandbox.stats()["duplicates"] == 0
+    assert len((archive / "slow.json").read_bytes().splitlines()) == 25
+    assert list(workspace.spool("a").iterdir()) == []
+    assert events(workspace.log, "file.changed")
+    print(
+        f"FIGURE slow appender: 25 rows, {len(events(workspace.log, 'file.accepted'))} reads, "
+        f"{len(events(workspace.log, 'file.changed'))} file.changed, 0 lost, 0 sent twice"
+    )
