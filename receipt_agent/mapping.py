@@ -41,7 +41,7 @@ sentence saying so.
 from __future__ import annotations
 
 import string
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +51,11 @@ from receipt_agent import totals
 from receipt_agent.config import SourceBase
 from receipt_agent.model import Receipt
 from receipt_agent.records import InvalidRecord, RawReceipt
+from receipt_agent.refused import refused
 
+# Shorter unquoted text is too likely an ordinary word of a message to count as an echo.
+_MIN_UNQUOTED_ECHO = 8
+_MAX_ECHO_DEPTH = 3
 PRIVATE_KEYS = ("_register_id", "_number", "_rounding", "_change")
 PLACEHOLDERS = ("store_id", "register_id", "number")
 
@@ -116,8 +120,9 @@ def finish_receipt(raw: RawReceipt, source: SourceBase) -> ValidReceipt | Invali
 def error_sentences(error: ValidationError) -> list[str]:
     """Given a pydantic error, return `items[2].tax_percent: <message>` lines, no inputs."""
     sentences: list[str] = []
-    for item in error.errors(include_input=False, include_url=False):
-        sentence = f"{field_path(tuple(item['loc']))}: {_message(item['type'], item['msg'])}"
+    for item in error.errors(include_url=False):
+        message = _without_input(_message(item["type"], item["msg"]), item.get("input"))
+        sentence = f"{field_path(tuple(item['loc']))}: {message}"
         if sentence not in sentences:
             sentences.append(sentence)
     return sentences
@@ -142,6 +147,39 @@ def _message(kind: str, message: str) -> str:
     if kind == "timezone_aware":
         return "the date-time has no offset; write it with one, e.g. +01:00 or Z"
     return message.removeprefix("Value error, ")
+
+
+def _without_input(message: str, value: object) -> str:
+    """The message, unless it repeats the refused value (CONTRACT §6); then a plain one.
+
+    Our model's messages never quote the input (`hide_input_in_errors`, fixed texts), but
+    a few pydantic messages do (`Input tag 'x' found…` quotes a key of the input object):
+    checked here, at the one place that renders them, so a pydantic upgrade cannot start
+    leaking. Every text and number in the input (nested too) counts.
+    """
+    for leaf in _leaves(value):
+        text = str(leaf).strip()
+        if not text:
+            continue
+        quoted = f"'{text}'" in message or f'"{text}"' in message
+        if quoted or (len(text) >= _MIN_UNQUOTED_ECHO and text in message):
+            if leaf is value:
+                return f"not a valid value for this field {refused(value)}"
+            return "not a valid value for this field"
+    return message
+
+
+def _leaves(value: object, depth: int = 0) -> Iterator[object]:
+    if isinstance(value, bool) or depth > _MAX_ECHO_DEPTH:
+        return
+    if isinstance(value, str | int | float):
+        yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _leaves(item, depth + 1)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _leaves(item, depth + 1)
 
 
 def _merge_store(store: object, source: SourceBase) -> object:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
+from receipt_agent.refused import refused
+
 # ISO 4217 minor-unit exponents that differ from 2; every other currency has 2.
 _EXPONENTS = {
     "BHD": 3, "BIF": 0, "CLF": 4, "CLP": 0, "DJF": 0, "GNF": 0, "IQD": 3, "ISK": 0, "JOD": 3,
@@ -17,7 +19,11 @@ _EXPONENTS = {
 
 
 class AmountError(ValueError):
-    """An amount that cannot be converted exactly; the message names the value."""
+    """An amount that cannot be converted exactly.
+
+    The message quotes a parsed number (`12.345 NOK is finer…`) but never the text of
+    one that did not parse: that text may be personal data (CONTRACT §6).
+    """
 
 
 def minor_exponent(currency: str) -> int:
@@ -33,9 +39,9 @@ def parse_decimal(text: str, *, decimal_separator: str = ".") -> Decimal:
     try:
         value = Decimal(cleaned)
     except InvalidOperation:
-        raise AmountError(f"{text!r} is not a number") from None
+        raise AmountError(f"not a number {refused(text)}") from None
     if not value.is_finite():
-        raise AmountError(f"{text!r} is not a finite number")
+        raise AmountError("not a finite number (infinity or NaN)")
     return value
 
 

@@ -36,6 +36,9 @@ Rules (decided here, CONTRACT §2 leaves them open):
   the private keys `_register_id`/`_number` (mapping.py's convention) for `receipt_id_format`.
 - **Errors.** A bad cell (unparseable or too fine amount, bad time, conflicting currency)
   makes its receipt an InvalidRecord naming the line and the column; other receipts go on.
+  A message never quotes a cell it refused (with shifted columns it may hold a customer's
+  name or e-mail, CONTRACT §6): it gives the cell's shape (`refused.refused`). Nor does
+  it quote the header row, which is data when the export has no header.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from receipt_agent.config import CsvMapping, CsvSource, SourceBase
 from receipt_agent.errors import ParseError
 from receipt_agent.formats import InvalidRecord, RawReceipt, Record
 from receipt_agent.money import AmountError, parse_decimal, split_vat, to_minor
+from receipt_agent.refused import refused
 from receipt_agent.totals import check_totals
 
 _UTF8_BOM = codecs.BOM_UTF8
@@ -130,10 +134,18 @@ def _column_positions(header: list[str], mapping: CsvMapping, line: int) -> dict
     configured = mapping.columns.model_dump(exclude_none=True)
     missing = [f"{name} ({title!r})" for name, title in configured.items() if title not in header]
     if missing:
-        found = ", ".join(repr(title) for title in header)
+        # The row is quoted only when it is a header (it names a configured column): in an
+        # export without a header row, the first row is a receipt line (CONTRACT §6).
+        if len(missing) < len(configured):
+            found = "the header has " + ", ".join(repr(title) for title in header)
+        else:
+            found = (
+                f"the first row names none of them ({len(header)} column(s)), so it may be "
+                "data: the export must start with a header row"
+            )
         raise ParseError(
-            f"the header lacks the configured column(s) {', '.join(missing)}; the header has "
-            f"{found}; fix mapping.columns or the export (also check mapping.delimiter)",
+            f"the header lacks the configured column(s) {', '.join(missing)}; {found}; "
+            "fix mapping.columns or the export (also check mapping.delimiter)",
             location=f"line {line}",
         )
     return {name: header.index(title) for name, title in configured.items()}
@@ -264,14 +276,15 @@ def _currency(group: _Group, source: CsvSource, titles: dict[str, str], errors: 
         if value:
             seen.setdefault(value, line)
     if len(seen) > 1:
-        where = ", ".join(f"{code} (line {line})" for code, line in seen.items())
+        valid = all(_CURRENCY.match(code) for code in seen)
+        where = ", ".join(f"{code if valid else '?'} (line {line})" for code, line in seen.items())
         errors.append(f"column {titles['currency']!r}: one receipt in several currencies: {where}")
     if seen:
         code = next(iter(seen))
         if not _CURRENCY.match(code):
             errors.append(
                 f"line {seen[code]}, column {titles['currency']!r}: "
-                f"{code!r} is not an ISO 4217 code"
+                f"not an ISO 4217 code such as NOK {refused(code)}"
             )
         return code
     return source.currency
@@ -303,7 +316,7 @@ def _item(
         if percent < 0 or percent >= _MAX_VAT_PERCENT:
             raise _CellError(
                 f"line {line}, column {titles['item_tax_percent']!r}: "
-                f"{cells['item_tax_percent']!r} is not a VAT rate in percent"
+                f"{percent} is not a VAT rate in percent (0 to 99)"
             )
         net, vat = split_vat(gross, percent)
         item["tax_percent"] = percent
@@ -340,7 +353,7 @@ def _amount(
             return to_minor(value, currency)
         if value != value.to_integral_value():
             raise AmountError(
-                f"{cells[name]!r} is not a whole number of minor units (mapping.amounts: minor)"
+                f"{value} is not a whole number of minor units (mapping.amounts: minor)"
             )
         return int(value)
     except AmountError as error:
@@ -356,8 +369,8 @@ def _parse_time(text: str, mapping: CsvMapping, source: CsvSource, line: int, ti
     except ValueError:
         expected = mapping.datetime_format or "ISO-8601, e.g. 2026-01-31T14:05:00"
         raise _CellError(
-            f"line {line}, column {title!r}: {text!r} is not a time in the format {expected}; "
-            "set mapping.datetime_format"
+            f"line {line}, column {title!r}: not a time in the format {expected} "
+            f"{refused(text)}; check the columns and mapping.datetime_format"
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=source.tz, fold=0)

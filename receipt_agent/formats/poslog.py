@@ -69,6 +69,7 @@ from receipt_agent.formats.poslog_values import (
 )
 from receipt_agent.formats.xml_stream import Path, child, children, stream_elements, text
 from receipt_agent.money import minor_to_major
+from receipt_agent.refused import refused
 from receipt_agent.totals import check_totals
 
 _ROOTS = ("POSLog", "DigitalReceipt", "Transaction")  # DigitalReceipt: ARTS DR, same Transaction
@@ -253,7 +254,7 @@ def _business_day(value: str | None, where: str, errors: list[str]) -> str | Non
     try:
         day = date.fromisoformat(value[:10])
     except ValueError:
-        errors.append(f"{where}/BusinessDayDate: {value!r} is not a date (YYYY-MM-DD)")
+        errors.append(f"{where}/BusinessDayDate: not a date (YYYY-MM-DD) {refused(value)}")
         return None
     return f"{day.year:04d}{day.month:02d}{day.day:02d}"  # strftime does not pad years < 1000
 
@@ -306,7 +307,7 @@ def _currency(
         return source.currency
     code = code.upper()
     if not _CURRENCY.match(code):
-        errors.append(f"{where}/CurrencyCode: {code!r} is not an ISO 4217 code")
+        errors.append(f"{where}/CurrencyCode: not an ISO 4217 code such as NOK {refused(code)}")
         return source.currency
     return code
 

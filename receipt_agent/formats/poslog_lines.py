@@ -57,6 +57,7 @@ from receipt_agent.formats import poslog_tax
 from receipt_agent.formats.poslog_values import code, first_text, is_true, tender_details
 from receipt_agent.formats.xml_stream import child, children, text
 from receipt_agent.money import AmountError, minor_exponent, minor_to_major, to_minor
+from receipt_agent.refused import refused
 
 _MONETARY_REWARDS = {"monetary"}
 _TOTAL_KINDS = {
@@ -114,7 +115,9 @@ class LineReader:
         try:
             return to_minor(Decimal(value), self.currency)
         except (InvalidOperation, AmountError) as error:
-            reason = str(error) if isinstance(error, AmountError) else f"{value!r} is not a number"
+            reason = (
+                str(error) if isinstance(error, AmountError) else f"not a number {refused(value)}"
+            )
             self.out.errors.append(f"{where}: {reason}")
             return None
 
@@ -140,10 +143,10 @@ class LineReader:
         try:
             number = Decimal(value)
         except InvalidOperation:
-            self.out.errors.append(f"{where}: {value!r} is not a number")
+            self.out.errors.append(f"{where}: not a number {refused(value)}")
             return None
         if not number.is_finite():
-            self.out.errors.append(f"{where}: {value!r} is not a finite number")
+            self.out.errors.append(f"{where}: not a finite number (infinity or NaN)")
             return None
         return int(number) if number == number.to_integral_value() else number.normalize()
 

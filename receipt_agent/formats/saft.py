@@ -70,6 +70,7 @@ from receipt_agent.formats.saft_receipt import (
     is_voided,
 )
 from receipt_agent.formats.xml_stream import Found, Path, stream_elements
+from receipt_agent.refused import shape
 
 _LOCATION = ("auditfile", "company", "location")
 _REGISTER = (*_LOCATION, "cashregister")
@@ -274,8 +275,9 @@ def _purchase_at(element: Element, tz: ZoneInfo, errors: list[str]) -> str | Non
         clock = time.fromisoformat(time_text)
     except ValueError:
         errors.append(
-            f"cashtransaction: transDate {date_text!r} / transTime {time_text!r} is not a "
-            "valid date and time (YYYY-MM-DD, hh:mm:ss)"
+            "cashtransaction: transDate / transTime is not a valid date and time "
+            f"(YYYY-MM-DD, hh:mm:ss); transDate has {shape(date_text)}, "
+            f"transTime has {shape(time_text)}"
         )
         return None
     if clock.tzinfo is not None:

@@ -15,6 +15,7 @@ from xml.etree.ElementTree import Element
 from receipt_agent.formats.saft_master import MasterData, value
 from receipt_agent.formats.xml_stream import children
 from receipt_agent.money import AmountError, minor_exponent, parse_decimal, to_minor
+from receipt_agent.refused import refused
 
 SignConvention = Literal["auto", "signed", "amnttp"]
 _LEGAL_RATES = (Decimal(0), Decimal(12), Decimal(15), Decimal(25))
@@ -42,7 +43,7 @@ class Amounts:
         try:
             return parse_decimal(raw)
         except AmountError:
-            self._error(f"{where}/{name}: {raw!r} is not a number")
+            self._error(f"{where}/{name}: not a number {refused(raw)}")
             return None
 
     def minor(self, amount: Decimal | None, label: str) -> int:

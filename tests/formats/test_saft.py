@@ -665,11 +665,16 @@ def test_saft_amount_finer_than_ore_is_invalid_and_named() -> None:
 
 
 def test_saft_amount_that_is_not_a_number_is_named_once() -> None:
-    """A non-numeric amount rejects its receipt with one sentence naming field and text."""
+    """A non-numeric amount rejects its receipt with one sentence naming the field and its shape.
+
+    The text itself is never quoted: it may be personal data (CONTRACT §6).
+    """
     data = write_saft([Location("B", [Register("K1", [Tx("1", NOON, [Line(Decimal(5))])])])])
     (record,) = run(data.replace(b"<lineAmntIn>5</lineAmntIn>", b"<lineAmntIn>5,00</lineAmntIn>"))
     assert isinstance(record, InvalidRecord)
-    assert record.errors == ["ctLine[1]/lineAmntIn: '5,00' is not a number"]
+    assert record.errors == [
+        "ctLine[1]/lineAmntIn: not a number (the value has 4 characters: digits, ',')"
+    ]
 
 
 def test_saft_trailing_zero_decimals_are_exact() -> None:
@@ -845,10 +850,11 @@ def test_saft_explicit_offset_on_trans_time_wins() -> None:
 
 
 def test_saft_bad_date_is_invalid_with_a_sentence() -> None:
-    """An impossible time rejects the receipt and names what was written."""
+    """An impossible time rejects the receipt and names the fields, not what they held."""
     record = one(Tx("1", NOON, [Line(Decimal(5))], time_text="25:61:00"))
     assert isinstance(record, InvalidRecord)
-    assert "transTime '25:61:00'" in record.errors[0]
+    assert "transTime has 8 characters: digits, ':'" in record.errors[0]
+    assert "25:61" not in record.errors[0]
 
 
 # --- hostile and broken files ---------------------------------------------------------------
