@@ -287,3 +287,34 @@ class DinteroClient:
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
             )
         raise RemoteRejectedError(message, status=status)
+
+
+def search_receipt(client: DinteroClient, receipt_id: str) -> bool:
+    """Given a receipt_id, return whether Dintero holds it (`GET /receipts/search`, §7).
+
+    Raise MisconfiguredError (401 after refresh, 403, 404: the client lacks read:receipts)
+    or TransientSendError (408, 429, 5xx, timeouts; Retry-After kept).
+    """
+    response = client.request("GET", "/receipts/search", params={"receipt_id": receipt_id})
+    status = response.status_code
+    if status == 200:  # noqa: PLR2004
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        found = body.get("receipts") if isinstance(body, dict) else body
+        return isinstance(found, list) and any(
+            isinstance(item, dict) and item.get("receipt_id") == receipt_id for item in found
+        )
+    message = error_message(response)
+    if status in (408, 429) or status >= 500:  # noqa: PLR2004
+        raise TransientSendError(
+            f"GET receipts/search answered {status}: {message}",
+            status=status,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+    raise MisconfiguredError(
+        f"GET receipts/search answered {status} ({message}); the API client needs the "
+        "read:receipts scope for reconcile --remote",
+        status=status,
+    )

@@ -114,6 +114,14 @@ def _build_parser() -> argparse.ArgumentParser:
     test_report.add_argument("--from", dest="date_from")
     test_report.add_argument("--to", dest="date_to")
 
+    reconcile = sub.add_parser(
+        "reconcile", parents=[common], help="prove a business day complete (CONTRACT §7)"
+    )
+    reconcile.add_argument("--date", type=_iso_date, help="YYYY-MM-DD (default: yesterday)")
+    reconcile.add_argument("--source", help="one source (default: every source)")
+    reconcile.add_argument("--remote", choices=["none", "sample", "all"], default="none")
+    reconcile.add_argument("--json", action="store_true")
+
     demo = sub.add_parser("demo", help="the whole pipeline against a local sandbox")
     demo.add_argument("--keep", action="store_true", help="keep the temporary folder")
 
@@ -122,6 +130,15 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     sandbox.set_defaults(sandbox_args=[])  # main() hands the raw arguments to the sandbox
     return parser
+
+
+def _iso_date(text: str) -> str:
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a date; write YYYY-MM-DD") from None
 
 
 def _load(args: argparse.Namespace, *, configure_logs: bool = True) -> AgentConfig:
@@ -316,6 +333,30 @@ def cmd_settlement(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from receipt_agent import reconcile, reconcile_view
+
+    config = _load(args, configure_logs=False)
+    db = _open_db(config, readonly=False)
+    client = None
+    if args.remote != "none":
+        from receipt_agent.api import DinteroClient
+
+        client = DinteroClient(config.dintero, resolve_client_secret(config.dintero)[0])
+    try:
+        runner = reconcile.Reconciler(config, db, client)
+        results = runner.run(date=args.date, source=args.source, remote=args.remote)
+    finally:
+        if client is not None:
+            client.close()
+    reconcile.record(db, results)
+    if args.json:
+        print(reconcile_view.results_json(results))
+    else:
+        reconcile_view.print_results(results, Console())
+    return OK if all(result["result"] == "complete" for result in results) else FAILED
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from receipt_agent import demo
 
@@ -336,6 +377,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "queue": cmd_queue,
     "report": cmd_report,
     "settlement": cmd_settlement,
+    "reconcile": cmd_reconcile,
     "demo": cmd_demo,
     "sandbox": cmd_sandbox,
 }

@@ -355,6 +355,20 @@ class ReportConfig(_Model):
         return value
 
 
+class ReconcileConfig(_Model):
+    """`reconcile:` (CONTRACT §2, §7): the daily completeness check."""
+
+    cron: str | None = None  # in each source's timezone; None: by hand only
+    remote: Literal["none", "sample", "all"] = "sample"
+    sample_size: Annotated[int, Field(ge=1, le=100_000)] = 50
+    max_requests_per_second: Annotated[float, Field(gt=0, le=1000)] = 5.0
+
+    @field_validator("cron")
+    @classmethod
+    def _five_fields(cls, value: str | None) -> str | None:
+        return ReportConfig._five_fields(value)  # the same crontab rule as reports
+
+
 class MetricsConfig(_Model):
     textfile: ConfigPath | None = None
     listen: str | None = None
@@ -378,6 +392,7 @@ class AgentConfig(_Model):
     retry: RetryConfig = Field(default_factory=RetryConfig)
     reports: list[ReportConfig] = Field(default_factory=list)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    reconcile: ReconcileConfig | None = None
 
     def source(self, name: str) -> DinteroJsonSource | CsvSource | SaftSource | PoslogSource:
         for source in self.sources:

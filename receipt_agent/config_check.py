@@ -71,6 +71,11 @@ def cron_problems(config: AgentConfig) -> list[Problem]:
                 crontab_trigger(report.cron, report.timezone)
             except ValueError as error:
                 problems.append((f"reports[{index}].cron", str(error)))
+    if config.reconcile and config.reconcile.cron:
+        try:
+            crontab_trigger(config.reconcile.cron, "UTC")  # each source's zone: the same fields
+        except ValueError as error:
+            problems.append(("reconcile.cron", str(error)))
     return problems
 
 

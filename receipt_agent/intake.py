@@ -38,7 +38,7 @@ from typing import IO, Any
 import orjson
 import structlog
 
-from receipt_agent import files, statedb
+from receipt_agent import files, ledger, ledger_store, statedb
 from receipt_agent.config import AgentConfig, SourceBase
 from receipt_agent.errors import (
     InputFileError,
@@ -211,6 +211,7 @@ def _record(
             for record in parser(stream, source):
                 if isinstance(record, SkippedRecord):
                     skipped[record.reason] += 1
+                    _record_skipped(tx, record, source, path.name, now)
                     continue
                 finished = (
                     finish_receipt(record, source) if isinstance(record, RawReceipt) else record
@@ -221,6 +222,12 @@ def _record(
                         receipt_id=finished.receipt_id, payload=finished.payload,
                         file=path.name, now=now,
                     )  # fmt: skip
+                    if finished.entry is not None:
+                        ledger_store.record_entry(
+                            tx, source=source.name, store_id=finished.store_id,
+                            receipt_id=finished.receipt_id, entry=finished.entry,
+                            file=path.name, now=now,
+                        )  # fmt: skip
                     if is_new:
                         outcome.receipts += 1
                     else:
@@ -235,6 +242,8 @@ def _record(
                 )  # fmt: skip
                 outcome.rejected += 1
                 rejections.append((store_id, receipt_id, message))
+                _record_rejected(tx, finished, store_id, receipt_id, source, path.name, now)
+            _record_controls(tx, stream, source, path.name, now)
         except (UnicodeDecodeError, RecursionError) as error:
             raise ParseError(f"cannot be parsed ({type(error).__name__}: {error})") from None
         except (OSError, sqlite3.Error, ReceiptAgentError):
@@ -265,6 +274,67 @@ def _crash_site(error: BaseException) -> str:
         f"raised at {Path(last.filename).name}:{last.lineno} in {last.name}; nothing from "
         "this file was queued; move it back into the source folder after an upgrade"
     )
+
+
+def _record_controls(tx: Any, stream: IO[bytes], source: SourceBase, file: str, now: float) -> None:
+    """The till's own control totals (SAF-T Z reports), a second streamed pass (CONTRACT §7)."""
+    if source.format_name != "saft-cashregister":
+        return
+    from receipt_agent.formats.saft_events import read_controls  # XML stack: only for SAF-T
+
+    for report in read_controls(stream, source):
+        ledger_store.record_control(
+            tx, source=source.name, store_id=report.store_id, register=report.register,
+            business_day=report.business_day, report_id=report.report_id,
+            totals=report.totals, file=file, now=now,
+        )  # fmt: skip
+
+
+def _record_skipped(
+    tx: Any, record: SkippedRecord, source: SourceBase, file: str, now: float
+) -> None:
+    """A skipped transaction's ledger row (CONTRACT §7: a skipped training receipt is no gap)."""
+    day = ledger.valid_day(record.business_day)
+    if day is None:
+        return  # no day to put it on; it is still counted in file.accepted
+    content = f"{record.reason}|{record.content or ''}|{day}"
+    entry = ledger.LedgerEntry(
+        register=record.register_id or "", number=record.number, business_day=day,
+        outcome=record.reason, content=ledger.digest(content.encode()),
+    )  # fmt: skip
+    ledger_store.record_entry(
+        tx, source=source.name, store_id=record.store_id or source.store.id, receipt_id=None,
+        entry=entry, file=file, now=now, location=record.location,
+    )  # fmt: skip
+
+
+def _record_rejected(
+    tx: Any,
+    record: InvalidRecord,
+    store_id: str,
+    receipt_id: str,
+    source: SourceBase,
+    file: str,
+    now: float,
+) -> None:
+    """A rejected transaction's ledger row, on the day of its purchase_at when readable."""
+    purchase_at = record.data.get("purchase_at")
+    day = ledger.valid_day(record.business_day)
+    try:
+        if day is None and purchase_at:
+            day = ledger.business_day(str(purchase_at), source.tz)
+    except (ValueError, TypeError):
+        day = None
+    if day is None:
+        return  # no day to put it on; `status` and `queue list` still show it
+    entry = ledger.LedgerEntry(
+        register=record.register_id or "", number=record.number, business_day=day,
+        outcome=ledger.REJECTED, content=ledger.digest(orjson.dumps(record.data, default=str)),
+    )  # fmt: skip
+    ledger_store.record_entry(
+        tx, source=source.name, store_id=store_id, receipt_id=receipt_id, entry=entry,
+        file=file, now=now,
+    )  # fmt: skip
 
 
 def _describe_invalid(

@@ -24,6 +24,8 @@ unknown field and rejects the receipt like any misspelt key.
   was added to the receipt's total to get the amount paid (295.40 paid as 295.00: -40).
 - `_change` (int, minor units): change handed back, for formats that record the tendered
   amount and the change separately instead of as a negative payment line.
+- `_business_day` (YYYY-MM-DD): the till's business day when the export names one (POSLog
+  `BusinessDayDate`); else reconciliation takes `purchase_at`'s date in `source.timezone`.
 
 Parsers still build `receipt_id` themselves (`{store.id}-{register}-{number}` for SAF-T,
 POSLog and CSV, CONTRACT §3); `_register_id`/`_number` exist so that a source's
@@ -47,7 +49,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from receipt_agent import totals
+from receipt_agent import ledger, totals
 from receipt_agent.config import SourceBase
 from receipt_agent.model import Receipt
 from receipt_agent.records import InvalidRecord, RawReceipt
@@ -56,7 +58,7 @@ from receipt_agent.refused import refused
 # Shorter unquoted text is too likely an ordinary word of a message to count as an echo.
 _MIN_UNQUOTED_ECHO = 8
 _MAX_ECHO_DEPTH = 3
-PRIVATE_KEYS = ("_register_id", "_number", "_rounding", "_change")
+PRIVATE_KEYS = ("_register_id", "_number", "_rounding", "_change", "_business_day")
 PLACEHOLDERS = ("store_id", "register_id", "number")
 
 # Kept so that `from receipt_agent.mapping import check_totals` goes on working; new code
@@ -72,6 +74,7 @@ class ValidReceipt:
     receipt_id: str
     payload: bytes
     location: str
+    entry: ledger.LedgerEntry | None = None  # what reconciliation records (CONTRACT §7)
 
 
 def finish_receipt(raw: RawReceipt, source: SourceBase) -> ValidReceipt | InvalidRecord:
@@ -105,6 +108,8 @@ def finish_receipt(raw: RawReceipt, source: SourceBase) -> ValidReceipt | Invali
             store_id=_text(data["store"].get("id") if isinstance(data["store"], dict) else None),
             receipt_id=_text(data.get("receipt_id")),
             data=data,
+            register_id=ledger.text_id(private.get("_register_id")),
+            number=ledger.text_id(private.get("_number")),
         )
     # Straight to JSON bytes in pydantic-core: the same bytes as orjson over
     # model_dump(mode="json"), without building the intermediate dicts (~1 µs a receipt).
@@ -114,6 +119,7 @@ def finish_receipt(raw: RawReceipt, source: SourceBase) -> ValidReceipt | Invali
         receipt_id=receipt.receipt_id,
         payload=payload,
         location=raw.location,
+        entry=ledger.receipt_entry(receipt, private, payload, source.tz),
     )
 
 

@@ -27,6 +27,12 @@ class InvalidRecord:
     store_id: str | None = None
     receipt_id: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    # For reconciliation (CONTRACT §7): the till's register, number and business day when
+    # known, so a rejected transaction is never mistaken for a gap in the numbering.
+    # Not part of equality: two records are the same record whatever reconcile knows.
+    register_id: str | None = field(default=None, compare=False)
+    number: str | None = field(default=None, compare=False)
+    business_day: str | None = field(default=None, compare=False)
 
 
 SkipReason = Literal["non_sale", "training", "voided"]
@@ -38,6 +44,14 @@ class SkippedRecord:
 
     reason: SkipReason
     location: str
+    # For reconciliation (CONTRACT §7), optional: a skipped training receipt is not a gap.
+    # `business_day` is YYYY-MM-DD in the source's timezone; `content` a short summary of
+    # the transaction (e.g. its amount) to tell a re-export from a different transaction.
+    store_id: str | None = field(default=None, compare=False)
+    register_id: str | None = field(default=None, compare=False)
+    number: str | None = field(default=None, compare=False)
+    business_day: str | None = field(default=None, compare=False)
+    content: str | None = field(default=None, compare=False)
 
 
 Record = RawReceipt | InvalidRecord | SkippedRecord

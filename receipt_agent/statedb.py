@@ -73,6 +73,53 @@ _MIGRATIONS: list[str] = [
         PRIMARY KEY (name, period_start)
     );
     """,
+    # 2: reconciliation (CONTRACT §7). New tables only: every existing row stays as it is.
+    # `ledger`: one row per transaction content seen (receipts, rejected and skipped ones);
+    # the same number with two contents is two rows, which reconcile names.
+    # `control_totals`: the till's own totals (SAF-T Z reports) per register and day.
+    # `reconciliations`: the last result per source, store, register and day.
+    """
+    CREATE TABLE ledger (
+        source       TEXT NOT NULL,
+        store_id     TEXT NOT NULL,
+        register     TEXT NOT NULL,
+        number       TEXT NOT NULL,
+        numbered     INTEGER NOT NULL,
+        business_day TEXT NOT NULL,
+        outcome      TEXT NOT NULL,
+        receipt_id   TEXT,
+        amount_minor INTEGER,
+        figures      TEXT NOT NULL,
+        content      TEXT NOT NULL,
+        file         TEXT NOT NULL,
+        recorded_at  REAL NOT NULL,
+        PRIMARY KEY (source, store_id, register, number, content)
+    );
+    CREATE INDEX ledger_day ON ledger (source, business_day);
+    CREATE TABLE control_totals (
+        source       TEXT NOT NULL,
+        store_id     TEXT NOT NULL,
+        register     TEXT NOT NULL,
+        business_day TEXT NOT NULL,
+        report_id    TEXT NOT NULL,
+        totals       TEXT NOT NULL,
+        file         TEXT NOT NULL,
+        recorded_at  REAL NOT NULL,
+        PRIMARY KEY (source, store_id, register, business_day, report_id)
+    );
+    CREATE TABLE reconciliations (
+        source       TEXT NOT NULL,
+        store_id     TEXT NOT NULL,
+        register     TEXT NOT NULL,
+        business_day TEXT NOT NULL,
+        result       TEXT NOT NULL,
+        gaps         INTEGER NOT NULL,
+        mismatches   INTEGER NOT NULL,
+        detail       TEXT NOT NULL,
+        run_at       REAL NOT NULL,
+        PRIMARY KEY (source, store_id, register, business_day)
+    );
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -196,6 +243,10 @@ class StateDB:
         with self._connections_lock:
             self._connections.append(conn)
         return conn
+
+    def connection(self) -> sqlite3.Connection:
+        """Return this thread's connection, for the read queries of `ledger_store`."""
+        return self._connect()
 
     def close(self) -> None:
         """Close every thread's connection (call once, at shutdown)."""

@@ -57,7 +57,7 @@ from xml.etree.ElementTree import Element
 
 from receipt_agent.config import PoslogSource, SourceBase
 from receipt_agent.errors import ParseError
-from receipt_agent.formats import InvalidRecord, RawReceipt, Record, SkippedRecord
+from receipt_agent.formats import InvalidRecord, RawReceipt, Record, SkippedRecord, SkipReason
 from receipt_agent.formats.poslog_lines import LineReader, Lines
 from receipt_agent.formats.poslog_tax import sum_by_rate
 from receipt_agent.formats.poslog_values import (
@@ -112,15 +112,15 @@ def _transaction(
     retail = child(transaction, "RetailTransaction")
     status = code(retail.get("TransactionStatus")) if retail is not None else ""
     if retail is None or status.startswith("suspended"):
-        return SkippedRecord("non_sale", where)
+        return _skipped(store_id, "non_sale", where, transaction)
     entry_status: str | None = None
     if is_true(transaction.get("TrainingModeFlag")):
         if mapping.training == "skip":
-            return SkippedRecord("training", where)
+            return _skipped(store_id, "training", where, transaction)
         entry_status = "Training"
     if is_true(transaction.get("CancelFlag")) or status in _VOIDED:
         if mapping.voided == "skip":
-            return SkippedRecord("voided", where)
+            return _skipped(store_id, "voided", where, transaction)
         entry_status = entry_status or "Voided"
 
     workstation = text(transaction, "WorkstationID")
@@ -137,10 +137,13 @@ def _transaction(
     reader = LineReader(currency, f"{where}/RetailTransaction", tax_included=mapping.tax_included)
     lines = reader.read(retail)
     if not lines.items and not lines.payments and not lines.errors:
-        return SkippedRecord("non_sale", where)  # nothing sold, nothing paid: a no-sale
+        # nothing sold, nothing paid: a no-sale
+        return _skipped(store_id, "non_sale", where, transaction)
     errors.extend(lines.errors)
     data = _receipt(lines, store_id, receipt_id, purchase_at, currency)
     data["_register_id"], data["_number"] = workstation, sequence
+    if business_day:
+        data["_business_day"] = f"{business_day[:4]}-{business_day[4:6]}-{business_day[6:]}"
     if workstation:
         data["store"]["terminal_id"] = workstation
     for key, value in (
@@ -246,6 +249,15 @@ def _store_id(
                 location=where,
             )
     return source.store.id
+
+
+def _skipped(store_id: str, reason: SkipReason, where: str, transaction: Element) -> SkippedRecord:
+    """A skipped transaction with what reconciliation needs: workstation, sequence, day."""
+    day = text(transaction, "BusinessDayDate")
+    return SkippedRecord(
+        reason, where, store_id=store_id, register_id=text(transaction, "WorkstationID"),
+        number=text(transaction, "SequenceNumber"), business_day=day[:10] if day else None,
+    )  # fmt: skip
 
 
 def _business_day(value: str | None, where: str, errors: list[str]) -> str | None:

@@ -52,7 +52,7 @@ from zoneinfo import ZoneInfo
 
 from receipt_agent.config import SaftSource, SourceBase, XmlMapping
 from receipt_agent.errors import ParseError
-from receipt_agent.formats import InvalidRecord, RawReceipt, Record, SkippedRecord
+from receipt_agent.formats import InvalidRecord, RawReceipt, Record, SkippedRecord, SkipReason
 from receipt_agent.formats.saft_master import (
     MASTER_PATHS,
     NON_SALE_TYPES,
@@ -212,12 +212,12 @@ def _record(
     if trans_type is not None and basic is None:
         notes.append(f"transType {trans_type!r} has no basic of type 11 in the file")
     if not _is_receipt(element, trans_type, predefined, mapping):
-        return SkippedRecord("non_sale", where)
+        return _skipped("non_sale", where, element, state)
     training, voided = is_training(element), is_voided(element)
     if training and mapping.training == "skip":
-        return SkippedRecord("training", where)
+        return _skipped("training", where, element, state)
     if voided and mapping.voided == "skip":
-        return SkippedRecord("voided", where)
+        return _skipped("voided", where, element, state)
     register_id = state.register_id
     number = value(element, "nr") or value(element, "transID")
     errors: list[str] = []
@@ -228,7 +228,11 @@ def _record(
     purchase_at = _purchase_at(element, source.tz, errors)
     if register_id is None or number is None or purchase_at is None:
         receipt_id = f"{store_id}-{register_id}-{number}" if register_id and number else None
-        return InvalidRecord(where, errors + notes, store_id=store_id, receipt_id=receipt_id)
+        return InvalidRecord(
+            where, errors + notes, store_id=store_id, receipt_id=receipt_id,
+            register_id=register_id, number=value(element, "nr"),
+            business_day=value(element, "transDate"),
+        )  # fmt: skip
     receipt_id = f"{store_id}-{register_id}-{number}"
     tx = Transaction(
         element=element,
@@ -244,12 +248,25 @@ def _record(
     try:
         data = build_receipt(tx, mapping.sign_convention, memory, master)
     except TransactionError as error:
-        return InvalidRecord(where, error.errors, store_id=store_id, receipt_id=receipt_id)
+        return InvalidRecord(
+            where, error.errors, store_id=store_id, receipt_id=receipt_id,
+            register_id=register_id, number=value(element, "nr"),
+            business_day=value(element, "transDate"),
+        )  # fmt: skip
     if training:
         data["entry_status"] = "Training"
     elif voided:
         data["entry_status"] = "Voided"
     return RawReceipt(data=data, location=where)
+
+
+def _skipped(reason: SkipReason, where: str, element: Element, state: _State) -> SkippedRecord:
+    """A skipped transaction with what reconciliation needs: its register, `nr` and day."""
+    return SkippedRecord(
+        reason, where, store_id=state.store["id"] if state.store else None,
+        register_id=state.register_id, number=value(element, "nr"),
+        business_day=value(element, "transDate"), content=value(element, "transAmntIn"),
+    )  # fmt: skip
 
 
 def _is_receipt(

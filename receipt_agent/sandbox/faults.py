@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields
 from email.utils import formatdate
 from typing import Any
 
-ENDPOINTS = frozenset({"token", "receipts", "reports", "test_report"})
+ENDPOINTS = frozenset({"token", "receipts", "search", "reports", "test_report"})
 _DEFAULT_ENDPOINTS = frozenset({"receipts", "reports", "test_report"})
 _SERVER_ERROR_CLASS = 5  # status // 100 of a 5xx
 _NON_NEGATIVE = (
@@ -70,8 +70,9 @@ class Faults:
     Order of precedence per request: unauthorized_next → forbidden → not_found →
     reset_rate → hang_rate → fail_next → rate_limit_every → error_every/error_rate;
     `delay_s` is slept before any of them. The rest act inside the endpoint:
-    max_batch_bytes / max_batch_receipts (413), refuse_receipt_id (400), token
-    lifetime, idle_timeout_s (per new connection), test_report_nothing.
+    max_batch_bytes / max_batch_receipts (413), refuse_receipt_id (400), lose_receipt_id
+    (search finds nothing), token lifetime, idle_timeout_s (per new connection),
+    test_report_nothing.
     """
 
     error_rate: float = 0.0  # probability of a 5xx (`error_status`)
@@ -92,6 +93,7 @@ class Faults:
     max_batch_receipts: int = 0  # POST /receipts with more receipts → 413 (0 = no limit)
     max_batch_bytes: int = 0  # any request body larger → 413 (0 = no limit)
     refuse_receipt_id: str = ""  # regex; matching receipt_ids → 400 INVALID_RECEIPT
+    lose_receipt_id: str = ""  # regex; matching receipt_ids are accepted, then never found
     token_lifetime_s: int = 3600  # expires_in of new tokens; tokens really expire
     idle_timeout_s: float = 0.0  # close keep-alive connections idle this long (0 = never)
     test_report_nothing: bool | None = None  # None: 200 "nothing" iff no receipts yet
@@ -231,7 +233,7 @@ def _coerce(name: str, value: Any) -> Any:
         return None if value is None else int(value)
     if name in ("forbidden", "not_found", "retry_after_http_date"):
         return _to_bool(value)
-    if name == "refuse_receipt_id":
+    if name in ("refuse_receipt_id", "lose_receipt_id"):
         re.compile(str(value))
         return str(value)
     if name in ("error_rate", "hang_rate", "reset_rate", "delay_s", "hang_s", "idle_timeout_s"):
@@ -270,10 +272,13 @@ _HELP = {
     "max_batch_receipts": "413 for a POST /receipts with more receipts than this",
     "max_batch_bytes": "413 for a request body larger than this many bytes",
     "refuse_receipt_id": "regex: receipts whose receipt_id matches are refused with 400",
+    "lose_receipt_id": "regex: receipts whose receipt_id matches are accepted with 201 but "
+    "search never finds them (a receipt Dintero lost, for reconcile --remote)",
     "token_lifetime_s": "expires_in of issued tokens, seconds (default 3600)",
     "idle_timeout_s": "close keep-alive connections idle this many seconds (0 = never)",
     "test_report_nothing": "test report answers 200 'nothing': true, false or auto",
-    "endpoints": "comma-separated endpoints faults apply to: token,receipts,reports,test_report",
+    "endpoints": "comma-separated endpoints faults apply to: "
+    "token,receipts,search,reports,test_report",
     "seed": "seed for reproducible random faults",
 }
 
@@ -294,7 +299,12 @@ def _metavar(name: str) -> str:
         return "SECONDS"
     if name in ("forbidden", "not_found", "retry_after_http_date"):
         return "BOOL"
-    special = {"refuse_receipt_id": "REGEX", "endpoints": "LIST", "test_report_nothing": "WHEN"}
+    special = {
+        "refuse_receipt_id": "REGEX",
+        "lose_receipt_id": "REGEX",
+        "endpoints": "LIST",
+        "test_report_nothing": "WHEN",
+    }
     return special.get(name, "N")
 
 

@@ -7,8 +7,9 @@ Content-Length and is written in one `send`. Error bodies are Dintero's
 stay lean); what happened is in the request records instead. Never stores or echoes
 the Authorization value.
 
-Routes (all POST, under /v1/accounts/{aid} with aid matching ^[PT]\\d{8}$):
-  /auth/token, /receipts, /reports/generation, /settlements/reports/generate-test-report
+Routes (POST unless marked, under /v1/accounts/{aid} with aid matching ^[PT]\\d{8}$):
+  /auth/token, /receipts, GET /receipts/search,
+  /reports/generation, /settlements/reports/generate-test-report
 Test hooks (no auth, not recorded, not part of Dintero's API):
   GET /_sandbox/stats, GET /_sandbox/receipt-ids?account=, GET /_sandbox/receipts?account=,
   POST /_sandbox/faults (JSON object of Faults fields; "clear": true resets first),
@@ -43,12 +44,13 @@ if TYPE_CHECKING:
 AUDIENCE = "https://api.dintero.com/v1/accounts/{account_id}"
 _ROUTE = re.compile(
     r"^/v1/accounts/(?P<aid>[^/]+)/"
-    r"(?P<endpoint>auth/token|receipts|reports/generation"
+    r"(?P<endpoint>auth/token|receipts/search|receipts|reports/generation"
     r"|settlements/reports/generate-test-report)/?$"
 )
 _ENDPOINTS = {
     "auth/token": "token",
     "receipts": "receipts",
+    "receipts/search": "search",
     "reports/generation": "reports",
     "settlements/reports/generate-test-report": "test_report",
 }
@@ -179,7 +181,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
             return
         route = _ROUTE.match(path)
         account_id = route["aid"] if route else None
-        if route is None or self.command != "POST" or not _ACCOUNT.match(route["aid"]):
+        method = "GET" if route and route["endpoint"] == "receipts/search" else "POST"
+        if route is None or self.command != method or not _ACCOUNT.match(route["aid"]):
             missing = _error(404, "NOT_FOUND", f"no such route: {self.command} {path}")
             self._finish(missing, started, path, query_string, account_id)
             return
@@ -270,9 +273,23 @@ class SandboxHandler(BaseHTTPRequestHandler):
         query = dict(parse_qsl(query_string, keep_blank_values=True))
         if endpoint == "receipts":
             return self.server.post_receipts(account_id, query, body)
+        if endpoint == "search":
+            return self._search(account_id, query)
         if endpoint == "reports":
             return self._generate_report(query, body)
         return self._test_report(account_id, body)
+
+    def _search(self, account_id: str, query: dict[str, str]) -> Answer:
+        """`GET /receipts/search?receipt_id=`: `{receipts: [...], starting_after}` (API-NOTES)."""
+        receipt_id = query.get("receipt_id", "")
+        if not receipt_id:
+            return _error(400, "BAD_REQUEST", "receipt_id is required")
+        found = self.server.state.search(account_id, receipt_id)
+        lost = self.server.faults.lose_receipt_id
+        if lost and re.search(lost, receipt_id):
+            found = []
+        answer = {"receipts": found, "starting_after": None}
+        return 200, orjson.dumps(answer), _JSON, (), None
 
     def _token(self, account_id: str, body: bytes) -> Answer:
         expected = (self.server.client_id, self.server.client_secret)

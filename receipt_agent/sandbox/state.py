@@ -191,6 +191,14 @@ class SandboxState:
             held = list(self._receipts.get(account_id, {}).values())
         return [orjson.loads(receipt) for receipt in held if receipt]
 
+    def search(self, account_id: str, receipt_id: str) -> list[dict[str, Any]]:
+        """Return the stored receipts of the account with this receipt_id (0 or 1)."""
+        with self._lock:
+            held = self._receipts.get(account_id, {}).get(receipt_id)
+        if held is None:
+            return []
+        return [orjson.loads(held)] if held else [{"receipt_id": receipt_id}]
+
     def receipt_ids(self, account_id: str) -> list[str]:
         """Return the accepted receipt_ids of the account, in acceptance order."""
         with self._lock:

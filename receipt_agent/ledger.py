@@ -1,0 +1,122 @@
+"""What reconciliation remembers of each transaction (CONTRACT §7): the ledger entry.
+
+Pure: values in, values out; no I/O, no logging. `mapping` builds an entry for every valid
+receipt, `intake` one for every rejected and skipped transaction, and `statedb` stores
+them. An entry carries the till's register and number (to find gaps in the numbering),
+the business day in the source's timezone, the amount paid, and the figures a till's own
+control totals (a SAF-T Z report) are compared with: VAT per rate and payments per type.
+
+`content` is a digest of the transaction: the same number read twice with the same
+content is one transaction read twice (a re-export, a file read again); with a different
+content it is a number the till used twice, which reconciliation names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from receipt_agent.model import Receipt, TaxItem
+
+RECEIPT, REJECTED = "receipt", "rejected"
+OUTCOMES = (RECEIPT, REJECTED, "training", "voided", "non_sale")
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One transaction as reconciliation sees it; amounts in minor units, signed."""
+
+    register: str  # "" when the format names no register
+    number: str | None  # the till's number, None when the format has none
+    business_day: str  # YYYY-MM-DD in the source's timezone
+    outcome: str  # one of OUTCOMES
+    content: str  # digest of the transaction's content
+    amount_minor: int | None = None
+    vat_minor: dict[str, int] = field(default_factory=dict)  # rate "25" → VAT
+    payments_minor: dict[str, int] = field(default_factory=dict)  # type id → amount
+
+
+def rate_key(percent: float | int | str) -> str:
+    """A VAT rate as a stable key: 25, 25.0, "25.00" → "25"; 12.5 → "12.5"."""
+    number = float(percent)
+    return str(int(number)) if number == int(number) else f"{number:g}"
+
+
+def business_day(purchase_at: datetime | str, tz: ZoneInfo) -> str:
+    """The local date of a purchase time in the source's timezone, as YYYY-MM-DD."""
+    moment = (
+        purchase_at if isinstance(purchase_at, datetime) else datetime.fromisoformat(purchase_at)
+    )
+    return moment.astimezone(tz).date().isoformat()
+
+
+def valid_day(text: str | None) -> str | None:
+    """YYYY-MM-DD from an export's date text, or None when it is none or not a date."""
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text[:10]).isoformat()
+    except ValueError:
+        return None
+
+
+def text_id(value: object) -> str | None:
+    """A register or number as text; None for nothing usable."""
+    if value is None or isinstance(value, bool):
+        return None
+    written = str(value).strip()
+    return written or None
+
+
+def digest(data: bytes) -> str:
+    """A short content digest (16 hex digits of SHA-256)."""
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def receipt_entry(
+    receipt: Receipt, private: Mapping[str, Any], payload: bytes, tz: ZoneInfo
+) -> LedgerEntry:
+    """Given a validated receipt, the parser's private keys and the payload, return its entry."""
+    day = valid_day(text_id(private.get("_business_day"))) or business_day(receipt.purchase_at, tz)
+    amount = receipt.net_amount
+    if amount is None:
+        amount = receipt.gross_amount
+    if amount is None:
+        amount = sum(item.net_amount or item.gross_amount or 0 for item in receipt.items or ())
+    return LedgerEntry(
+        register=text_id(private.get("_register_id")) or "",
+        number=text_id(private.get("_number")),
+        business_day=day,
+        outcome=RECEIPT,
+        content=digest(payload),
+        amount_minor=amount,
+        vat_minor=_vat(receipt),
+        payments_minor=_payments(receipt),
+    )
+
+
+def _vat(receipt: Receipt) -> dict[str, int]:
+    lines: list[TaxItem] = list(receipt.tax_lines or ())
+    if not lines:
+        lines = [tax for item in receipt.items or () for tax in item.tax_lines or ()]
+    totals: dict[str, int] = {}
+    for tax in lines:
+        if tax.percentage is None or tax.amount is None:
+            continue
+        key = rate_key(tax.percentage)
+        totals[key] = totals.get(key, 0) + tax.amount
+    return totals
+
+
+def _payments(receipt: Receipt) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for payment in receipt.payments or ():
+        if payment.amount is None or payment.voided:
+            continue
+        key = payment.type_id or "unknown"
+        totals[key] = totals.get(key, 0) + payment.amount
+    return totals

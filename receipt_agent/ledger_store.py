@@ -1,0 +1,214 @@
+"""The reconciliation tables of the state store: ledger, control totals, results (CONTRACT §7).
+
+The schema lives with every other table in `statedb`'s migrations (migration 2); the
+statements that read and write these three tables live here, so `statedb` stays under its
+size cap. Inside the intake's transaction `record_entry` and `record_control` add rows
+(never update or delete one: a second content for a number is a second row, evidence for
+reconcile); `record_result` keeps the last result per register and day. Never logs.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from receipt_agent import statedb
+from receipt_agent.ledger import LedgerEntry
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    """A ledger row joined with its receipt's state (None when not a queued receipt)."""
+
+    store_id: str
+    register: str
+    number: str
+    numbered: bool
+    business_day: str
+    outcome: str
+    receipt_id: str | None
+    amount_minor: int | None
+    figures: dict[str, Any]
+    content: str
+    file: str
+    state: str | None
+
+
+def record_entry(
+    tx: sqlite3.Connection,
+    *,
+    source: str,
+    store_id: str,
+    receipt_id: str | None,
+    entry: LedgerEntry,
+    file: str,
+    now: float,
+    location: str = "",
+) -> None:
+    """Inside a transaction, remember one transaction (idempotent for the same content).
+
+    Without a till number the row is keyed by its receipt_id, else by `location` in the
+    file, so unnumbered transactions are each counted once.
+    """
+    number = entry.number if entry.number is not None else (receipt_id or location)
+    figures = {"vat": entry.vat_minor, "payments": entry.payments_minor}
+    tx.execute(
+        "INSERT OR IGNORE INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            source,
+            store_id,
+            entry.register,
+            number,
+            int(entry.number is not None),
+            entry.business_day,
+            entry.outcome,
+            receipt_id,
+            entry.amount_minor,
+            orjson.dumps(figures).decode(),
+            entry.content,
+            file,
+            now,
+        ),
+    )
+
+
+def record_control(
+    tx: sqlite3.Connection,
+    *,
+    source: str,
+    store_id: str,
+    register: str,
+    business_day: str,
+    report_id: str,
+    totals: dict[str, Any],
+    file: str,
+    now: float,
+) -> None:
+    """Inside a transaction, remember a till's control totals (a Z report) for a day."""
+    tx.execute(
+        "INSERT OR REPLACE INTO control_totals VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            source,
+            store_id,
+            register,
+            business_day,
+            report_id,
+            orjson.dumps(totals).decode(),
+            file,
+            now,
+        ),
+    )
+
+
+def day_rows(db: statedb.StateDB, source: str, day: str) -> list[LedgerRow]:
+    """Return the ledger rows of one source and business day, with their receipts' states."""
+    rows = db.connection().execute(
+        "SELECT l.store_id, l.register, l.number, l.numbered, l.business_day, l.outcome, "
+        "l.receipt_id, l.amount_minor, l.figures, l.content, l.file, r.state "
+        "FROM ledger l LEFT JOIN receipts r "
+        "ON r.store_id = l.store_id AND r.receipt_id = l.receipt_id "
+        "WHERE l.source = ? AND l.business_day = ? ORDER BY l.rowid",
+        (source, day),
+    )
+    return [
+        LedgerRow(
+            store_id=row[0],
+            register=row[1],
+            number=row[2],
+            numbered=bool(row[3]),
+            business_day=row[4],
+            outcome=row[5],
+            receipt_id=row[6],
+            amount_minor=row[7],
+            figures=orjson.loads(row[8]),
+            content=row[9],
+            file=row[10],
+            state=row[11],
+        )
+        for row in rows
+    ]
+
+
+def register_numbers(
+    db: statedb.StateDB, source: str, store_id: str, register: str
+) -> list[tuple[str, str]]:
+    """Return (number, business_day) of every numbered transaction of one register."""
+    rows = db.connection().execute(
+        "SELECT DISTINCT number, business_day FROM ledger "
+        "WHERE source = ? AND store_id = ? AND register = ? AND numbered = 1",
+        (source, store_id, register),
+    )
+    return [(str(number), str(day)) for number, day in rows]
+
+
+def controls(db: statedb.StateDB, source: str, day: str) -> list[dict[str, Any]]:
+    """Return the control totals of one source and day: store_id, register, report_id, totals."""
+    rows = db.connection().execute(
+        "SELECT store_id, register, report_id, totals, file FROM control_totals "
+        "WHERE source = ? AND business_day = ? ORDER BY store_id, register, report_id",
+        (source, day),
+    )
+    return [
+        {
+            "store_id": store_id,
+            "register": register,
+            "report_id": report_id,
+            "totals": orjson.loads(totals),
+            "file": file,
+        }
+        for store_id, register, report_id, totals, file in rows
+    ]
+
+
+def previous_control(
+    db: statedb.StateDB, source: str, store_id: str, register: str, day: str
+) -> dict[str, Any] | None:
+    """Return the totals of the register's last control report before `day`, or None."""
+    row = (
+        db.connection()
+        .execute(
+            "SELECT totals FROM control_totals WHERE source = ? AND store_id = ? "
+            "AND register = ? AND business_day < ? ORDER BY business_day DESC, recorded_at DESC "
+            "LIMIT 1",
+            (source, store_id, register, day),
+        )
+        .fetchone()
+    )
+    return None if row is None else dict(orjson.loads(row[0]))
+
+
+def record_result(
+    db: statedb.StateDB,
+    results: list[dict[str, Any]],
+    *,
+    now: float,
+) -> None:
+    """Remember reconciliation results, and the overall verdict `status` reads (meta)."""
+    overall = "complete"
+    with db.transaction() as tx:
+        for result in results:
+            if result["result"] != "complete":
+                overall = "mismatch"
+            tx.execute(
+                "INSERT OR REPLACE INTO reconciliations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    result["source"],
+                    result["store_id"],
+                    result["register"],
+                    result["date"],
+                    result["result"],
+                    result["gaps"],
+                    result["mismatches"],
+                    orjson.dumps(result).decode(),
+                    now,
+                ),
+            )
+        for key, value in (
+            ("reconcile_result", overall),
+            ("reconcile_at", str(now)),
+            ("reconcile_dates", ",".join(sorted({str(r["date"]) for r in results}))),
+        ):
+            tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
