@@ -105,14 +105,15 @@ def record_control(
 
 def day_rows(db: statedb.StateDB, source: str, day: str) -> list[LedgerRow]:
     """Return the ledger rows of one source and business day, with their receipts' states."""
-    rows = db.connection().execute(
-        "SELECT l.store_id, l.register, l.number, l.numbered, l.business_day, l.outcome, "
-        "l.receipt_id, l.amount_minor, l.figures, l.content, l.file, r.state "
-        "FROM ledger l LEFT JOIN receipts r "
-        "ON r.store_id = l.store_id AND r.receipt_id = l.receipt_id "
-        "WHERE l.source = ? AND l.business_day = ? ORDER BY l.rowid",
-        (source, day),
-    )
+    with db.reading() as conn:
+        rows = conn.execute(
+            "SELECT l.store_id, l.register, l.number, l.numbered, l.business_day, l.outcome, "
+            "l.receipt_id, l.amount_minor, l.figures, l.content, l.file, r.state "
+            "FROM ledger l LEFT JOIN receipts r "
+            "ON r.store_id = l.store_id AND r.receipt_id = l.receipt_id "
+            "WHERE l.source = ? AND l.business_day = ? ORDER BY l.rowid",
+            (source, day),
+        ).fetchall()
     return [
         LedgerRow(
             store_id=row[0],
@@ -136,21 +137,23 @@ def register_numbers(
     db: statedb.StateDB, source: str, store_id: str, register: str
 ) -> list[tuple[str, str]]:
     """Return (number, business_day) of every numbered transaction of one register."""
-    rows = db.connection().execute(
-        "SELECT DISTINCT number, business_day FROM ledger "
-        "WHERE source = ? AND store_id = ? AND register = ? AND numbered = 1",
-        (source, store_id, register),
-    )
+    with db.reading() as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT number, business_day FROM ledger "
+            "WHERE source = ? AND store_id = ? AND register = ? AND numbered = 1",
+            (source, store_id, register),
+        ).fetchall()
     return [(str(number), str(day)) for number, day in rows]
 
 
 def controls(db: statedb.StateDB, source: str, day: str) -> list[dict[str, Any]]:
     """Return the control totals of one source and day: store_id, register, report_id, totals."""
-    rows = db.connection().execute(
-        "SELECT store_id, register, report_id, totals, file FROM control_totals "
-        "WHERE source = ? AND business_day = ? ORDER BY store_id, register, report_id",
-        (source, day),
-    )
+    with db.reading() as conn:
+        rows = conn.execute(
+            "SELECT store_id, register, report_id, totals, file FROM control_totals "
+            "WHERE source = ? AND business_day = ? ORDER BY store_id, register, report_id",
+            (source, day),
+        ).fetchall()
     return [
         {
             "store_id": store_id,
@@ -167,16 +170,13 @@ def previous_control(
     db: statedb.StateDB, source: str, store_id: str, register: str, day: str
 ) -> dict[str, Any] | None:
     """Return the totals of the register's last control report before `day`, or None."""
-    row = (
-        db.connection()
-        .execute(
+    with db.reading() as conn:
+        row = conn.execute(
             "SELECT totals FROM control_totals WHERE source = ? AND store_id = ? "
             "AND register = ? AND business_day < ? ORDER BY business_day DESC, recorded_at DESC "
             "LIMIT 1",
             (source, store_id, register, day),
-        )
-        .fetchone()
-    )
+        ).fetchone()
     return None if row is None else dict(orjson.loads(row[0]))
 
 

@@ -244,9 +244,12 @@ class StateDB:
             self._connections.append(conn)
         return conn
 
-    def connection(self) -> sqlite3.Connection:
-        """Return this thread's connection, for the read queries of `ledger_store`."""
-        return self._connect()
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """Yield this thread's connection for `ledger_store`'s queries (SQLite errors →
+        StateStoreError, as for every read here)."""
+        with _sqlite_errors(self.path, "cannot read the state store"):
+            yield self._connect()
 
     def close(self) -> None:
         """Close every thread's connection (call once, at shutdown)."""
