@@ -187,6 +187,8 @@ class CsvColumns(_Model):
     payment_amount: str | None = None
     currency: str | None = None
     operator_id: str | None = None
+    item_discount_amount: str | None = None  # the line's discount; item_gross_amount is before it
+    receipt_discount_amount: str | None = None  # spread over the lines (csv_export)
 
 
 class CsvMapping(_Model):
@@ -195,6 +197,10 @@ class CsvMapping(_Model):
     decimal_separator: Literal[",", "."] = "."
     amounts: Literal["major", "minor"] = "major"
     datetime_format: str | None = None
+    # auto: a minus sign on a line's quantity OR amount makes it a return (both negative);
+    # signed: a line whose quantity and amount signs disagree is rejected (csv_export).
+    sign_convention: Literal["auto", "signed"] = "auto"
+    payment_types: dict[str, str] = Field(default_factory=dict)  # payment_type cell → token_type
     columns: CsvColumns
 
     @field_validator("encoding")

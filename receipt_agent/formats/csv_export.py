@@ -19,15 +19,19 @@ Rules (decided here, CONTRACT §2 leaves them open):
   scattered over the file; receipts are yielded in the order of their first row.
 - **Lines and payments.** A row whose `item_gross_amount` cell is non-empty is a receipt line.
   A row whose `payment_amount` cell is non-empty is a payment (`payment_type` is its
-  `type_id`). One row may be both. A payment amount repeated on every line row is therefore
+  `type_id`; its `token_type` comes from `mapping.payment_types`, else from the known names
+  in `formats.payment_types`, e.g. Kontant → CASH, Kort → CARD, Vipps → VIPPS). One row may
+  be both. A payment amount repeated on every line row is therefore
   counted on every row; `totals.check_totals` (Σ payments = net) then rejects the receipt
   rather than guessing. A receipt without payment rows is sent without payments.
   A row with neither is an error in its receipt.
 - **Amounts.** `amounts: major` converts `123,45` to 12345 øre exactly; `minor` takes integers.
-  Net = gross (CSV lines carry no discounts; both are VAT-inclusive, formats.md §0.6); with a
-  VAT rate a tax line `{percentage, amount, tax_basis, included_in_price: true}` is derived by
-  `money.split_vat`. Receipt totals are the sums of the lines; receipt tax lines group the line
-  tax lines by rate.
+  `item_gross_amount` is the line before its discount (VAT-inclusive, formats.md §0.6); net =
+  gross − `item_discount_amount` − its share of `receipt_discount_amount`. Returns (a minus
+  sign on quantity or amount, `mapping.sign_convention`), discounts, refunds and VAT follow
+  `formats.csv_amounts`: with a VAT rate each line gets a tax line `{percentage, amount,
+  tax_basis, included_in_price: true}` from its final net by `money.split_vat`. Receipt
+  totals are the sums of the lines; receipt tax lines sum the line tax lines by rate.
 - **Time.** `datetime_format` (strptime), else ISO-8601. A time without an offset is local time
   in `source.timezone` (fold=0 on the DST fold); an explicit offset wins. `purchase_at` is the
   first row's time; other rows may leave it empty.
@@ -56,7 +60,13 @@ from typing import IO, Any
 from receipt_agent.config import CsvMapping, CsvSource, SourceBase
 from receipt_agent.errors import ParseError
 from receipt_agent.formats import InvalidRecord, RawReceipt, Record
-from receipt_agent.money import AmountError, parse_decimal, split_vat, to_minor
+from receipt_agent.formats.csv_amounts import (
+    add_tax_lines,
+    orient_payments,
+    spread_receipt_discount,
+)
+from receipt_agent.formats.payment_types import token_type_for
+from receipt_agent.money import AmountError, parse_decimal, to_minor
 from receipt_agent.refused import refused
 from receipt_agent.totals import check_totals
 
@@ -222,6 +232,11 @@ def _build(group: _Group, source: CsvSource) -> Record:
                 payment: dict[str, Any] = {"line_id": len(payments) + 1, "amount": amount}
                 if cells.get("payment_type"):
                     payment["type_id"] = cells["payment_type"]
+                    token_type = mapping.payment_types.get(cells["payment_type"]) or token_type_for(
+                        cells["payment_type"]
+                    )
+                    if token_type:
+                        payment["token_type"] = token_type
                 payments.append(payment)
             if not has_line and not has_payment:
                 wanted = [titles["item_gross_amount"]]
@@ -232,6 +247,10 @@ def _build(group: _Group, source: CsvSource) -> Record:
             errors.append(str(error))
     if purchase_at is None and not errors:
         errors.append(f"line {group.first_line}, column {titles['purchase_at']!r}: is empty")
+    if not errors and "receipt_discount_amount" in titles:
+        problem = _receipt_discount(group, items, currency, mapping, titles)
+        if problem:
+            errors.append(problem)
     if errors:
         return InvalidRecord(
             location=location, errors=errors, store_id=store_id, receipt_id=receipt_id
@@ -247,13 +266,18 @@ def _build(group: _Group, source: CsvSource) -> Record:
         "gross_amount": sum(item["gross_amount"] for item in items),
         "net_amount": sum(item["net_amount"] for item in items),
     }
+    discount = sum(line["amount"] for item in items for line in item.get("discount_lines", []))
+    if discount:
+        data["total_discount"] = discount
     if group.register:
         data["store"]["terminal_id"] = group.register
         data["_register_id"] = group.register
-    tax_lines = _sum_tax_lines(items)
+    tax_lines = add_tax_lines(items)
     if tax_lines:
         data["tax_lines"] = tax_lines
     if payments:
+        if mapping.sign_convention == "auto":
+            orient_payments(payments, data["net_amount"])
         data["payments"] = payments
     if operator_id:
         data["operator_id"] = operator_id
@@ -298,6 +322,7 @@ def _item(
     line: int,
     titles: dict[str, str],
 ) -> dict[str, Any]:
+    """One receipt line; signs and the line discount by `csv_amounts`' rules, no VAT yet."""
     gross = _amount(cells, "item_gross_amount", currency, mapping, line, titles)
     item: dict[str, Any] = {"line_id": line_id}
     for name, key in (("item_id", "id"), ("item_description", "description")):
@@ -308,9 +333,29 @@ def _item(
     quantity: int | Decimal = 1
     if cells.get("item_quantity"):
         quantity = _number(cells, "item_quantity", mapping, line, titles)
+    if mapping.sign_convention == "signed" and (quantity < 0 < gross or gross < 0 < quantity):
+        raise _CellError(
+            f"line {line}: the quantity and the amount have different signs; with "
+            "mapping.sign_convention: signed a return must be negative in both "
+            "(sign_convention: auto reads either minus sign as a return)"
+        )
+    negative = gross < 0 or quantity < 0
+    sign = -1 if negative else 1
+    gross = sign * abs(gross)
+    quantity = -quantity if negative and quantity > 0 else quantity
     item["quantity"] = quantity
     item["gross_amount"] = gross
-    item["net_amount"] = gross
+    discount = 0
+    if cells.get("item_discount_amount"):
+        discount = abs(_amount(cells, "item_discount_amount", currency, mapping, line, titles))
+        if discount > abs(gross):
+            raise _CellError(
+                f"line {line}, column {titles['item_discount_amount']!r}: the discount is "
+                "larger than the line's amount"
+            )
+    item["net_amount"] = gross - sign * discount
+    if discount:
+        item["discount_lines"] = [{"amount": sign * discount, "discount_type": "manual"}]
     if cells.get("item_tax_percent"):
         percent = _number(cells, "item_tax_percent", mapping, line, titles)
         if percent < 0 or percent >= _MAX_VAT_PERCENT:
@@ -318,14 +363,43 @@ def _item(
                 f"line {line}, column {titles['item_tax_percent']!r}: "
                 f"{percent} is not a VAT rate in percent (0 to 99)"
             )
-        net, vat = split_vat(gross, percent)
         item["tax_percent"] = percent
-        item["tax_lines"] = [
-            {"percentage": percent, "amount": vat, "tax_basis": net, "included_in_price": True}
-        ]
-    if gross < 0:
+    if negative:
         item["is_return_item"] = True
     return item
+
+
+def _receipt_discount(
+    group: _Group,
+    items: list[dict[str, Any]],
+    currency: str,
+    mapping: CsvMapping,
+    titles: dict[str, str],
+) -> str | None:
+    """Read the receipt-level discount once and spread it; return a problem sentence or None."""
+    found: dict[int, int] = {}
+    for line, cells in group.rows:
+        if cells.get("receipt_discount_amount"):
+            try:
+                amount = abs(
+                    _amount(cells, "receipt_discount_amount", currency, mapping, line, titles)
+                )
+            except _CellError as error:
+                return str(error)
+            found.setdefault(amount, line)
+    if len(found) > 1:
+        lines = " and ".join(f"line {line}" for line in found.values())
+        return (
+            f"column {titles['receipt_discount_amount']!r}: {lines} give different "
+            "receipt-level discounts; write it on one row, or the same on every row"
+        )
+    if not found:
+        return None
+    (amount,) = found
+    problem = spread_receipt_discount(items, amount)
+    if problem:
+        return f"line {group.first_line}, column {titles['receipt_discount_amount']!r}: {problem}"
+    return None
 
 
 def _number(
@@ -375,22 +449,3 @@ def _parse_time(text: str, mapping: CsvMapping, source: CsvSource, line: int, ti
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=source.tz, fold=0)
     return moment.isoformat()
-
-
-def _sum_tax_lines(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    by_rate: dict[Decimal, dict[str, Any]] = {}
-    for item in items:
-        for tax in item.get("tax_lines", []):
-            rate = Decimal(tax["percentage"])
-            total = by_rate.setdefault(
-                rate,
-                {
-                    "percentage": tax["percentage"],
-                    "amount": 0,
-                    "tax_basis": 0,
-                    "included_in_price": True,
-                },
-            )
-            total["amount"] += tax["amount"]
-            total["tax_basis"] += tax["tax_basis"]
-    return list(by_rate.values())

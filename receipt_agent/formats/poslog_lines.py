@@ -251,7 +251,9 @@ class LineReader:
             item["groups"] = groups
         item["quantity"] = quantity
         item["gross_amount"] = gross
-        item["net_amount"] = gross - sign * sum(line["amount"] for line in discount_lines)
+        # A return's discount is negative like its other amounts: gross − net = Σ discounts.
+        discount_lines = [{**line, "amount": sign * line["amount"]} for line in discount_lines]
+        item["net_amount"] = gross - sum(line["amount"] for line in discount_lines)
         if discount_lines:
             item["discount_lines"] = discount_lines
         unit_price = self._unit_price(sale)

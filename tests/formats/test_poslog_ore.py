@@ -408,3 +408,18 @@ def test_poslog_visma_samples_keep_every_invariant(samples_dir: Path, number: in
         }
     ]
     assert data["payments"][0]["token_type"] == "CASH"
+
+
+def test_poslog_return_with_price_modifier_has_negative_discount() -> None:
+    """A returned item bought at 129.00 − 20.00 refunds 109.00; its discount is -20.00 too."""
+    modifier = "<RetailPriceModifier><Amount>20.00</Amount></RetailPriceModifier>"
+    body = sale("129.00", vat("21.80", "87.20"), kind="Return", extra=modifier) + tender(
+        "109.00", type_code="Refund"
+    )
+    data = receipt_of(poslog(body))
+    (item,) = data["items"]
+    assert (item["gross_amount"], item["net_amount"]) == (-12900, -10900)
+    assert item["discount_lines"] == [{"amount": -2000, "discount_type": "manual"}]
+    assert data["total_discount"] == -2000
+    assert item["tax_lines"][0]["tax_basis"] == -8720
+    assert_adds_up(data)
