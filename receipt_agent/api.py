@@ -43,6 +43,10 @@ from receipt_agent.errors import (
 AUDIENCE = "https://api.dintero.com/v1/accounts/{account_id}"
 USER_AGENT = f"receipt-agent/{__version__}"
 _MAX_MESSAGE = 500
+# The longest Retry-After believed, for the sender and the report runner alike: a longer
+# one (a server's wrong clock in an HTTP date, a typo) would stop delivery, or hold a
+# scheduler thread, for hours. The pause is capped here, not ignored.
+MAX_RETRY_AFTER_S = 900.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,22 +60,40 @@ class PostResult:
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Given a Retry-After header (seconds or an HTTP date), return seconds to wait."""
+    """Given a Retry-After header (seconds or an HTTP date), return seconds to wait.
+
+    Never more than MAX_RETRY_AFTER_S; None when there is no usable header.
+    """
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    current = datetime.now(UTC).timestamp() if now is None else now
-    return max(0.0, when.timestamp() - current)
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        current = datetime.now(UTC).timestamp() if now is None else now
+        seconds = when.timestamp() - current
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_S)
+
+
+def is_transient(status: int) -> bool:
+    """Given an HTTP status, return whether the same request may succeed later (408, 429, 5xx)."""
+    return status in (408, 429) or status >= 500  # noqa: PLR2004
+
+
+def raise_if_transient(response: httpx.Response, what: str) -> None:
+    """Raise TransientSendError, with the Retry-After hint, when `response` is worth retrying."""
+    if is_transient(response.status_code):
+        raise TransientSendError(
+            f"{what} answered {response.status_code}: {error_message(response)}",
+            status=response.status_code,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
 
 
 def error_message(response: httpx.Response) -> str:
@@ -172,12 +194,7 @@ class DinteroClient:
                 raise TransientSendError(
                     f"token request failed: {type(error).__name__}; the API is unreachable"
                 ) from None
-            if response.status_code in (408, 429) or response.status_code >= 500:  # noqa: PLR2004
-                raise TransientSendError(
-                    f"token request answered {response.status_code}: {error_message(response)}",
-                    status=response.status_code,
-                    retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                )
+            raise_if_transient(response, "token request")
             if response.status_code != 200:  # noqa: PLR2004
                 message = (
                     f"the token endpoint refused client {self.config.client_id!r} for account "
@@ -280,12 +297,7 @@ class DinteroClient:
                 "dintero.account_id and the API client's scopes (write:receipts)",
                 status=status,
             )
-        if status in (408, 429) or status >= 500:  # noqa: PLR2004
-            raise TransientSendError(
-                f"POST receipts answered {status}: {message}",
-                status=status,
-                retry_after=parse_retry_after(response.headers.get("Retry-After")),
-            )
+        raise_if_transient(response, "POST receipts")
         raise RemoteRejectedError(message, status=status)
 
 

@@ -47,7 +47,7 @@ import structlog
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential
 
-from receipt_agent.api import DinteroClient, error_message, parse_retry_after
+from receipt_agent.api import DinteroClient, error_message, raise_if_transient
 from receipt_agent.config import AgentConfig, ReportConfig, resolve_client_secret
 from receipt_agent.errors import (
     ConfigError,
@@ -69,7 +69,6 @@ from receipt_agent.report_periods import (
 from receipt_agent.statedb import StateDB
 
 REPORT_ATTEMPTS = 5
-MAX_RETRY_AFTER_S = 900.0  # a longer Retry-After would hold a scheduler thread for hours
 FILE_MODE = 0o640  # reports hold business figures: owner and group only
 
 
@@ -291,21 +290,15 @@ class ReportRunner:
             json=[item.model_dump(mode="json") for item in report.body],
             headers={"Accept": f"{report.accept}, application/json;q=0.5"},
         )
-        status = response.status_code
-        if status in (408, 429) or status >= 500:  # noqa: PLR2004
-            raise TransientSendError(
-                f"POST reports/generation answered {status}: {error_message(response)}",
-                status=status,
-                retry_after=parse_retry_after(response.headers.get("Retry-After")),
-            )
+        raise_if_transient(response, "POST reports/generation")
         return response
 
     def _wait(self, state: RetryCallState) -> float:
-        """Exponential backoff; a larger Retry-After wins (up to MAX_RETRY_AFTER_S)."""
+        """Exponential backoff; a larger Retry-After wins (capped by api.parse_retry_after)."""
         backoff = float(self._backoff(state))
         error = state.outcome.exception() if state.outcome is not None else None
         hint = error.retry_after if isinstance(error, TransientSendError) else None
-        return max(backoff, min(hint or 0.0, MAX_RETRY_AFTER_S))
+        return max(backoff, hint or 0.0)
 
     def _sleep(self, seconds: float) -> None:
         if self._stop.wait(seconds):
