@@ -51,6 +51,7 @@ from pydantic import ValidationError
 
 from receipt_agent import ledger, totals
 from receipt_agent.config import SourceBase
+from receipt_agent.invariants import check_invariants
 from receipt_agent.model import Receipt
 from receipt_agent.records import InvalidRecord, RawReceipt
 from receipt_agent.refused import refused
@@ -82,7 +83,9 @@ def finish_receipt(raw: RawReceipt, source: SourceBase) -> ValidReceipt | Invali
 
     Merges `source.store` under the receipt's `store` (the receipt's values win, address
     field by field), sets `currency` from the source when absent, applies
-    `source.receipt_id_format`, then validates with `model.Receipt`. Never mutates `raw`.
+    `source.receipt_id_format`, then validates with `model.Receipt` and checks the
+    invariants of `receipt_agent.invariants` (a receipt that breaks one is rejected with
+    the invariant and its numbers). Never mutates `raw`.
     """
     data = dict(raw.data)
     private = {key: data.pop(key) for key in PRIVATE_KEYS if key in data}
@@ -101,6 +104,8 @@ def finish_receipt(raw: RawReceipt, source: SourceBase) -> ValidReceipt | Invali
         receipt = Receipt.model_validate(data)
     except ValidationError as error:
         errors.extend(error_sentences(error))
+    if receipt is not None and not errors:
+        errors.extend(check_invariants(data, private))
     if receipt is None or errors:
         return InvalidRecord(
             location=raw.location,

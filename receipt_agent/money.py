@@ -85,3 +85,20 @@ def vat_on_top(net_minor: int, percent: Decimal | int | str) -> int:
     """Given a net amount and a rate in percent, return the VAT added on top, half-even."""
     rate = Decimal(str(percent))
     return int((Decimal(net_minor) * rate / Decimal(100)).quantize(Decimal(1), ROUND_HALF_EVEN))
+
+
+def allocate(amount_minor: int, weights: list[int]) -> list[int]:
+    """Given an amount and non-negative weights (e.g. the lines' net amounts), return the
+    shares pro rata, exact to the minor unit: each share is rounded toward zero and what is
+    left goes to the largest weight (the first of equals), so the shares sum to the amount.
+
+    Raise ValueError when the weights are empty, negative or sum to zero.
+    """
+    total = sum(weights)
+    if not weights or total <= 0 or min(weights) < 0:
+        raise ValueError("allocate needs non-negative weights with a positive sum")
+    sign = -1 if amount_minor < 0 else 1
+    shares = [sign * (abs(amount_minor) * weight // total) for weight in weights]
+    largest = max(range(len(weights)), key=lambda index: (weights[index], -index))
+    shares[largest] += amount_minor - sum(shares)
+    return shares

@@ -78,9 +78,48 @@ def invalid(result: ValidReceipt | InvalidRecord) -> InvalidRecord:
 # --- valid receipts and the payload ---------------------------------------------------------
 
 
-def test_finish_receipt_documented_example_sends_it_unchanged(tmp_path: Path) -> None:
-    """Dintero's example receipt, already complete, is sent exactly as documented."""
+def _example_that_adds_up() -> dict[str, Any]:
+    """Dintero's example receipt with its amounts made consistent (every field kept).
+
+    The documented numbers are generated and contradict each other (formats.md §0.6): one
+    item of 398.00 with a 44.00 discount, 25 % VAT included, paid in one payment.
+    """
     data = orjson.loads(EXAMPLE.read_bytes())[0]
+    (item,) = data["items"]
+    item.update(gross_amount=39800, net_amount=35400)
+    tax = {"amount": 7080, "tax_basis": 28320}
+    item["tax_lines"][0].update(tax)
+    data["tax_lines"][0].update(tax)
+    data.update(gross_amount=39800, net_amount=35400, total_discount=4400, amount_due=35400)
+    data["payments"][0]["amount"] = 35400
+    return data
+
+
+def test_finish_receipt_documented_example_breaks_the_invariants(tmp_path: Path) -> None:
+    """Dintero's example as documented does not add up: it is rejected, naming each invariant."""
+    data = orjson.loads(EXAMPLE.read_bytes())[0]
+    result = invalid(finish_receipt(RawReceipt(data=data, location="[0]"), make_source(tmp_path)))
+    assert result.errors == [
+        "invariant Σ items.gross_amount = gross_amount is broken: the 1 items sum to 39800 "
+        "but gross_amount is 59800 (difference 20000)",
+        "invariant Σ items.net_amount = net_amount is broken: the 1 items sum to 27840 "
+        "but net_amount is 47840 (difference 20000)",
+        "items[0]: invariant tax amount + tax_basis = net_amount is broken: the tax lines add "
+        "up to 33504 but net_amount is 27840 (difference -5664, at most 1 allowed for rounding)",
+        "invariant tax amount + tax_basis = net_amount is broken for the receipt: its tax lines "
+        "add up to 33504 but the items they cover have net_amount 27840 (difference -5664, at "
+        "most 1 allowed for rounding)",
+        "invariant Σ payments = amount due ± rounding is broken: the payments sum to 123 = 123 "
+        "but amount_due 2050 = 2050 (difference -1927, at most 50 allowed by round_off_to_coin "
+        "100)",
+        "invariant gross_amount − net_amount = total_discount is broken: 59800 − 47840 = 11960 "
+        "but total_discount is 0",
+    ]
+
+
+def test_finish_receipt_documented_example_sends_it_unchanged(tmp_path: Path) -> None:
+    """Dintero's example receipt, complete and adding up, is sent exactly as given."""
+    data = _example_that_adds_up()
     source = make_source(tmp_path, store={"id": "sc029", "name": "Not used"})
     result = finish_receipt(RawReceipt(data=copy.deepcopy(data), location="[0]"), source)
     assert valid(result) == data

@@ -12,7 +12,7 @@ from receipt_agent.config import DinteroJsonSource, SourceBase
 from receipt_agent.errors import ParseError, UnsafeFileError
 from receipt_agent.formats import InvalidRecord, RawReceipt, Record, get_parser
 from receipt_agent.formats.dintero_json import parse
-from receipt_agent.mapping import ValidReceipt, finish_receipt
+from receipt_agent.mapping import finish_receipt
 
 EXAMPLE = Path(__file__).parent.parent / "data" / "dintero" / "example.post-receipts.request.json"
 BOM = b"\xef\xbb\xbf"
@@ -256,11 +256,16 @@ def test_parse_error_messages_never_contain_file_content(tmp_path: Path) -> None
 # --- through mapping ------------------------------------------------------------------------
 
 
-def test_parse_documented_example_maps_to_the_same_receipt(tmp_path: Path) -> None:
-    """Dintero's documented request body, dropped in as a file, is sent exactly as documented."""
+def test_parse_documented_example_is_read_whole_and_held_to_the_invariants(
+    tmp_path: Path,
+) -> None:
+    """Dintero's documented request body, dropped in as a file, is read exactly as written;
+    its generated amounts contradict each other, so it is rejected, never sent."""
     records = parse_file(tmp_path, EXAMPLE.read_bytes())
     assert [record.location for record in records] == ["[0]"]
     assert isinstance(records[0], RawReceipt)
+    assert records[0].data == orjson.loads(EXAMPLE.read_bytes())[0]
     result = finish_receipt(records[0], make_source(tmp_path))
-    assert isinstance(result, ValidReceipt)
-    assert orjson.loads(result.payload) == orjson.loads(EXAMPLE.read_bytes())[0]
+    assert isinstance(result, InvalidRecord)
+    assert result.errors
+    assert all("invariant" in error for error in result.errors)

@@ -1,0 +1,200 @@
+"""The invariants every mapped receipt keeps before it is queued, whatever its format.
+
+Checked by `mapping.finish_receipt` on every receipt of every format (dintero-json, CSV,
+SAF-T, POSLog) after it has validated against `model.Receipt`; a receipt that breaks one is
+`rejected` with one sentence per broken invariant, naming the invariant and the numbers
+(integer minor units), never sent (CONTRACT §3, §4). Pure and stdlib only: values in,
+sentences out; no I/O, no logging. It never quotes anything but amounts and field paths.
+
+The invariants (formats.md §0.6, §6.2; issue 13), all in integer minor units:
+
+1. **items-gross**: Σ `items[].gross_amount` = `gross_amount`; **items-net**: Σ
+   `items[].net_amount` = `net_amount` (both VAT-inclusive, before / after discounts).
+2. **tax-split**: per item and per receipt, for the VAT-inclusive tax lines (those whose
+   `included_in_price` is not `false`), Σ (`amount` + `tax_basis`) = the net they cover,
+   within 1 øre per tax line (tills round amount and basis separately). An item's lines
+   cover its `net_amount`; the receipt's lines cover Σ `net_amount` of the items that carry
+   tax lines (an item without any, e.g. a tip outside VAT, is covered by neither).
+3. **payments**: Σ `payments[].amount` − `_change` = the amount due + `_rounding`, where the
+   amount due is `amount_due`, else `net_amount`, else `gross_amount`. A receipt with
+   `round_off_to_coin` and no recorded `_rounding` (a till's own Dintero JSON) may differ by
+   at most half that coin.
+4. **discount**: `gross_amount` − `net_amount` = `total_discount` (when `total_discount` is
+   given).
+5. **return-sign**: an item with a negative `quantity`, `gross_amount` or `net_amount` is a
+   return item (`is_return_item: true`), and the signs of its quantity and amounts agree; an
+   item marked `is_return_item` has no positive amount. A `voided: true` line (NCR's
+   offsetting void, formats.md §4.2) need not be a return item, but its signs still agree.
+6. **offset**: `purchase_at` carries a UTC offset.
+
+A rule is skipped where the receipt does not carry the numbers it needs (no items, no
+payments, no tax basis, …): absence is for validation and for Dintero to judge, a
+contradiction is ours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+
+def check_invariants(data: Mapping[str, Any], private: Mapping[str, Any]) -> list[str]:
+    """Given a receipt that validated and its private keys, return one sentence per broken
+    invariant (module docstring), or [] when it keeps them all."""
+    problems: list[str] = []
+    items = _dicts(data.get("items"))
+    _check_sums(data, items, problems)
+    _check_tax(data, items, problems)
+    _check_payments(data, private, problems)
+    gross, net, discount = (
+        _int(data.get(key)) for key in ("gross_amount", "net_amount", "total_discount")
+    )
+    if gross is not None and net is not None and discount is not None and gross - net != discount:
+        problems.append(
+            f"invariant gross_amount − net_amount = total_discount is broken: {gross} − {net} "
+            f"= {gross - net} but total_discount is {discount}"
+        )
+    for index, item in enumerate(items):
+        sentence = _return_sign(item)
+        if sentence:
+            problems.append(f"items[{index}]: invariant return-sign is broken: {sentence}")
+    if not _has_offset(data.get("purchase_at")):
+        problems.append(
+            "invariant purchase_at has an offset is broken: it has none; a local time must be "
+            "read in the source's timezone"
+        )
+    return problems
+
+
+def _check_sums(data: Mapping[str, Any], items: list[dict[str, Any]], problems: list[str]) -> None:
+    for key in ("gross_amount", "net_amount"):
+        total = _int(data.get(key))
+        lines = [_int(item.get(key)) for item in items]
+        if not lines or total is None or None in lines:
+            continue
+        line_sum = sum(line for line in lines if line is not None)
+        if line_sum != total:
+            problems.append(
+                f"invariant Σ items.{key} = {key} is broken: the {len(lines)} items sum to "
+                f"{line_sum} but {key} is {total} (difference {total - line_sum})"
+            )
+
+
+def _tax_sum(tax_lines: object) -> tuple[int, int] | None:
+    """Σ (amount + tax_basis) of the VAT-inclusive lines and their count; None if unknown."""
+    lines = [line for line in _dicts(tax_lines) if line.get("included_in_price") is not False]
+    if not lines:
+        return None
+    total = 0
+    for line in lines:
+        amount, basis = _int(line.get("amount")), _int(line.get("tax_basis"))
+        if amount is None or basis is None:
+            return None
+        total += amount + basis
+    return total, len(lines)
+
+
+def _check_tax(data: Mapping[str, Any], items: list[dict[str, Any]], problems: list[str]) -> None:
+    covered = 0
+    for index, item in enumerate(items):
+        split, net = _tax_sum(item.get("tax_lines")), _int(item.get("net_amount"))
+        if split is None or net is None:
+            continue
+        covered += net
+        total, count = split
+        if abs(total - net) > count:
+            problems.append(
+                f"items[{index}]: invariant tax amount + tax_basis = net_amount is broken: "
+                f"the tax lines add up to {total} but net_amount is {net} "
+                f"(difference {net - total}, at most {count} allowed for rounding)"
+            )
+    split = _tax_sum(data.get("tax_lines"))
+    if split is None or not any(_tax_sum(item.get("tax_lines")) for item in items):
+        return
+    total, count = split
+    if abs(total - covered) > count:
+        problems.append(
+            f"invariant tax amount + tax_basis = net_amount is broken for the receipt: its "
+            f"tax lines add up to {total} but the items they cover have net_amount {covered} "
+            f"(difference {covered - total}, at most {count} allowed for rounding)"
+        )
+
+
+def _check_payments(
+    data: Mapping[str, Any], private: Mapping[str, Any], problems: list[str]
+) -> None:
+    payments = _dicts(data.get("payments"))
+    paid_lines = [_int(payment.get("amount")) for payment in payments]
+    if not paid_lines or None in paid_lines:
+        return
+    key = next(
+        (k for k in ("amount_due", "net_amount", "gross_amount") if _int(data.get(k)) is not None),
+        None,
+    )
+    if key is None:
+        return
+    due = _int(data.get(key)) or 0
+    paid = sum(amount for amount in paid_lines if amount is not None)
+    change = _int(private.get("_change")) or 0
+    rounding = _int(private.get("_rounding"))
+    coin = _int(data.get("round_off_to_coin")) or 0
+    allowed = coin // 2 if rounding is None and coin > 0 else 0
+    difference = paid - change - (due + (rounding or 0))
+    if abs(difference) <= allowed:
+        return
+    got = f"the payments sum to {paid}" + (f" minus change {change}" if change else "")
+    want = f"{key} {due}" + (f" plus rounding {rounding}" if rounding else "")
+    slack = f", at most {allowed} allowed by round_off_to_coin {coin}" if allowed else ""
+    problems.append(
+        f"invariant Σ payments = amount due ± rounding is broken: {got} = {paid - change} "
+        f"but {want} = {due + (rounding or 0)} (difference {difference}{slack})"
+    )
+
+
+def _sign(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return 0
+    return (value > 0) - (value < 0)
+
+
+def _return_sign(item: Mapping[str, Any]) -> str | None:
+    signs = {key: _sign(item.get(key)) for key in ("quantity", "gross_amount", "net_amount")}
+    present = {key: sign for key, sign in signs.items() if sign}
+    negative = [key for key, sign in present.items() if sign < 0]
+    positive = [key for key, sign in present.items() if sign > 0]
+    described = ", ".join(f"{key} {item.get(key)}" for key in present)
+    if negative and positive:
+        return (
+            f"{' and '.join(negative)} negative but {' and '.join(positive)} positive "
+            f"({described}); a return has every sign negative, a sale every sign positive"
+        )
+    is_return = item.get("is_return_item") is True
+    if negative and not is_return and item.get("voided") is not True:
+        return f"{described} is negative but is_return_item is not true"
+    if is_return and positive:
+        return f"is_return_item is true but {described} is positive (a return sent as a sale)"
+    return None
+
+
+def _has_offset(value: object) -> bool:
+    if isinstance(value, datetime):
+        return value.utcoffset() is not None
+    if not isinstance(value, str):
+        return True  # validation reports a missing or mistyped purchase_at
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return True
+    return parsed.utcoffset() is not None
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _dicts(value: object) -> list[dict[str, Any]]:
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return [item for item in value if isinstance(item, dict)]
+    return []
