@@ -6,9 +6,13 @@ A file holds one of:
 - NDJSON, one receipt object per line, each yielded with location `line 7`. Blank lines
   are ignored. A file whose only content is one object on one line is a single object.
 
-UTF-8, with or without a BOM. The till's JSON is passed through unchanged: no totals
-cross-check (a till's own JSON may legitimately carry discounts), `receipt_id` as given;
-`mapping.finish_receipt` merges the store defaults and validates.
+UTF-8, with or without a BOM. The till's JSON is passed through unchanged, `receipt_id` as
+given; `mapping.finish_receipt` merges the store defaults, validates and checks the
+invariants every receipt keeps. One exception (CONTRACT §3): a `purchase_at` or
+`transaction_date` written as local wall-clock time without an offset is read in the
+source's `timezone` and sent with its offset (the autumn fold reads as the first
+occurrence; a time in the spring gap moves forward to the wall time that instant had,
+as SAF-T does).
 
 What the operator gets:
 - `ParseError` (the file is quarantined) when the file as a whole cannot be read: empty,
@@ -25,7 +29,9 @@ filesystem, no logging. Never puts the file's content into a message.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import IO, Any
+from zoneinfo import ZoneInfo
 
 import orjson
 
@@ -52,7 +58,25 @@ def parse(stream: IO[bytes], source: SourceBase) -> Iterator[Record]:
             f"the file is larger than max_file_size ({limit} bytes); "
             "export smaller files or raise sources[].max_file_size"
         )
-    yield from _records(raw)
+    for record in _records(raw):
+        if isinstance(record, RawReceipt):
+            _localize(record.data, source.tz)
+        yield record
+
+
+def _localize(data: dict[str, Any], tz: ZoneInfo) -> None:
+    """Local times without an offset → the source's timezone (module docstring)."""
+    for key in ("purchase_at", "transaction_date"):
+        written = data.get(key)
+        if not isinstance(written, str) or len(written) <= len("YYYY-MM-DD"):  # a date alone
+            continue
+        try:
+            moment = datetime.fromisoformat(written)
+        except ValueError:
+            continue  # validation names it
+        if moment.tzinfo is None:
+            local = moment.replace(tzinfo=tz, fold=0)
+            data[key] = local.astimezone(UTC).astimezone(tz).isoformat()
 
 
 def _records(raw: bytes) -> Iterator[Record]:

@@ -45,6 +45,16 @@ from decimal import Decimal
 from typing import Any
 from xml.etree.ElementTree import Element
 
+from receipt_agent.formats.saft_adjust import (
+    Raise,
+    choose_raises,
+    line_kind,
+    note_inside,
+    raise_item,
+    read_raises,
+    spread_discounts,
+    unread_hint,
+)
 from receipt_agent.formats.saft_lines import (
     Amounts,
     SignConvention,
@@ -155,6 +165,14 @@ def _signs(
     return 1, [1] * count
 
 
+def _tag_kind(item: dict[str, Any], kind: str, master: MasterData) -> None:
+    """A deposit or gift-card line: tagged, and described by its code when it has no text."""
+    del master
+    item.setdefault("extra_info", []).append(
+        {"key": "saft.line_kind", "value": kind, "value_type": "string"}
+    )
+
+
 def build_receipt(
     tx: Transaction,
     convention: SignConvention,
@@ -185,6 +203,10 @@ def build_receipt(
         item_line(line, i, line_factors[i - 1], convention, amounts, master, tx.notes)
         for i, line in numbered(lines)
     ]
+    kinds = [line_kind(line, master) for line in lines]
+    for item, kind in zip(items, kinds, strict=True):
+        if kind is not None:
+            _tag_kind(item, kind, master)
     if trans_factor is None and convention == "auto" and -1 in line_factors:
         # auto, mixed sale/return lines written unsigned: the total takes the lines' sign.
         trans_factor = -1 if sum(item["net_amount"] for item in items) < 0 else 1
@@ -194,8 +216,27 @@ def build_receipt(
         rounding_written = -rounding_written
     rounding = amounts.minor(rounding_written, "rounding/roundingAmnt")
     trans_discounts = discount_lines(element, trans_factor, amounts, master, "cashtransaction")
+    for discount in trans_discounts:
+        discount["discount_type"] = "total"
     item_discount = sum(d["amount"] for item in items for d in item.get("discount_lines", ()))
     trans_discount = sum(d["amount"] for d in trans_discounts)
+    line_raises = [
+        entry
+        for i, line in numbered(lines)
+        for entry in read_raises(line, line_factors[i - 1], amounts, master, f"ctLine[{i}]", i)
+    ]
+    trans_raises = read_raises(element, trans_factor, amounts, master, "cashtransaction")
+    lines_net = sum(item["net_amount"] for item in items)
+    outside, inside = choose_raises(
+        net_amount, lines_net - trans_discount, trans_raises, line_raises
+    )
+    problems = spread_discounts(items, trans_discounts, kinds)
+    receipt_notes: dict[str, Any] = {}
+    for entry in inside:
+        note_inside(entry, items[entry.line - 1] if entry.line else receipt_notes, currency)
+    next_id = max((item["line_id"] for item in items), default=0)
+    items.extend(raise_item(entry, next_id + n) for n, entry in enumerate(outside, start=1))
+    raised = sum(entry.amount for entry in outside)
     data: dict[str, Any] = {
         "store": tx.store,
         "receipt_id": tx.receipt_id,
@@ -204,7 +245,7 @@ def build_receipt(
         "transaction_id": value(element, "transID"),
         "purchase_at": tx.purchase_at,
         "currency": currency,
-        "gross_amount": net_amount + item_discount + trans_discount,
+        "gross_amount": lines_net + raised + item_discount,
         "net_amount": net_amount,
         "total_discount": item_discount + trans_discount,
         "items": items,
@@ -224,13 +265,16 @@ def build_receipt(
         data["payments"] = payment_lines
     _people(element, master, data, tx.notes)
     extra = _extra_info(element, tx, rounding, currency) + foreign
+    extra += receipt_notes.get("extra_info", [])
     if extra:
         data["extra_info"] = extra
     if rounding:
         data["_rounding"] = rounding
         if currency in COIN_MINOR:
             data["round_off_to_coin"] = COIN_MINOR[currency]
-    problems = amounts.errors or _totals(data, trans_discount, rounding, currency)
+    problems = amounts.errors or problems or _totals(data, rounding, currency)
+    if problems and not amounts.errors:
+        problems += _why(element, data, outside, currency)
     if problems:
         raise TransactionError(problems + tx.notes)
     return data
@@ -290,7 +334,7 @@ def _extra_info(
     return extra
 
 
-def _totals(data: dict[str, Any], trans_discount: int, rounding: int, currency: str) -> list[str]:
+def _totals(data: dict[str, Any], rounding: int, currency: str) -> list[str]:
     """The cross-checks of the module docstring; one sentence per contradiction, in kroner."""
 
     def major(minor: int) -> str:
@@ -301,11 +345,10 @@ def _totals(data: dict[str, Any], trans_discount: int, rounding: int, currency: 
     net_amount = data["net_amount"]
     if items:
         line_net = sum(item["net_amount"] for item in items)
-        if line_net - trans_discount != net_amount:
-            less = f" less transaction discounts {major(trans_discount)}" if trans_discount else ""
+        if line_net != net_amount:
             problems.append(
-                f"the lines add up to {major(line_net)}{less} but transAmntIn is "
-                f"{major(net_amount)}; the export does not add up"
+                f"the lines add up to {major(line_net)} but "
+                f"transAmntIn is {major(net_amount)}; the export does not add up"
             )
     payments = data.get("payments")
     if payments:
@@ -319,3 +362,22 @@ def _totals(data: dict[str, Any], trans_discount: int, rounding: int, currency: 
                 f"plus rounding {major(rounding)} is {major(net_amount + rounding)}{hint}"
             )
     return problems
+
+
+def _why(element: Element, data: dict[str, Any], outside: list[Raise], currency: str) -> list[str]:
+    """When the lines do not reach transAmntIn: the raises read, or an element not read."""
+    difference = data["net_amount"] - sum(item["net_amount"] for item in data["items"])
+    if not difference or not data["items"]:
+        return []
+    hint = unread_hint(element, difference, currency)
+    if hint:
+        return [hint]
+    if outside:
+        named = ", ".join(
+            f"{entry.where} {minor_to_major(entry.amount, currency)}" for entry in outside
+        )
+        return [
+            f"the raise elements ({named}) were counted as tips outside the lines; with or "
+            "without them the lines do not reach transAmntIn"
+        ]
+    return []
