@@ -97,6 +97,7 @@ class Faults:
     token_lifetime_s: int = 3600  # expires_in of new tokens; tokens really expire
     idle_timeout_s: float = 0.0  # close keep-alive connections idle this long (0 = never)
     test_report_nothing: bool | None = None  # None: 200 "nothing" iff no receipts yet
+    scopes: str = ""  # the API client's grant, space-separated; "" = every receipts scope
     endpoints: frozenset[str] = _DEFAULT_ENDPOINTS
     seed: int | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -236,6 +237,8 @@ def _coerce(name: str, value: Any) -> Any:
     if name in ("refuse_receipt_id", "lose_receipt_id"):
         re.compile(str(value))
         return str(value)
+    if name == "scopes":
+        return " ".join(str(value).replace(",", " ").split())
     if name in ("error_rate", "hang_rate", "reset_rate", "delay_s", "hang_s", "idle_timeout_s"):
         return float(value)
     return int(value)
@@ -279,6 +282,7 @@ _HELP = {
     "test_report_nothing": "test report answers 200 'nothing': true, false or auto",
     "endpoints": "comma-separated endpoints faults apply to: "
     "token,receipts,search,reports,test_report",
+    "scopes": "the API client's scopes, e.g. 'write:receipts' (a client that cannot search)",
     "seed": "seed for reproducible random faults",
 }
 
@@ -304,6 +308,7 @@ def _metavar(name: str) -> str:
         "lose_receipt_id": "REGEX",
         "endpoints": "LIST",
         "test_report_nothing": "WHEN",
+        "scopes": "LIST",
     }
     return special.get(name, "N")
 

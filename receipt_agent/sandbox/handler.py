@@ -10,6 +10,8 @@ the Authorization value.
 Routes (POST unless marked, under /v1/accounts/{aid} with aid matching ^[PT]\\d{8}$):
   /auth/token, /receipts, GET /receipts/search,
   /reports/generation, /settlements/reports/generate-test-report
+GET /receipts/search needs read:receipts or admin:receipts, POST /receipts write:receipts or
+admin:receipts: `Faults.scopes` is the API client's grant.
 Test hooks (no auth, not recorded, not part of Dintero's API):
   GET /_sandbox/stats, GET /_sandbox/receipt-ids?account=, GET /_sandbox/receipts?account=,
   POST /_sandbox/faults (JSON object of Faults fields; "clear": true resets first),
@@ -36,7 +38,7 @@ import orjson
 from receipt_agent import __version__
 from receipt_agent.sandbox import reports
 from receipt_agent.sandbox.faults import Decision
-from receipt_agent.sandbox.state import RecordedRequest
+from receipt_agent.sandbox.state import DEFAULT_SCOPES, RecordedRequest
 
 if TYPE_CHECKING:
     from receipt_agent.sandbox.server import SandboxHTTPServer
@@ -271,6 +273,11 @@ class SandboxHandler(BaseHTTPRequestHandler):
         if refused is not None:
             return refused
         query = dict(parse_qsl(query_string, keep_blank_values=True))
+        if endpoint in ("receipts", "search"):
+            needed = "write:receipts" if endpoint == "receipts" else "read:receipts"
+            granted = set((faults.scopes or DEFAULT_SCOPES).split())
+            if not granted & {needed, "admin:receipts"}:
+                return _error(403, "FORBIDDEN", f"the API client lacks the {needed} scope")
         if endpoint == "receipts":
             return self.server.post_receipts(account_id, query, body)
         if endpoint == "search":
@@ -309,7 +316,9 @@ class SandboxHandler(BaseHTTPRequestHandler):
         if request["audience"] != audience:
             return _error(403, "FORBIDDEN", f"audience must be {audience} for this account")
         lifetime = self.server.faults.token_lifetime_s
-        token = self.server.state.issue_token(account_id, self.server.client_id, lifetime)
+        token = self.server.state.issue_token(
+            account_id, self.server.client_id, lifetime, self.server.faults.scopes
+        )
         answer = {"access_token": token, "token_type": "Bearer", "expires_in": lifetime}
         return 200, orjson.dumps(answer), _JSON, (), None
 

@@ -23,7 +23,7 @@ import orjson
 
 _CREATED_BY = "c0ffee00-5a4d-4b0c-8000-000000000001"  # the sandbox's API client, as Dintero's
 _JWT_HEADER = b'{"alg":"HS256","typ":"JWT"}'
-_SCOPES = "admin:receipts write:receipts admin:reports admin:billing"
+DEFAULT_SCOPES = "admin:receipts write:receipts admin:reports admin:billing"
 
 
 def _base64url(data: bytes) -> str:
@@ -99,7 +99,7 @@ class SandboxState:
 
     # -- tokens ----------------------------------------------------------------------
 
-    def issue_token(self, account_id: str, client_id: str, lifetime_s: int) -> str:
+    def issue_token(self, account_id: str, client_id: str, lifetime_s: int, scope: str = "") -> str:
         """Return a new HS256 JWT for the account, valid for `lifetime_s` seconds.
 
         The sandbox itself trusts its own table of issued tokens, not the signature;
@@ -112,7 +112,7 @@ class SandboxState:
             "aud": f"https://api.dintero.com/v1/accounts/{account_id}",
             "iat": issued,
             "exp": issued + lifetime_s,
-            "scope": _SCOPES,
+            "scope": scope or DEFAULT_SCOPES,
             "jti": secrets.token_hex(8),
         }
         signed = _base64url(_JWT_HEADER) + "." + _base64url(orjson.dumps(claims))
