@@ -21,7 +21,7 @@ import orjson
 import structlog
 from rich.console import Console
 
-from receipt_agent import __version__, logs
+from receipt_agent import __version__, logs, permissions
 from receipt_agent.config import (
     AgentConfig,
     load_config,
@@ -171,6 +171,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = _load(args)
     secret, warnings = resolve_client_secret(config.dintero)
+    warnings += permissions.tighten_state(config)  # others lose access at start (CONTRACT §3)
     log = structlog.get_logger("receipt_agent")
     for warning in warnings:
         log.warning("config.warning", error=warning)

@@ -6,7 +6,9 @@ old file or the new one, never half of one. `move_into` moves a file into a fold
 overwriting anything there (a name collision gets a numbered suffix) and makes the rename
 durable; across filesystems it copies, fsyncs, and only then removes the source. With
 `durable=False` a same-filesystem move or a removal skips the folder fsyncs: for callers
-that fsync the folders themselves, once for many files (`intake.sync_moves`). Stdlib only.
+that fsync the folders themselves, once for many files (`intake.sync_moves`). Folders it
+creates are 0750 and files 0640, and a moved file loses others' bits: everything written
+here holds customer data (CONTRACT §3, `permissions`). Stdlib and `permissions` only.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
+
+from receipt_agent.permissions import FILE_MODE, close_to_others, make_dirs
 
 _CHUNK = 1 << 20
 
@@ -33,7 +37,7 @@ def fsync_dir(folder: Path) -> None:
 
 
 def _write_then_rename(
-    tmp: Path, target: Path, fill: Callable[[IO[bytes]], object], *, mode: int = 0o644
+    tmp: Path, target: Path, fill: Callable[[IO[bytes]], object], *, mode: int = FILE_MODE
 ) -> None:
     """Write `tmp` with `fill`, fsync it, rename it to `target`; never leave `tmp` behind.
 
@@ -53,9 +57,12 @@ def _write_then_rename(
         raise
 
 
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Given a path and bytes, replace the file atomically and durably."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def atomic_write(path: Path, data: bytes, *, mode: int = FILE_MODE) -> None:
+    """Given a path and bytes, replace the file atomically and durably.
+
+    Missing folders are created 0750 and the file 0640 (or stricter, by the umask).
+    """
+    make_dirs(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     _write_then_rename(tmp, path, lambda handle: handle.write(data), mode=mode)
     fsync_dir(path.parent)
@@ -78,10 +85,11 @@ def move_into(source: Path, folder: Path, *, name: str | None = None, durable: b
     filesystems the copy is fsynced before the source is removed. With `durable=False`
     a rename within one filesystem leaves both folders for the caller to fsync.
     """
-    folder.mkdir(parents=True, exist_ok=True)
+    make_dirs(folder)
     target = free_name(folder, name or source.name)
     try:
         source.rename(target)
+        close_to_others(target)
     except OSError as error:
         if error.errno != errno.EXDEV:
             raise

@@ -38,7 +38,7 @@ from typing import IO, Any
 import orjson
 import structlog
 
-from receipt_agent import files, ledger, ledger_store, statedb
+from receipt_agent import files, ledger, ledger_store, permissions, statedb
 from receipt_agent.config import AgentConfig, SourceBase
 from receipt_agent.errors import (
     InputFileError,
@@ -375,7 +375,7 @@ def _quarantine(
     path: Path, source: SourceBase, config: AgentConfig, error: InputFileError, log: Any
 ) -> FileOutcome:
     folder = config.quarantine_dir(source)
-    folder.mkdir(parents=True, exist_ok=True)
+    permissions.make_dirs(folder)  # 0750 whatever the umask (CONTRACT §3)
     target = files.free_name(folder, path.name)
     sidecar = {
         "error": error.message,

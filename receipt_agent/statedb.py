@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Concatenate, ParamSpec, TypeVar
 
+from receipt_agent import permissions
 from receipt_agent.errors import AgentLockedError, StateStoreError
 
 PENDING, SENT, REJECTED = "pending", "sent", "rejected"
@@ -185,7 +186,8 @@ def lock_dir(state_dir: Path) -> IO[str]:
 
     Raise AgentLockedError when another agent holds it.
     """
-    state_dir.mkdir(parents=True, exist_ok=True)
+    permissions.make_dirs(state_dir)  # 0750/0640 whatever the umask (CONTRACT §3)
+    permissions.create_file(state_dir / "agent.lock")
     handle = (state_dir / "agent.lock").open("a+", encoding="utf-8")
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -218,7 +220,9 @@ class StateDB:
             if not path.exists():
                 raise StateStoreError(f"{path}: no state store yet; has the agent ever run?")
         else:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            # Created 0640 before SQLite opens it: its -wal/-shm copy this mode (CONTRACT §3).
+            permissions.make_dirs(path.parent)
+            permissions.create_file(path)
             self._migrate()
 
     # --- connections -------------------------------------------------------------------

@@ -1,0 +1,61 @@
+"""Private modes whatever the umask (CONTRACT §3): folders 0750, files 0640, links untouched."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from receipt_agent.permissions import close_to_others, create_file, make_dirs
+
+
+@pytest.fixture
+def umask_zero() -> Iterator[None]:
+    """The loosest umask there is, so only our modes can keep others out."""
+    previous = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.lstat().st_mode)
+
+
+@pytest.mark.usefixtures("umask_zero")
+def test_make_dirs_and_create_file_under_umask_0_are_0750_and_0640(tmp_path: Path) -> None:
+    """Every missing level is 0750 and a new file 0640 even when the umask removes nothing."""
+    make_dirs(tmp_path / "a" / "b" / "c")
+    create_file(tmp_path / "a" / "b" / "c" / "state.db")
+    assert [_mode(tmp_path / p) for p in ("a", "a/b", "a/b/c")] == [0o750] * 3
+    assert _mode(tmp_path / "a/b/c/state.db") == 0o640
+
+
+def test_create_file_leaves_an_existing_file_and_its_content(tmp_path: Path) -> None:
+    """An existing database is never truncated or re-moded by create_file."""
+    path = tmp_path / "state.db"
+    path.write_bytes(b"SQLite format 3\x00")
+    path.chmod(0o600)
+    create_file(path)
+    assert path.read_bytes() == b"SQLite format 3\x00"
+    assert _mode(path) == 0o600
+
+
+def test_close_to_others_never_follows_a_quarantined_symlink(tmp_path: Path) -> None:
+    """A symlink moved into quarantine does not lead the chmod to the file it points at."""
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("not ours")
+    target.chmod(0o644)
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    close_to_others(link)
+    assert _mode(target) == 0o644
+    regular = tmp_path / "moved.json"
+    regular.write_text("{}")
+    regular.chmod(0o666)
+    close_to_others(regular)
+    assert _mode(regular) == 0o660
