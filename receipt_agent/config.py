@@ -375,6 +375,19 @@ class ReconcileConfig(_Model):
         return ReportConfig._five_fields(value)  # the same crontab rule as reports
 
 
+def parse_host_port(host_port: str) -> tuple[str, int]:
+    """Given `127.0.0.1:9464` or `[::1]:9464`, return (host, port); the one host:port rule.
+
+    Port 0 (any free port) parses; `metrics.listen` refuses it, tests bind with it.
+
+    Raise ValueError naming the expected shape (not the refused text) otherwise.
+    """
+    host, separator, port = host_port.rpartition(":")
+    if not separator or not host or not port.isdigit() or int(port) > 65535:  # noqa: PLR2004
+        raise ValueError("not host:port with a port up to 65535; write e.g. 127.0.0.1:9464")
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
 class MetricsConfig(_Model):
     textfile: ConfigPath | None = None
     listen: str | None = None
@@ -382,10 +395,8 @@ class MetricsConfig(_Model):
     @field_validator("listen")
     @classmethod
     def _host_port(cls, value: str | None) -> str | None:
-        if value is not None:
-            host, _, port = value.rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:  # noqa: PLR2004
-                raise ValueError(f"{value!r} is not host:port; write e.g. 127.0.0.1:9464")
+        if value is not None and parse_host_port(value)[1] == 0:
+            raise ValueError("port 0 is any free port, unknown to a scraper; write e.g. :9464")
         return value
 
 

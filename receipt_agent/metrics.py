@@ -49,6 +49,7 @@ from prometheus_client import (
 from prometheus_client.exposition import ThreadingWSGIServer
 
 from receipt_agent import __version__
+from receipt_agent.config import parse_host_port
 
 RECEIPT_OUTCOMES = ("queued", "sent", "duplicate", "rejected")
 FILE_OUTCOMES = ("accepted", "quarantined")
@@ -96,14 +97,6 @@ def _health_app(health: HealthCheck, fallback: Any) -> Any:
         return [body]
 
     return app
-
-
-def parse_host_port(host_port: str) -> tuple[str, int]:
-    """Given `127.0.0.1:9464` or `[::1]:9464`, return (host, port)."""
-    host, separator, port = host_port.rpartition(":")
-    if not separator or not host or not port.isdigit():
-        raise ValueError(f"{host_port!r} is not host:port; write e.g. 127.0.0.1:9464")
-    return host.removeprefix("[").removesuffix("]"), int(port)
 
 
 class AgentMetrics:

@@ -1,11 +1,11 @@
-"""systemd integration: sd_notify and credentials, in the standard library only.
+"""systemd integration: sd_notify, in the standard library only.
 
 Owns the `NOTIFY_SOCKET` datagram protocol (sd_notify(3)) that `Type=notify` and
-`WatchdogSec=` in `systemd/receipt-agent.service` rely on, and the lookup of credentials
-that `LoadCredential=` places in `$CREDENTIALS_DIRECTORY` (CONTRACT §2,
-`client_secret_file`). Reads environment variables and sends datagrams; never writes a
-file, never reads a credential's contents (config.py does), never raises because systemd
-is absent: outside a unit every call is a cheap no-op returning False or None.
+`WatchdogSec=` in `systemd/receipt-agent.service` rely on. The `LoadCredential=` lookup
+in `$CREDENTIALS_DIRECTORY` has one home, config.py's secret lookup order (CONTRACT §2),
+which sits below this module in the import layers. Reads environment variables and sends
+datagrams; never writes a file, never raises because systemd is absent: outside a unit
+every call is a cheap no-op returning False or None.
 
 The protocol: one datagram of newline-separated `KEY=VALUE` assignments to the
 AF_UNIX socket named by `$NOTIFY_SOCKET`; a name starting with `@` is in the Linux
@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import os
 import socket
-from pathlib import Path
 
 NOTIFY_SOCKET_ENV = "NOTIFY_SOCKET"
 WATCHDOG_USEC_ENV = "WATCHDOG_USEC"
 WATCHDOG_PID_ENV = "WATCHDOG_PID"
-CREDENTIALS_DIRECTORY_ENV = "CREDENTIALS_DIRECTORY"
 
 # systemd's own STATUS= texts are short; a long one is truncated in `systemctl status`.
 _STATUS_MAX_CHARS = 200
@@ -96,18 +94,3 @@ def watchdog_interval_s() -> float | None:
         return None
     # sd_watchdog_enabled(3) recommends pinging at half the interval.
     return usec / 2 / 1_000_000
-
-
-def credentials_path(name: str) -> Path | None:
-    """Return `$CREDENTIALS_DIRECTORY/<name>` when systemd placed that credential, else None.
-
-    Raises ValueError for a name that is not a plain file name (it comes from our code,
-    never from the operator, so that is a bug).
-    """
-    if not name or name in {".", ".."} or "/" in name or "\0" in name:
-        raise ValueError(f"{name!r} is not a credential name")
-    directory = os.environ.get(CREDENTIALS_DIRECTORY_ENV)
-    if not directory:
-        return None
-    path = Path(directory) / name
-    return path if path.is_file() else None

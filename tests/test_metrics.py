@@ -11,9 +11,12 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
+from support import base_config
 
 from receipt_agent import __version__
-from receipt_agent.metrics import AgentMetrics, parse_host_port
+from receipt_agent.config import load_config, parse_host_port
+from receipt_agent.errors import ConfigError
+from receipt_agent.metrics import AgentMetrics
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -226,8 +229,26 @@ def test_parse_host_port(text: str, expected: tuple[str, int]) -> None:
     assert parse_host_port(text) == expected
 
 
-@pytest.mark.parametrize("text", ["9464", ":9464", "localhost:", "localhost:http"])
+@pytest.mark.parametrize(
+    "text", ["9464", ":9464", "localhost:", "localhost:http", "127.0.0.1:70000"]
+)
 def test_parse_host_port_rejects_malformed(text: str) -> None:
     """Anything but host:port is refused with the example to copy."""
     with pytest.raises(ValueError, match=r"write e\.g\. 127\.0\.0\.1:9464"):
         parse_host_port(text)
+
+
+@pytest.mark.parametrize(
+    ("listen", "reason"), [("127.0.0.1:0", "port 0 is any free port"), ("9464", "not host:port")]
+)
+def test_config_refuses_a_listen_address_a_scraper_cannot_use(
+    listen: str, reason: str, tmp_path: Path, write_config: Callable[..., Path]
+) -> None:
+    """`metrics.listen` is checked at load with the same host:port rule the listener uses."""
+    raw = base_config(
+        base_url="http://127.0.0.1:9/v1", spool_dir=tmp_path, state_dir=tmp_path / "state",
+        secret_file=tmp_path / "secret", log_file=tmp_path / "agent.log",
+        metrics={"listen": listen},
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match=f"metrics.listen: .*{reason}"):
+        load_config(write_config(raw))

@@ -20,7 +20,6 @@ def _no_systemd_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         systemd.NOTIFY_SOCKET_ENV,
         systemd.WATCHDOG_USEC_ENV,
         systemd.WATCHDOG_PID_ENV,
-        systemd.CREDENTIALS_DIRECTORY_ENV,
     ):
         monkeypatch.delenv(name, raising=False)
 
@@ -132,26 +131,3 @@ def test_watchdog_interval_when_disabled_is_none(
         monkeypatch.setenv(systemd.WATCHDOG_USEC_ENV, value)
 
     assert systemd.watchdog_interval_s() is None
-
-
-def test_credentials_path_finds_loaded_credential(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """LoadCredential=client_secret:… shows up as $CREDENTIALS_DIRECTORY/client_secret."""
-    (tmp_path / "client_secret").write_text("s3cret\n")
-    monkeypatch.setenv(systemd.CREDENTIALS_DIRECTORY_ENV, str(tmp_path))
-
-    assert systemd.credentials_path("client_secret") == tmp_path / "client_secret"
-    assert systemd.credentials_path("other") is None
-
-
-def test_credentials_path_outside_systemd_is_none() -> None:
-    """Without $CREDENTIALS_DIRECTORY there is no credential to find."""
-    assert systemd.credentials_path("client_secret") is None
-
-
-@pytest.mark.parametrize("name", ["", ".", "..", "../etc/passwd", "a/b"])
-def test_credentials_path_rejects_path_names(name: str) -> None:
-    """A credential name is a plain file name; anything else is a programming error."""
-    with pytest.raises(ValueError, match="not a credential name"):
-        systemd.credentials_path(name)
