@@ -16,10 +16,11 @@ Dintero-shaped item and payment dicts in integer minor units. The rules (CONTRAC
   discount; the discount (written with or without a minus) reduces the line's magnitude:
   net = gross − discount, as a `discount_lines` entry (`discount_type: manual`).
 - **Receipt discount** (`receipt_discount_amount`, written on one row or repeated the same
-  on each): spread over the sold lines (net > 0; a return-only receipt: over its lines) pro
-  rata to their net, each share rounded toward zero and the øre left over on the largest
-  line, as `discount_lines` entries (`discount_type: total`). A discount larger than those
-  lines rejects the receipt.
+  on each): spread over the sold lines (net > 0; a return-only receipt: over its lines;
+  lines without a VAT rate, such as a tip, only when no line has one) pro rata to their net,
+  each share rounded toward zero and the øre left over on the largest line, as
+  `discount_lines` entries (`discount_type: total`). A discount larger than those lines
+  rejects the receipt.
 - **VAT** is derived after the discounts, from each line's final net and rate with
   `money.split_vat`, so tax + basis = net for every line; the receipt's tax lines are their
   sums per rate. `total_discount` = Σ discount lines = gross − net.
@@ -30,20 +31,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from receipt_agent.money import split_vat
-
-
-def spread(amount: int, weights: list[int]) -> list[int]:
-    """Given an amount ≥ 0 and weights ≥ 0 with a positive sum, return shares summing to it.
-
-    Each share is rounded toward zero; what is left goes to the largest weight (the first of
-    equals). Same rule as the SAF-T and POSLog spreads.
-    """
-    total = sum(weights)
-    shares = [amount * weight // total for weight in weights]
-    largest = max(range(len(weights)), key=lambda index: (weights[index], -index))
-    shares[largest] += amount - sum(shares)
-    return shares
+from receipt_agent.money import allocate, split_vat
 
 
 def spread_receipt_discount(items: list[dict[str, Any]], amount: int) -> str | None:
@@ -55,6 +43,8 @@ def spread_receipt_discount(items: list[dict[str, Any]], amount: int) -> str | N
     if not targets:
         targets = [item for item in items if item["net_amount"] < 0]
         sign = -1
+    # Not over lines without a VAT rate (a tip, a deposit) when the others have one.
+    targets = [item for item in targets if "tax_percent" in item] or targets
     available = sum(abs(item["net_amount"]) for item in targets)
     if amount > available:
         return (
@@ -62,7 +52,7 @@ def spread_receipt_discount(items: list[dict[str, Any]], amount: int) -> str | N
             f"({available}, in minor units)"
         )
     for item, share in zip(
-        targets, spread(amount, [abs(item["net_amount"]) for item in targets]), strict=True
+        targets, allocate(amount, [abs(item["net_amount"]) for item in targets]), strict=True
     ):
         if share:
             item.setdefault("discount_lines", []).append(

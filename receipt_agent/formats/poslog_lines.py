@@ -56,7 +56,7 @@ from xml.etree.ElementTree import Element
 from receipt_agent.formats import poslog_tax
 from receipt_agent.formats.poslog_values import code, first_text, is_true, tender_details
 from receipt_agent.formats.xml_stream import child, children, text
-from receipt_agent.money import AmountError, minor_exponent, minor_to_major, to_minor
+from receipt_agent.money import AmountError, allocate, minor_exponent, minor_to_major, to_minor
 from receipt_agent.refused import refused
 
 _MONETARY_REWARDS = {"monetary"}
@@ -208,6 +208,8 @@ class LineReader:
                 self.out.errors.append(f"{where}: has no ExtendedAmount")
             return
         counted = self.number(child(sale, "Quantity"), f"{where}/Quantity")
+        if counted is None:
+            counted = self._units(child(sale, "Quantity"))
         quantity: int | Decimal = 1 if counted is None else counted
         is_return = sale.tag == "Return"
         # A Return, or a minus sign on the amount or the quantity, is money going back: both
@@ -225,6 +227,8 @@ class LineReader:
         )
         if discount:
             discount_lines = [{"amount": abs(discount), "discount_type": "manual"}]
+            if self._is_after_discount(sale, abs(gross), abs(discount), quantity):
+                gross = sign * (abs(gross) + abs(discount))
         item: dict[str, Any] = {"line_id": len(self.out.items) + 1}
         item_id = text(sale, "ItemID")
         barcode = None
@@ -290,6 +294,38 @@ class LineReader:
                 line["discount_id"] = promotion
             lines.append(line)
         return lines
+
+    def _units(self, quantity: Element | None) -> int | Decimal | None:
+        """`Quantity/@Units` when the element has no text (a positive count), else None."""
+        units = quantity.get("Units") if quantity is not None else None
+        try:
+            number = Decimal(units) if units else None
+        except InvalidOperation:
+            return None
+        if number is None or not number.is_finite() or number <= 0:
+            return None
+        return int(number) if number == number.to_integral_value() else number.normalize()
+
+    def _is_after_discount(
+        self, sale: Element, extended: int, discount: int, quantity: int | Decimal
+    ) -> bool:
+        """Whether ExtendedAmount is already net of ExtendedDiscountAmount (vendors differ).
+
+        True when a unit price × quantity equals ExtendedAmount + ExtendedDiscountAmount (the
+        till wrote the line after its discount and the discount beside it), unless the
+        ActualSalesUnitPrice × quantity is ExtendedAmount itself (then it is before it).
+        """
+        prices: dict[str, int] = {}
+        for name in _UNIT_PRICES:
+            value = text(sale, name)
+            try:
+                prices[name] = abs(to_minor(Decimal(value), self.currency)) if value else 0
+            except (InvalidOperation, AmountError):
+                prices[name] = 0
+        count = Decimal(quantity).copy_abs()
+        if prices["ActualSalesUnitPrice"] * count == extended:
+            return False
+        return any(price and price * count == extended + discount for price in prices.values())
 
     def _unit_price(self, sale: Element) -> int | None:
         """The unit price (a magnitude), when the till wrote one exact to the øre."""
@@ -426,22 +462,38 @@ class LineReader:
             self._allocate(line, text(reward, "OperatorSequenceReference"), where)
 
     def _allocate(self, line: dict[str, Any], reference: str | None, where: str) -> None:
-        """Put a transaction-level discount on items: the referenced one, else pro rata."""
+        """Put a transaction-level discount on items: the referenced one, else pro rata.
+
+        Pro rata over the sold items (a return-only receipt: over its returned items, whose
+        magnitude it reduces), leaving out items without VAT lines (tips, deposits) when
+        others have them; each share rounded toward zero, the rest on the largest item.
+        """
+        amount = line["amount"]
         target = self._by_operator_sequence.get(reference or "")
         if target is not None and target["gross_amount"] > 0:
-            shares = [(target, line["amount"])]
+            shares, sign = [(target, amount)], 1
         else:
-            positive = [item for item in self.out.items if item["net_amount"] > 0]
-            if not positive:
-                self.out.errors.append(f"{where}: a discount on a receipt with no sold items")
+            items = [item for item in self.out.items if not item.get("voided")]
+            sold, sign = [item for item in items if item["net_amount"] > 0], 1
+            if not sold:
+                sold, sign = [item for item in items if item["net_amount"] < 0], -1
+            taxed = [item for item in sold if item.get("tax_lines")]
+            sold = taxed or sold
+            available = sum(abs(item["net_amount"]) for item in sold)
+            if amount > available:
+                self.out.errors.append(
+                    f"{where}: a discount of {minor_to_major(amount, self.currency)} on items "
+                    f"of {minor_to_major(available, self.currency)}"
+                )
                 return
-            shares = _pro_rata(positive, line["amount"])
+            weights = [abs(item["net_amount"]) for item in sold]
+            shares = list(zip(sold, allocate(amount, weights), strict=True))
         for item, share in shares:
             if not share:
                 continue
             self._discounted.setdefault(id(item), (item, item["net_amount"]))
-            item.setdefault("discount_lines", []).append({**line, "amount": share})
-            item["net_amount"] -= share
+            item.setdefault("discount_lines", []).append({**line, "amount": sign * share})
+            item["net_amount"] -= sign * share
 
     def _link(self, item: dict[str, Any] | None, link: Element) -> None:
         """A `TransactionLink` (e.g. a return's original sale), kept for `extra_info`."""
@@ -495,14 +547,3 @@ class LineReader:
 def _matches(total: int, accepted: list[int]) -> bool:
     """The Total equals a computed figure, or is the magnitude of a negative one."""
     return total in accepted or (total > 0 and -total in accepted)
-
-
-def _pro_rata(items: list[dict[str, Any]], amount: int) -> list[tuple[dict[str, Any], int]]:
-    """Split `amount` over items by net amount, largest remainder first; shares sum exactly."""
-    base = sum(item["net_amount"] for item in items)
-    raw = [(item, amount * item["net_amount"]) for item in items]
-    shares = [[item, value // base, value % base] for item, value in raw]
-    left = amount - sum(int(share[1]) for share in shares)
-    for share in sorted(shares, key=lambda entry: -int(entry[2]))[:left]:
-        share[1] = int(share[1]) + 1
-    return [(share[0], int(share[1])) for share in shares]

@@ -3,8 +3,8 @@
 One hypothesis strategy (`receipts()`) draws abstract receipts, the way a Nordic till rings
 them up: several VAT rates, line discounts, a receipt-level (member/coupon) discount, a tip,
 whole-receipt returns, cash rounding to the krone and split payments. Writers turn them into
-each format's export (`to_saft`, `to_dintero_json`; the POSLog and CSV writers are added
-next to them), and the tests check that the parse gives back receipts that keep every
+each format's export (`to_saft`, `to_dintero_json` here; `to_poslog` and `to_csv` in
+`receipt_writers`), and the tests check that the parse gives back receipts that keep every
 invariant of `receipt_agent.invariants` and the generated totals, øre for øre.
 
 Conventions of the abstract receipt (all money in integer øre, signed: a return is negative):

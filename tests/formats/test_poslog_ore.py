@@ -56,8 +56,9 @@ def assert_adds_up(data: dict[str, Any]) -> None:
             assert item["quantity"] < 0, item
             assert item.get("is_return_item") or item.get("voided"), item
     included = [tax for tax in data.get("tax_lines", []) if tax.get("included_in_price")]
-    if included:
-        assert sum(tax["amount"] + tax["tax_basis"] for tax in included) == data["net_amount"]
+    if included:  # the receipt's VAT lines cover the items that carry VAT (not a tip)
+        covered = sum(item["net_amount"] for item in data["items"] if item.get("tax_lines"))
+        assert sum(tax["amount"] + tax["tax_basis"] for tax in included) == covered
     assert data["gross_amount"] - data["net_amount"] == data.get("total_discount", 0)
 
 
@@ -423,3 +424,61 @@ def test_poslog_return_with_price_modifier_has_negative_discount() -> None:
     assert data["total_discount"] == -2000
     assert item["tax_lines"][0]["tax_basis"] == -8720
     assert_adds_up(data)
+
+
+def test_poslog_extended_amount_after_discount_spelling_is_not_discounted_twice() -> None:
+    """Regular 10.00, ExtendedAmount 6.00, ExtendedDiscountAmount 4.00: gross 10, net 6."""
+    line = (
+        "<LineItem><Sale><ItemID>CHA2111010</ItemID>"
+        "<RegularSalesUnitPrice>10.00</RegularSalesUnitPrice><ExtendedAmount>6.00</ExtendedAmount>"
+        "<ExtendedDiscountAmount>4.00</ExtendedDiscountAmount><Quantity>1</Quantity>"
+        "<Tax><Percent>25</Percent></Tax></Sale></LineItem>"
+    )
+    data = receipt_of(poslog(line + tender("6.00")))
+    (item,) = data["items"]
+    assert (item["gross_amount"], item["net_amount"]) == (1000, 600)
+    assert data["total_discount"] == 400
+    assert_adds_up(data)
+    before = line.replace("<ExtendedAmount>6.00", "<ExtendedAmount>10.00")
+    data = receipt_of(poslog(before + tender("6.00")))
+    assert (data["items"][0]["gross_amount"], data["items"][0]["net_amount"]) == (1000, 600)
+
+
+def test_poslog_receipt_discount_on_a_return_reduces_the_refund() -> None:
+    """A 10.00 discount on a return of 60.00 + 40.00 refunds 90.00, spread 6.00 / 4.00."""
+    body = (
+        sale("60.00", vat("12.00", "48.00"), kind="Return")
+        + sale("40.00", vat("8.00", "32.00"), kind="Return")
+        + "<LineItem><Discount><Amount>10.00</Amount></Discount></LineItem>"
+        + tender("90.00", type_code="Refund")
+    )
+    data = receipt_of(poslog(body))
+    assert [item["net_amount"] for item in data["items"]] == [-5400, -3600]
+    assert data["total_discount"] == -1000
+    assert_adds_up(data)
+
+
+def test_poslog_receipt_discount_is_not_spread_over_a_tip_without_vat() -> None:
+    """A 10.00 discount lands on the goods (with VAT), never on the 20.00 tip line."""
+    tip = (
+        "<LineItem><Sale><ItemID>TIP</ItemID><Description>Tips</Description>"
+        "<ExtendedAmount>20.00</ExtendedAmount></Sale></LineItem>"
+    )
+    body = (
+        sale("100.00", vat("20.00", "80.00"))
+        + tip
+        + "<LineItem><Discount><Amount>10.00</Amount></Discount></LineItem>"
+        + tender("110.00")
+    )
+    data = receipt_of(poslog(body))
+    assert [item["net_amount"] for item in data["items"]] == [9000, 2000]
+    assert_adds_up(data)
+
+
+def test_poslog_quantity_without_text_takes_its_units_attribute() -> None:
+    """`<Quantity Units="3"/>` (no text) is a quantity of 3."""
+    line = (
+        "<LineItem><Sale><ItemID>A1</ItemID><ExtendedAmount>30.00</ExtendedAmount>"
+        '<Quantity Units="3" UnitOfMeasureCode="EA"/></Sale></LineItem>'
+    )
+    assert receipt_of(poslog(line + tender("30.00")))["items"][0]["quantity"] == 3
