@@ -70,6 +70,7 @@ class Agent:
         self._revisit: dict[tuple[str, str], tuple[float, Path]] = {}
         self._token_refreshes_seen = 0
         self._scheduler: Any = None  # set once the daemon's scheduler exists
+        self._watcher: spool.SpoolWatcher | None = None  # the daemon's folder watches
         self.drained = True  # False after a drain that hit DRAIN_TIMEOUT_S (cli exits hard)
 
     # --- shared set-up -------------------------------------------------------------------
@@ -237,17 +238,28 @@ class Agent:
             self._close()
 
     def _start_observers(self) -> list[Any]:
-        observers = spool.build_observers(self.config.sources, self._wake)
-        started = []
-        for observer in observers:
-            try:
-                observer.start()
-                started.append(observer)
-            except OSError as error:  # e.g. inotify watch limit: the rescan still finds files
-                self._log.warning(
-                    "spool.watch_failed", error=str(error), rescan_s=RESCAN_INTERVAL_S
-                )
-        return started
+        self._watcher = spool.SpoolWatcher(self.config.sources, self._wake)
+        try:
+            failed = self._watcher.start()
+        except OSError as error:  # e.g. no inotify instance left: the rescan still finds files
+            self._log.warning("spool.watch_failed", error=str(error), rescan_s=RESCAN_INTERVAL_S)
+            return [observer for observer in self._watcher.observers if observer.is_alive()]
+        for source, problem in failed:  # e.g. the inotify watch limit
+            self._log.warning(
+                "spool.watch_failed", source=source.name, error=str(problem),
+                rescan_s=RESCAN_INTERVAL_S,
+            )  # fmt: skip
+        for source in self._watcher.missing():
+            self._log.warning("spool.missing", source=source.name, path=str(source.path))
+        return self._watcher.observers
+
+    def _check_folders(self) -> None:
+        """Report source folders that went missing; watch again those that came back."""
+        if self._watcher is None:
+            return
+        gone, _ = self._watcher.check()
+        for source in gone:
+            self._log.warning("spool.missing", source=source.name, path=str(source.path))
 
     def _schedule(self, sched: Any) -> None:
         batch = self.config.batch
@@ -378,6 +390,7 @@ class Agent:
             if self._hup.is_set():
                 self._hup.clear()
                 logs.reopen()
+            self._check_folders()
             now = time.monotonic()
             if interval is not None and now - last_ping >= interval and intake_thread.is_alive():
                 systemd.watchdog_ping()  # only while the loop and the intake thread are alive

@@ -14,7 +14,7 @@ CONTRACT_EVENTS = {
     "file.quarantined", "receipt.rejected", "receipt.duplicate", "batch.sent",
     "batch.duplicates", "batch.failed", "auth.token_refreshed", "auth.failed",
     "report.generated", "report.failed", "queue.backlog", "file.unreadable",
-    "file.changed", "reconcile.completed", "reconcile.mismatch",
+    "file.changed", "reconcile.completed", "reconcile.mismatch", "spool.missing",
 }  # fmt: skip
 # Events beyond CONTRACT §6 that operators may see, each documented in the README's table.
 EXTRA_EVENTS = {

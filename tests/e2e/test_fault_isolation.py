@@ -133,6 +133,19 @@ class Workspace:
         self.processes.append(process)
         return process
 
+    def start_agent(self, config: Path) -> subprocess.Popen[bytes]:
+        """`receipt-agent run` as nobody where the test can switch users, else as itself."""
+        if NOBODY_ARGV is not None:
+            process: subprocess.Popen[bytes] = self.as_nobody("run", "-c", str(config), wait=False)
+        else:
+            process = subprocess.Popen(
+                [str(BIN / "receipt-agent"), "run", "-c", str(config)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            )  # fmt: skip
+            self.processes.append(process)
+        wait_until(lambda: events(self.log, "agent.started"), timeout=15)
+        return process
+
     def stop(self, process: subprocess.Popen[bytes]) -> tuple[int, str]:
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=40)
@@ -217,12 +230,7 @@ def test_daemon_with_a_slow_appender_delivers_every_row_exactly_once(
     """
     settle = 0.4
     config = workspace.config(["a"], settle=f"{settle}s")
-    agent = subprocess.Popen(
-        [str(BIN / "receipt-agent"), "run", "-c", str(config)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    workspace.processes.append(agent)
-    wait_until(lambda: events(workspace.log, "agent.started"), timeout=15)
+    agent = workspace.start_agent(config)
     bursts = [
         "\t".join(orjson.dumps(make_receipt(b * 5 + i, store_id="a")).decode() for i in range(5))
         for b in range(5)
@@ -250,3 +258,40 @@ def test_daemon_with_a_slow_appender_delivers_every_row_exactly_once(
         f"FIGURE slow appender: 25 rows, {len(events(workspace.log, 'file.accepted'))} reads, "
         f"{len(events(workspace.log, 'file.changed'))} file.changed, 0 lost, 0 sent twice"
     )
+
+
+def test_daemon_watches_a_removed_and_recreated_folder_again_within_seconds(
+    workspace: Workspace, sandbox: Sandbox
+) -> None:
+    """A spool folder removed and made again is reported and watched again at once.
+
+    1. The daemon watches source `a`; one file is delivered.
+    2. The folder is removed (a share unmounted, a till reinstalled).
+    Result: `spool.missing` with the source and path, within seconds.
+    3. The folder is made again; a file is dropped in it 1.5 s later.
+    Result: that file delivered within 5 s of the mkdir (the new folder is watched; no
+    waiting for the minutely rescan).
+    """
+    config = workspace.config(["a"])
+    folder = workspace.spool("a")
+    agent = workspace.start_agent(config)
+    drop(folder, "first.json", [make_receipt(1, store_id="a")])
+    wait_until(lambda: len(sandbox.receipt_ids(ACCOUNT)) == 1, timeout=10)
+    shutil.rmtree(folder)
+    missing = wait_until(lambda: events(workspace.log, "spool.missing"), timeout=5)
+    assert (missing[0]["source"], missing[0]["path"]) == ("a", str(folder))
+    folder.mkdir()
+    workspace.give_to_nobody()
+    recreated = time.monotonic()
+    # Drop the file a little later, so only a new watch (not the wake-up when the folder
+    # is seen again) can make the agent find it before the minutely rescan.
+    wait_until(lambda: time.monotonic() - recreated > 1.5, timeout=5)
+    drop(folder, "second.json", [make_receipt(2, store_id="a")])
+    wait_until(lambda: len(sandbox.receipt_ids(ACCOUNT)) == 2, timeout=5)
+    delivered_s = time.monotonic() - recreated
+    wait_until(lambda: not list(folder.iterdir()), timeout=5)  # archived once held 3 × settle
+    code, stderr = workspace.stop(agent)
+    assert code == 0, stderr
+    assert len(events(workspace.log, "spool.missing")) == 1
+    assert list(folder.iterdir()) == []
+    print(f"FIGURE folder recreated: new file delivered {delivered_s:.2f}s after mkdir")
