@@ -276,6 +276,27 @@ class Agent:
         if self.config.metrics.textfile is not None:
             scheduler.add_interval_job(sched, "metrics", self._write_metrics, 15.0, start_now=True)
         self._schedule_reports(sched)
+        self._schedule_reconcile(sched)
+
+    def _schedule_reconcile(self, sched: Any) -> None:
+        """`reconcile.cron` in each source's timezone: one job per zone (CONTRACT §2, §7)."""
+        settings = self.config.reconcile
+        if settings is None or not settings.cron:
+            return
+        for zone in sorted({source.timezone for source in self.config.sources}):
+            scheduler.add_cron_job(
+                sched, f"reconcile:{zone}", functools.partial(self._reconcile, zone),
+                settings.cron, zone,
+            )  # fmt: skip
+
+    def _reconcile(self, zone: str) -> None:
+        from receipt_agent import reconcile
+
+        results = reconcile.run_daily(
+            self.config, self.db, self.client, stop=self.stop_event, timezone=zone
+        )
+        for result in results:
+            self.metrics.reconciled(result["source"], result["result"], result["gaps"])
 
     def _schedule_reports(self, sched: Any) -> None:
         if not self.config.reports:

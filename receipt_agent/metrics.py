@@ -152,6 +152,19 @@ class AgentMetrics:
             "Access tokens fetched from Dintero (at start, before expiry, or after a 401).",
             registry=self.registry,
         )
+        self._reconcile_mismatch_days = Counter(
+            "receipt_agent_reconcile_mismatch_days",
+            "Business days (per store and register) the daily reconciliation found a gap, a "
+            "control-total difference or a receipt Dintero does not hold, by source.",
+            ["source"],
+            registry=self.registry,
+        )
+        self._reconcile_gaps = Counter(
+            "receipt_agent_reconcile_gaps",
+            "Till numbers the daily reconciliation found missing (never reached the agent).",
+            ["source"],
+            registry=self.registry,
+        )
         build = Info("receipt_agent_build", "The running receipt-agent.", registry=self.registry)
         build.info({"version": __version__})
         for source in sources:
@@ -159,6 +172,8 @@ class AgentMetrics:
                 self._receipts.labels(source, outcome)
             for outcome in FILE_OUTCOMES:
                 self._files.labels(source, outcome)
+            self._reconcile_mismatch_days.labels(source)
+            self._reconcile_gaps.labels(source)
         for outcome in BATCH_OUTCOMES:
             self._post_duration.labels(outcome)
         self._server: WSGIServer | None = None
@@ -198,6 +213,12 @@ class AgentMetrics:
     def file_quarantined(self, source: str) -> None:
         """Count one export file of `source` moved to quarantine."""
         self._files.labels(source, "quarantined").inc()
+
+    def reconciled(self, source: str, result: str, gaps: int) -> None:
+        """Count one reconciled register-day of `source`: a mismatch, and its gaps."""
+        if result != "complete":
+            self._reconcile_mismatch_days.labels(source).inc()
+        self._reconcile_gaps.labels(source).inc(max(gaps, 0))
 
     # --- exposition ---------------------------------------------------------------------
 

@@ -212,10 +212,18 @@ def run_daily(
     client: api.DinteroClient | None,
     *,
     stop: threading.Event | None = None,
+    timezone: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The `reconcile.cron` job: yesterday of every source, recorded and logged."""
+    """The `reconcile.cron` job: yesterday of every source (of `timezone`, when given),
+    recorded and logged."""
     remote = config.reconcile.remote if config.reconcile else "none"
-    results = Reconciler(config, db, client, stop=stop).run(remote=remote)
+    runner = Reconciler(config, db, client, stop=stop)
+    results: list[dict[str, Any]] = []
+    for source in config.sources:
+        if timezone is None or source.timezone == timezone:
+            results.extend(runner.reconcile_source(source, yesterday(source), remote))
+    if not results:
+        return results
     record(db, results)
     log_results(results)
     return results

@@ -61,6 +61,9 @@ def build_status(db: StateDB, *, max_age_s: float, now: float | None = None) -> 
         and (last_success is None or last_error_at > last_success)
     ):
         problems.append(f"the last send failed: {meta.get('last_error')}")
+    reconcile_problem = _reconcile_problem(meta)
+    if reconcile_problem:
+        problems.append(reconcile_problem)
     return StatusReport(
         counts=db.counts(),
         by_source=db.counts_by_source(),
@@ -74,6 +77,17 @@ def build_status(db: StateDB, *, max_age_s: float, now: float | None = None) -> 
         last_error_at=_iso(meta.get("last_error_at")),
         healthy=not problems,
         problems=problems,
+    )
+
+
+def _reconcile_problem(meta: dict[str, str]) -> str | None:
+    """CONTRACT §1: degraded while the last reconciliation found a mismatch (until a later
+    run is complete); `reconcile.record` keeps its verdict in meta."""
+    if meta.get("reconcile_result") != "mismatch":
+        return None
+    return (
+        f"the last reconciliation ({meta.get('reconcile_dates') or '?'}) found a mismatch; "
+        "run `receipt-agent reconcile` for what differs"
     )
 
 
