@@ -361,7 +361,7 @@ def _item(
         if percent < 0 or percent >= _MAX_VAT_PERCENT:
             raise _CellError(
                 f"line {line}, column {titles['item_tax_percent']!r}: "
-                f"{percent} is not a VAT rate in percent (0 to 99)"
+                f"not a VAT rate in percent (0 to 99) {refused(cells['item_tax_percent'])}"
             )
         item["tax_percent"] = percent
     if negative:

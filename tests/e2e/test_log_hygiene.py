@@ -128,3 +128,99 @@ def _run_pipeline(
         outputs.append(result.stdout + result.stderr)
     outputs.extend(p.read_text() for p in state_dir.rglob("*.error.json"))
     return outputs
+
+
+# --- customer data in the wrong field (issue 14) ---------------------------------------------
+
+MISPLACED = {
+    "name": "Kari Kanarifugl",
+    "email": "kari.kanari@example.no",
+    "phone": "+47 912 34 567",
+}
+_CSV_HEADER = "Nr;Tid;Belop;MVA;Valuta\n"
+_CSV_MAPPING = {
+    "delimiter": ";",
+    "decimal_separator": ",",
+    "columns": {
+        "receipt_number": "Nr",
+        "purchase_at": "Tid",
+        "item_gross_amount": "Belop",
+        "item_tax_percent": "MVA",
+        "currency": "Valuta",
+    },
+}
+
+
+def _traces(text: str) -> list[str]:
+    """The pieces of the misplaced customer data found in `text` (each word, digits alone)."""
+    pieces = [*MISPLACED["name"].split(), MISPLACED["email"], "kari.kanari", "912 34", "91234"]
+    return [piece for piece in pieces if piece in text]
+
+
+def test_customer_data_in_wrong_fields_leaves_no_trace_in_any_output(
+    tmp_path: Path, sandbox: Sandbox, secret_file: Path, write_config: Callable[..., Path]
+) -> None:
+    """Names, e-mail and phone where times and amounts belong are refused without a trace.
+
+    1. A CSV whose columns are shifted (name in the time column, e-mail in the amount,
+       phone in the VAT rate, name in the currency) next to a good row; a CSV without its
+       header row (first row is customer data); a dintero-json receipt with a name, an
+       e-mail and a phone number in amount fields.
+    2. `run --once`, `convert` of the shifted CSV, `status` and `queue list` (text and
+       JSON), as real processes.
+    Result: the bad receipts are rejected and the header-less file quarantined, and no
+    piece of the name, e-mail or phone is in the log, stdout, stderr or any .error.json.
+    """
+    folders = {name: tmp_path / name for name in ("csv", "csv-noheader", "json")}
+    for folder in folders.values():
+        folder.mkdir()
+    config = base_config(
+        base_url=sandbox.base_url, spool_dir=folders["json"], state_dir=tmp_path / "state",
+        secret_file=secret_file, log_file=tmp_path / "agent.log",
+    )  # fmt: skip
+    for name in ("csv", "csv-noheader"):
+        config["sources"].append(
+            {"name": name, "path": str(folders[name]), "format": "csv", "settle": "0.1s",
+             "store": {"id": "sc029"}, "mapping": _CSV_MAPPING}
+        )  # fmt: skip
+    path = write_config(config)
+    name, email, phone = MISPLACED["name"], MISPLACED["email"], MISPLACED["phone"]
+    shifted = (
+        _CSV_HEADER
+        + f"1001;{name};{email};{phone};{name}\n"
+        + f"1002;2026-01-31T10:00:00;{email} {phone};25;NOK\n"
+        + "1003;2026-01-31T10:05:00;12,50;25;NOK\n"
+    )
+    (folders["csv"] / "shifted.csv").write_text(shifted)
+    (folders["csv-noheader"] / "noheader.csv").write_text(
+        f"1004;2026-01-31T10:00:00;{name};{email};{phone}\n"
+    )
+    receipt = make_receipt(7)
+    receipt["gross_amount"] = name
+    receipt["net_amount"] = email
+    receipt["items"][0]["gross_amount"] = phone
+    drop(folders["json"], "till.json", [receipt, make_receipt(8)])
+
+    once = cli("run", "--once", "-c", str(path))
+    assert once.returncode in (0, 3), once.stderr  # 3 (needs a person) once run --once says so
+    outputs = {"run --once": once.stdout + once.stderr}
+    convert = cli("convert", "--source", "csv", str(tmp_path / "state/archive/csv/shifted.csv"),
+                  "-c", str(path))  # fmt: skip
+    outputs["convert"] = convert.stdout + convert.stderr
+    for args in (("status", "--json"), ("status",), ("queue", "list", "--json"), ("queue", "list")):
+        result = cli(*args, "-c", str(path))
+        outputs[" ".join(args)] = result.stdout + result.stderr
+    outputs["agent.log"] = (tmp_path / "agent.log").read_text()
+    sidecars = list((tmp_path / "state").rglob("*.error.json"))
+    assert [p.name for p in sidecars] == ["noheader.csv.error.json"]
+    outputs["noheader.csv.error.json"] = sidecars[0].read_text()
+
+    assert sorted(sandbox.receipt_ids(ACCOUNT)) == ["R000008", "sc029-1003"]
+    rejected = orjson.loads(cli("queue", "list", "--state", "rejected", "--json",
+                                "-c", str(path)).stdout)  # fmt: skip
+    assert sorted(r["receipt_id"] for r in rejected) == ["R000007", "sc029-1001", "sc029-1002"]
+    assert "column 'Tid': not a time" in outputs["queue list --json"]
+    assert "gross_amount: " in outputs["queue list --json"]
+    assert "header" in outputs["noheader.csv.error.json"]
+    leaks = {where: found for where, text in outputs.items() if (found := _traces(text))}
+    assert leaks == {}
