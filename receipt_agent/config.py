@@ -237,6 +237,27 @@ _DEFAULT_PATTERNS = {
 _STREAMED_FORMATS = {"saft-cashregister", "poslog"}
 
 
+RECEIPT_ID_PLACEHOLDERS = ("store_id", "register_id", "number")
+
+
+def receipt_id_placeholders(template: str) -> list[str]:
+    """Given a `receipt_id_format`, return its placeholder names; the one rule for them.
+
+    Raise ValueError (the sentence check-config shows) for broken braces, no placeholder,
+    or a name other than RECEIPT_ID_PLACEHOLDERS.
+    """
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError:
+        raise ValueError("not a valid format; check its { } braces") from None
+    if not names or set(names) - set(RECEIPT_ID_PLACEHOLDERS):
+        raise ValueError(
+            "use only {store_id}, {register_id} and {number}, e.g. "
+            "'{store_id}-{register_id}-{number}'"
+        )
+    return names
+
+
 class SourceBase(_Model):
     name: Name
     path: ConfigPath
@@ -255,18 +276,8 @@ class SourceBase(_Model):
     @field_validator("receipt_id_format")
     @classmethod
     def _known_placeholders(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        try:
-            names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
-        except ValueError:
-            raise ValueError("not a valid format; check its { } braces") from None
-        unknown = names - {"store_id", "register_id", "number"}
-        if unknown or not names:
-            raise ValueError(
-                "use only {store_id}, {register_id} and {number}, e.g. "
-                "'{store_id}-{register_id}-{number}'"
-            )
+        if value is not None:
+            receipt_id_placeholders(value)
         return value
 
     @property

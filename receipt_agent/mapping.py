@@ -42,7 +42,6 @@ sentence saying so.
 
 from __future__ import annotations
 
-import string
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -50,7 +49,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from receipt_agent import ledger, totals
-from receipt_agent.config import SourceBase
+from receipt_agent.config import SourceBase, receipt_id_placeholders
 from receipt_agent.invariants import check_invariants
 from receipt_agent.model import Receipt
 from receipt_agent.records import InvalidRecord, RawReceipt
@@ -60,7 +59,6 @@ from receipt_agent.refused import refused
 _MIN_UNQUOTED_ECHO = 8
 _MAX_ECHO_DEPTH = 3
 PRIVATE_KEYS = ("_register_id", "_number", "_rounding", "_change", "_business_day")
-PLACEHOLDERS = ("store_id", "register_id", "number")
 
 # Kept so that `from receipt_agent.mapping import check_totals` goes on working; new code
 # in `formats` imports `receipt_agent.totals` instead (formats may not import mapping).
@@ -226,15 +224,10 @@ def _format_receipt_id(
         "number": _text(private.get("_number", data.get("receipt_id"))),
     }
     try:
-        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
-    except ValueError:
-        return "", "receipt_id_format: not a valid format string; check its { } braces"
+        names = receipt_id_placeholders(template)  # refused at load already; a defence
+    except ValueError as error:
+        return "", f"receipt_id_format: {error}"
     for name in names:
-        if name not in PLACEHOLDERS:
-            return "", (
-                f"receipt_id_format: unknown placeholder {{{name}}}; "
-                "use {store_id}, {register_id} and {number}"
-            )
         if values[name] is None:
             return "", (
                 f"receipt_id_format: this receipt has no value for {{{name}}}; "
