@@ -104,6 +104,7 @@ class LineReader:
         self._item_tax_total = 0
         self._has_transaction_tax = False
         self._discounted: dict[int, tuple[dict[str, Any], int]] = {}  # id → (item, old net)
+        self._handed_out: list[tuple[dict[str, Any], int]] = []  # (payment, change/cash back)
 
     # --- values -------------------------------------------------------------------------
 
@@ -179,6 +180,7 @@ class LineReader:
                 elif part.tag == "LoyaltyMembership":
                     self.out.customer_id = self.out.customer_id or text(part, "LoyaltyID")
         self._apply_rewards()
+        self._settle_change()
         for item, old_net in self._discounted.values():
             poslog_tax.rebase(item, old_net)  # a spread discount changed its net: VAT too
         for link in children(retail, "TransactionLink"):
@@ -397,13 +399,33 @@ class LineReader:
             return
         if code(tender.get("TypeCode")) in _REFUNDS:
             amount = -abs(amount)
-        # Change and cash back leave the drawer: the payment is what the store kept.
+        payment = self._payment(tender, amount, voided=voided)
+        # Change and cash back leave the drawer: the payment is what the store kept. A tender
+        # whose own Amount is negative is the change line itself (NCR writes -0.93 with a
+        # nested TenderChange -0.93 saying so): nothing more to take off. Taken off in
+        # `_settle_change`, once every tender line is known.
         for name in ("TenderChange", "Cashback"):
             node = child(tender, name)
-            if node is not None:
+            if node is not None and amount > 0:
                 value = node if child(node, "Amount") is None else child(node, "Amount")
-                amount -= abs(self.money(value, f"{where}/{name}") or 0)
-        self._payment(tender, amount, voided=voided)
+                handed_out = abs(self.money(value, f"{where}/{name}") or 0)
+                if handed_out:
+                    self._handed_out.append((payment, handed_out))
+
+    def _settle_change(self) -> None:
+        """Take nested change and cash back off their tender, unless paid out on its own line.
+
+        NCR writes a card tender of 55.58 with `Cashback` 50.00 *and* a separate cash tender
+        of -50.00: the cash back is already a payment line, so the card stays 55.58. Visma
+        writes `TenderChange` 41.00 inside a 200.00 cash tender and nothing else: 159.00.
+        """
+        paid_out = [payment for payment in self.out.payments if payment["amount"] < 0]
+        for payment, handed_out in self._handed_out:
+            line = next((p for p in paid_out if p["amount"] == -handed_out), None)
+            if line is not None:
+                paid_out.remove(line)
+            else:
+                payment["amount"] -= handed_out
 
     def _tender_change(self, change: Element, where: str, *, voided: bool) -> None:
         """ARTS 6 `LineItem/TenderChange`: change handed back, a negative payment line."""
@@ -411,7 +433,7 @@ class LineReader:
         if amount:
             self._payment(change, -abs(amount), voided=voided)
 
-    def _payment(self, tender: Element, amount: int, *, voided: bool) -> None:
+    def _payment(self, tender: Element, amount: int, *, voided: bool) -> dict[str, Any]:
         payment: dict[str, Any] = {"line_id": len(self.out.payments) + 1, "amount": amount}
         type_id = tender.get("TenderType") or text(tender, "TenderID")
         if type_id:
@@ -420,6 +442,7 @@ class LineReader:
         if voided:
             payment["voided"] = True
         self.out.payments.append(payment)
+        return payment
 
     def _rounding(self, rounding: Element, where: str) -> None:
         """`Rounding` (in a Tender or its own LineItem): Up adds, Down subtracts, else signed."""

@@ -482,3 +482,24 @@ def test_poslog_quantity_without_text_takes_its_units_attribute() -> None:
         '<Quantity Units="3" UnitOfMeasureCode="EA"/></Sale></LineItem>'
     )
     assert receipt_of(poslog(line + tender("30.00")))["items"][0]["quantity"] == 3
+
+
+def test_poslog_ncr_cash_back_and_change_lines_are_not_taken_off_twice() -> None:
+    """NCR: a 55.58 debit with Cashback 50.00 and its own -50.00 cash line is paid 5.58."""
+    cashback = (
+        '<LineItem><Tender TenderType="CreditDebit" TypeCode="Sale"><Amount>55.58</Amount>'
+        "<Cashback>50.00</Cashback>"
+        "<Authorization><AuthorizedChangeAmount>50.00</AuthorizedChangeAmount></Authorization>"
+        '<CreditDebit CardType="Debit"/></Tender></LineItem>'
+        '<LineItem><Tender TenderType="Cash" TypeCode="Sale"><Amount>-50.00</Amount>'
+        "<TenderChange><Amount>-50.00</Amount></TenderChange></Tender></LineItem>"
+    )
+    data = receipt_of(poslog(sale("5.58") + cashback))
+    assert [payment["amount"] for payment in data["payments"]] == [5558, -5000]
+    change = (
+        tender("2.00")
+        + '<LineItem><Tender TenderType="Cash" TypeCode="Sale"><Amount>-0.93</Amount>'
+        "<TenderChange><Amount>-0.93</Amount></TenderChange></Tender></LineItem>"
+    )
+    data = receipt_of(poslog(sale("1.07") + change))
+    assert [payment["amount"] for payment in data["payments"]] == [200, -93]
