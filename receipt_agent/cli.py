@@ -170,6 +170,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from receipt_agent.agent import Agent
 
     config = _load(args)
+    from receipt_agent import preflight
+
+    # As the user it runs as, before anything is taken in: exit 2, never a traceback.
+    if problems := preflight.run_problems(config, once=args.once):
+        raise ConfigError(problems)
     secret, warnings = resolve_client_secret(config.dintero)
     warnings += permissions.tighten_state(config)  # others lose access at start (CONTRACT §3)
     log = structlog.get_logger("receipt_agent")

@@ -7,6 +7,7 @@ Skipped with a reason when the test process cannot switch users (not root).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -111,9 +112,9 @@ class Workspace:
         if not _can_switch_users():
             return
         for folder, dirs, names in os.walk(self.root):
-            os.chown(folder, NOBODY, NOBODY)
-            for name in dirs + names:
-                os.chown(Path(folder) / name, NOBODY, NOBODY, follow_symlinks=False)
+            for path in [Path(folder), *(Path(folder) / name for name in dirs + names)]:
+                with contextlib.suppress(OSError):  # a read-only mount in the tree
+                    os.chown(path, NOBODY, NOBODY, follow_symlinks=False)
 
     def as_nobody(self, *args: str, wait: bool = True) -> Any:
         """Run `receipt-agent ARGS` as nobody; a finished process, or a running one."""
@@ -295,3 +296,60 @@ def test_daemon_watches_a_removed_and_recreated_folder_again_within_seconds(
     assert len(events(workspace.log, "spool.missing")) == 1
     assert list(folder.iterdir()) == []
     print(f"FIGURE folder recreated: new file delivered {delivered_s:.2f}s after mkdir")
+
+
+@needs_root
+def test_run_as_nobody_with_a_spool_it_cannot_write_exits_2_naming_the_key(
+    workspace: Workspace,
+) -> None:
+    """`run` checks its folders as the user it runs as before taking anything in.
+
+    1. Source `a`'s folder belongs to root (0755): nobody can list it, not move files out.
+    Result: exit 2; stderr names `sources[0].path`; no traceback; nothing in the log
+    about intake.
+    """
+    config = workspace.config(["a", "b"])
+    os.chown(workspace.spool("a"), 0, 0)
+    result = workspace.as_nobody("run", "-c", str(config))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("sources[0].path: "), result.stderr
+    assert "writable" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not events(workspace.log, "agent.started")
+
+
+@pytest.fixture
+def read_only_state(workspace: Workspace) -> Iterator[Path]:
+    """The workspace's state folder as a read-only tmpfs mount; skip where mount is refused."""
+    workspace.state.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m,mode=0755", "tmpfs", str(workspace.state)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield workspace.state
+    finally:
+        subprocess.run(["umount", "-l", str(workspace.state)], check=False)
+
+
+def test_run_with_state_folder_on_a_read_only_mount_exits_2_without_traceback(
+    workspace: Workspace, read_only_state: Path
+) -> None:
+    """A state folder on a read-only mount is a configuration error, not a crash loop.
+
+    1. state_dir is a read-only tmpfs; `run` and `run --once` start.
+    Result: both exit 2 with `state_dir: … read-only file system …`; no traceback (a
+    traceback exit 1 would make systemd restart the agent forever).
+    """
+    config = workspace.config(["a"])
+    for once in ([], ["--once"]):
+        result = subprocess.run(
+            [str(BIN / "receipt-agent"), "run", "-c", str(config), *once],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("state_dir: "), result.stderr
+        assert "read-only file system" in result.stderr
+        assert "Traceback" not in result.stderr
