@@ -59,6 +59,7 @@ from receipt_agent.refused import refused
 _MIN_UNQUOTED_ECHO = 8
 _MAX_ECHO_DEPTH = 3
 PRIVATE_KEYS = ("_register_id", "_number", "_rounding", "_change", "_business_day")
+_NOT_AMOUNTS = frozenset({"line_id", "total_manual_percentage_discount"})  # ints, not money
 
 # Kept so that `from receipt_agent.mapping import check_totals` goes on working; new code
 # in `formats` imports `receipt_agent.totals` instead (formats may not import mapping).
@@ -129,12 +130,39 @@ def finish_receipt(raw: RawReceipt, source: SourceBase) -> ValidReceipt | Invali
 def error_sentences(error: ValidationError) -> list[str]:
     """Given a pydantic error, return `items[2].tax_percent: <message>` lines, no inputs."""
     sentences: list[str] = []
-    for item in error.errors(include_url=False):
+    errors = error.errors(include_url=False)
+    decimals = [item for item in errors if _is_decimal_amount(item)]
+    for item in errors:
+        if item in decimals:
+            if item is decimals[0]:
+                sentences.append(_decimal_amounts(decimals))
+            continue
         message = _without_input(_message(item["type"], item["msg"]), item.get("input"))
         sentence = f"{field_path(tuple(item['loc']))}: {message}"
         if sentence not in sentences:
             sentences.append(sentence)
     return sentences
+
+
+def _decimal_amounts(decimals: list[Any]) -> str:
+    """One sentence for every money field that holds a number with decimals (issue 13)."""
+    fields = ", ".join(field_path(tuple(item["loc"])) for item in decimals)
+    holds = "these hold decimal numbers" if len(decimals) > 1 else "this holds a decimal number"
+    return (
+        f"{fields}: amounts are integers in minor units (øre), but {holds}, which looks "
+        "like kroner; write 49.90 kr as 4990"
+    )
+
+
+def _is_decimal_amount(item: Any) -> bool:
+    """A money field (an integer of øre) that got a number with decimals, e.g. 49.9."""
+    loc = item["loc"]
+    return (
+        item["type"] == "int_type"
+        and isinstance(item.get("input"), float)
+        and bool(loc)
+        and loc[-1] not in _NOT_AMOUNTS
+    )
 
 
 def field_path(loc: tuple[int | str, ...]) -> str:

@@ -286,7 +286,8 @@ def test_finish_receipt_collects_every_field_error(tmp_path: Path) -> None:
     )
     assert invalid(finish_receipt(record, make_source(tmp_path))).errors == [
         "purchase_at: the date-time has no offset; write it with one, e.g. +01:00 or Z",
-        "items[0].gross_amount: Input should be a valid integer",
+        "items[0].gross_amount: amounts are integers in minor units (øre), but this holds a "
+        "decimal number, which looks like kroner; write 49.90 kr as 4990",
         "items[0].colour: unknown field; Dintero's receipt has no such field, check its spelling",
         "payments[1].amount: Input should be a valid integer",
     ]
@@ -340,3 +341,32 @@ def test_finish_receipt_saft_worked_example_sends_without_private_keys(tmp_path:
 def test_mapping_check_totals_is_the_totals_module_function() -> None:
     """Parsers that import check_totals from mapping get the same cross-checks as from totals."""
     assert mapping.check_totals is totals.check_totals
+
+
+def test_finish_receipt_kroner_amounts_get_one_sentence_naming_every_field(tmp_path: Path) -> None:
+    """49.9 in five money fields: one sentence (integers of øre, looks like kroner), not five
+    "Input should be a valid integer"; the value itself is never quoted."""
+    kroner = 49.9
+    record = raw(
+        gross_amount=kroner, net_amount=kroner, payments=[{"amount": kroner}],
+        items=[{"line_id": 1, "gross_amount": kroner, "net_amount": kroner}],
+    )  # fmt: skip
+    result = invalid(finish_receipt(record, make_source(tmp_path)))
+    (sentence,) = result.errors
+    fields, _, message = sentence.partition(": ")
+    assert sorted(fields.split(", ")) == sorted(
+        ["gross_amount", "net_amount", "payments[0].amount", "items[0].gross_amount",
+         "items[0].net_amount"]
+    )  # fmt: skip
+    assert message == (
+        "amounts are integers in minor units (øre), but these hold decimal numbers, which looks "
+        "like kroner; write 49.90 kr as 4990"
+    )
+    assert "49.9," not in sentence
+    assert "49.9 " not in sentence
+
+
+def test_finish_receipt_a_decimal_line_id_is_not_called_kroner(tmp_path: Path) -> None:
+    """Only money fields get the kroner sentence; a float line_id keeps the plain message."""
+    result = invalid(finish_receipt(raw(items=[{"line_id": 1.5}]), make_source(tmp_path)))
+    assert result.errors == ["items[0].line_id: Input should be a valid integer"]

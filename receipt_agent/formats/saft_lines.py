@@ -8,16 +8,35 @@ raised one at a time, so a rejected receipt names every bad field.
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Literal
 from xml.etree.ElementTree import Element
 
-from receipt_agent.formats.saft_master import MasterData, value
+from receipt_agent.formats.payment_types import token_type_for
+from receipt_agent.formats.saft_master import Basic, MasterData, value
 from receipt_agent.formats.xml_stream import children
 from receipt_agent.money import AmountError, minor_exponent, parse_decimal, to_minor
 from receipt_agent.refused import refused
 
 SignConvention = Literal["auto", "signed", "amnttp"]
+# Payment codes (basics 12 predefinedBasicID) → token_type (the `payment_types` vocabulary).
+_PAYMENT_KINDS = {
+    "12001": "CASH", "12002": "DEBIT_CARD", "12003": "CREDIT_CARD", "12004": "BANK_ACCOUNT",
+    "12005": "GIFT_CARD", "12006": "CUSTOMER_ACCOUNT", "12007": "LOYALTY", "12008": "VOUCHER",
+    "12009": "CHECK", "12010": "CREDIT_NOTE", "12011": "MOBILE",
+}  # fmt: skip
+_CARD_KINDS = frozenset({"CARD", "DEBIT_CARD", "CREDIT_CARD"})
+_APPS = frozenset({"VIPPS", "SWISH", "MOBILEPAY"})
+_BRANDS = (
+    ("VISA", re.compile(r"(?i)\bvisa\b")),
+    ("MASTERCARD", re.compile(r"(?i)\bmaster ?card\b")),
+    ("MAESTRO", re.compile(r"(?i)\bmaestro\b")),
+    ("AMEX", re.compile(r"(?i)\b(amex|american express)\b")),
+    ("DINERS", re.compile(r"(?i)\bdiners\b")),
+    ("BANKAXEPT", re.compile(r"(?i)\b(bankaxept|bax)\b")),
+    ("DANKORT", re.compile(r"(?i)\bdankort\b")),
+)
 _LEGAL_RATES = (Decimal(0), Decimal(12), Decimal(15), Decimal(25))
 _RATE_SNAP = Decimal("0.5")
 
@@ -249,7 +268,30 @@ def payment_line(
             notes.append(f"{where}: paymentType {kind!r} has no basic of type 12")
         elif basic.description:
             line["description"] = basic.description
+        _payment_kind(line, kind, basic)
     reference = value(payment, "paymentRefID")
     if reference is not None:
         line["reference_id"] = reference
     return line
+
+
+def _payment_kind(line: dict[str, Any], kind: str, basic: Basic | None) -> None:
+    """`token_type` and `card_info.card_type` where the export says them (README, SAF-T).
+
+    The standard code (12001 cash … 12011 mobile apps) gives the kind; a name the vendor's
+    code or description spells out (Vipps, Swish, MobilePay; Visa, Mastercard, BankAxept …)
+    refines it. Nothing is guessed: an unknown code and an unknown name give neither.
+    """
+    description = basic.description if basic else None
+    named = token_type_for(description) or token_type_for(kind)
+    payment_kind = _PAYMENT_KINDS.get(basic.predefined or "") if basic else None
+    if payment_kind is None or (payment_kind == "MOBILE" and named in _APPS):
+        payment_kind = named
+    words = " ".join(word for word in (kind, description) if word)
+    brand = next((name for name, pattern in _BRANDS if pattern.search(words)), None)
+    if payment_kind is None and brand is not None:
+        payment_kind = "CARD"
+    if payment_kind:
+        line["token_type"] = payment_kind
+    if brand is not None and payment_kind in _CARD_KINDS:
+        line["card_info"] = {"card_type": brand}

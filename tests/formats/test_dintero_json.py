@@ -12,7 +12,7 @@ from receipt_agent.config import DinteroJsonSource, SourceBase
 from receipt_agent.errors import ParseError, UnsafeFileError
 from receipt_agent.formats import InvalidRecord, RawReceipt, Record, get_parser
 from receipt_agent.formats.dintero_json import parse
-from receipt_agent.mapping import finish_receipt
+from receipt_agent.mapping import ValidReceipt, finish_receipt
 
 EXAMPLE = Path(__file__).parent.parent / "data" / "dintero" / "example.post-receipts.request.json"
 BOM = b"\xef\xbb\xbf"
@@ -269,3 +269,39 @@ def test_parse_documented_example_is_read_whole_and_held_to_the_invariants(
     assert isinstance(result, InvalidRecord)
     assert result.errors
     assert all("invariant" in error for error in result.errors)
+
+
+# --- local times without an offset (CONTRACT §3) ----------------------------------------------
+
+
+def _purchase_at(tmp_path: Path, written: str, timezone: str = "Europe/Oslo") -> object:
+    content = orjson.dumps({**receipt(1), "purchase_at": written})
+    (record,) = parse_file(tmp_path, content, timezone=timezone)
+    assert isinstance(record, RawReceipt)
+    return record.data["purchase_at"]
+
+
+def test_parse_purchase_at_without_offset_is_read_in_the_source_timezone(tmp_path: Path) -> None:
+    """A till writing local time: winter +01:00, summer +02:00, Helsinki +02:00; before, such a
+    receipt was refused ("the date-time has no offset")."""
+    assert _purchase_at(tmp_path, "2026-01-15T12:00:00") == "2026-01-15T12:00:00+01:00"
+    assert _purchase_at(tmp_path, "2026-07-15 12:00:00") == "2026-07-15T12:00:00+02:00"
+    helsinki = _purchase_at(tmp_path, "2026-01-15T12:00:00", "Europe/Helsinki")
+    assert helsinki == "2026-01-15T12:00:00+02:00"
+    content = orjson.dumps({**receipt(1), "purchase_at": "2026-01-15T12:00:00"})
+    (record,) = parse_file(tmp_path, content)
+    assert isinstance(record, RawReceipt)
+    assert isinstance(finish_receipt(record, make_source(tmp_path)), ValidReceipt)
+
+
+def test_parse_purchase_at_dst_fold_and_gap_are_decided(tmp_path: Path) -> None:
+    """Autumn 02:30 happens twice: the first (+02:00); spring 02:30 never happens: 03:30+02:00."""
+    assert _purchase_at(tmp_path, "2026-10-25T02:30:00") == "2026-10-25T02:30:00+02:00"
+    assert _purchase_at(tmp_path, "2026-03-29T02:30:00") == "2026-03-29T03:30:00+02:00"
+
+
+def test_parse_purchase_at_with_offset_or_a_date_alone_is_left_as_written(tmp_path: Path) -> None:
+    """An explicit offset or Z wins; a bare date is not a time and is left for validation."""
+    assert _purchase_at(tmp_path, "2026-01-15T12:00:00Z") == "2026-01-15T12:00:00Z"
+    assert _purchase_at(tmp_path, "2026-01-15T12:00:00-05:00") == "2026-01-15T12:00:00-05:00"
+    assert _purchase_at(tmp_path, "2026-01-15") == "2026-01-15"

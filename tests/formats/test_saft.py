@@ -216,7 +216,15 @@ EXACT_1001 = {
         },
     ],
     "tax_lines": [_tax(25, 5908, 23632, "3")],
-    "payments": [{"line_id": 1, "amount": 29500, "type_id": "CASH", "description": "Cash"}],
+    "payments": [
+        {
+            "line_id": 1,
+            "amount": 29500,
+            "type_id": "CASH",
+            "description": "Cash",
+            "token_type": "CASH",
+        }
+    ],
     "operator_id": "1001",
     "operator_name": "Kari Nordmann",
     "extra_info": _extra("CASHSAL", "11001", "-0.40"),
@@ -330,7 +338,7 @@ def test_saft_danish_test_export_loses_no_transaction(samples_dir: Path) -> None
     assert first["items"][0]["tax_percent"] == 25  # derived from 30.00 / 24.00
     assert first["payments"] == [
         {"line_id": 1, "amount": 3000, "type_id": "1", "description": "CASH",
-         "reference_id": "25102501030001"}
+         "token_type": "CASH", "reference_id": "25102501030001"}
     ]  # fmt: skip
     assert first["operator_name"] == "Kasserer"  # surName NONE is a placeholder
     for mapped in records:
