@@ -19,6 +19,7 @@ import os
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -29,7 +30,7 @@ from pydantic import SecretStr
 
 from receipt_agent import logs, scheduler, spool, statedb, systemd
 from receipt_agent.api import DinteroClient
-from receipt_agent.config import AgentConfig
+from receipt_agent.config import MAX_CONCURRENCY, AgentConfig
 from receipt_agent.errors import StateStoreError
 from receipt_agent.file_faults import FileFaults
 from receipt_agent.intake import FileOutcome, sync_moves, take_in
@@ -79,13 +80,20 @@ class Agent:
         self._lock = statedb.lock_dir(self.config.state_dir)
         self.db = statedb.StateDB(self.config.db_path)
         self.client = DinteroClient(self.config.dintero, self._secret)
-        self.sender = Sender(self.db, self.client, self.config, observer=self.metrics)
+        # The send slots (batch.concurrency, CONTRACT §2). Threads start only when a batch
+        # is handed over (none at concurrency 1); sized to the cap so a reload may raise it.
+        self._send_pool = ThreadPoolExecutor(max_workers=MAX_CONCURRENCY, thread_name_prefix="send")
+        self.sender = Sender(
+            self.db, self.client, self.config, observer=self.metrics, executor=self._send_pool
+        )
         self.spool = spool.Spool(self.config.sources)
         last_success = self.db.meta().get("last_success_at")
         if last_success is not None:  # the gauge survives restarts
             self.metrics.last_success(float(last_success))
 
     def _close(self) -> None:
+        # After a drain that timed out the cli exits hard; never wait for a hung POST here.
+        self._send_pool.shutdown(wait=self.drained, cancel_futures=True)
         self.client.close()
         self.db.close()
         self._lock.close()
@@ -238,7 +246,9 @@ class Agent:
             self._close()
 
     def _start_observers(self) -> list[Any]:
-        self._watcher = spool.SpoolWatcher(self.config.sources, self._wake)
+        self._watcher = spool.SpoolWatcher(
+            self.config.sources, self._wake, on_closed=self.spool.note_closed
+        )
         try:
             failed = self._watcher.start()
         except OSError as error:  # e.g. no inotify instance left: the rescan still finds files
@@ -366,6 +376,8 @@ class Agent:
                         self._queued_since_flush += outcome.receipts
                         if self._queued_since_flush >= self.config.batch.max_receipts:
                             self._flush_soon()
+                if self._queued_since_flush:
+                    self._flush_soon()  # the pass is over: an idle sender sends at once
                 self._sync_moves(taken)
                 present = {(item.source.name, item.path.name) for item in ready}
                 self._faults.retain(present)
@@ -399,8 +411,14 @@ class Agent:
             )  # fmt: skip
 
     def _flush_soon(self) -> None:
-        """A full batch is waiting: run the flush job now unless it is already running."""
+        """Receipts were queued: a running flush sends them too, else run the flush job now.
+
+        Called for a full batch and at the end of every intake pass that queued something,
+        so a trickle is sent at once (adaptive batching; under load receipts gather behind
+        the batches in flight). `wanted` is set before `busy` is read (see Sender).
+        """
         self._queued_since_flush = 0
+        self.sender.wanted.set()
         if self._scheduler is not None and not self.sender.busy.is_set():
             scheduler.run_soon(self._scheduler, scheduler.FLUSH_JOB)
 

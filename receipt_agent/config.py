@@ -324,10 +324,15 @@ SourceConfig = Annotated[
 ]
 
 
+MAX_CONCURRENCY = 16  # the send pool's thread cap: reloads may raise concurrency up to it
+
+
 class BatchConfig(_Model):
     max_receipts: Annotated[int, Field(ge=1, le=10_000)] = 100
     max_bytes: Size = 2 << 20
     flush_interval: Duration = 5.0
+    # Batches in flight at once (CONTRACT §2); 1 = strictly one after another.
+    concurrency: Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)] = 4
 
 
 class RetryConfig(_Model):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -70,6 +71,7 @@ class Sender:
         config: AgentConfig,
         *,
         observer: SendObserver | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self._db = db
         self._client = client
@@ -95,6 +97,15 @@ class Sender:
         self._learned_cap = config.batch.max_receipts
         self._log = structlog.get_logger("receipt_agent")
         self.busy = threading.Event()
+        # Set by intake when it queued receipts: a running flush sends them too before it
+        # ends (a trickle goes at once), a flush that is not running is started by agent.
+        self.wanted = threading.Event()
+        self._executor = executor
+        self._lock = threading.Lock()  # claims, the pause and the failure count
+        self._answered = threading.Condition(threading.Lock())  # in-flight count, results
+        self._in_flight = 0
+        self._claimed: set[int] = set()
+        self._cursor = 0
 
     @property
     def paused_for_s(self) -> float:
@@ -106,6 +117,14 @@ class Sender:
     ) -> FlushResult:
         """Send every due batch until none is due, the sender backs off, or `stop` is set.
 
+        Up to `batch.concurrency` batches are in flight at once (on the executor the agent
+        handed in; without one, or at concurrency 1, strictly one after another in this
+        thread). Full batches go out whenever a slot is free; a batch short of the limits
+        only when nothing is in flight (Nagle's rule: at a trickle every receipt goes at
+        once, under load receipts gather behind the batches in flight). Returns only after
+        every batch it started was answered or left pending, so a drain that waits for the
+        flush waits for all of them.
+
         With `once`, pending receipts are due whatever their backoff, and backoffs are
         waited out (at most ONCE_WAIT_BUDGET_S in total) instead of ending the flush.
         With `full_only`, a last batch short of `max_receipts`/`max_bytes` stays queued
@@ -114,10 +133,14 @@ class Sender:
         result = FlushResult()
         waited = 0.0
         self.busy.set()
+        self.wanted.clear()
         try:
             while not stop.is_set():
                 pause = self.paused_for_s
                 if pause > 0:
+                    if self._in_flight:
+                        self._wait_for_answer(stop)  # the batches out there settle first
+                        continue
                     out_of_budget = (
                         waited + pause > ONCE_WAIT_BUDGET_S or self._failures >= ONCE_MAX_FAILURES
                     )
@@ -127,31 +150,147 @@ class Sender:
                     stop.wait(pause)
                     waited += pause
                     continue
-                batch, last = self._next_batch(ignore_backoff=once, full_only=full_only)
+                if self._in_flight >= self._slots():
+                    self._wait_for_answer(stop)
+                    continue
+                batch, last = self._claim(ignore_backoff=once, full_only=full_only)
+                if batch and last and self._in_flight:
+                    # Nagle: a short batch waits for the batches in flight; what arrives
+                    # meanwhile joins it.
+                    self._unclaim(batch)
+                    self._wait_for_answer(stop)
+                    continue
                 if not batch:
+                    if self._in_flight:
+                        self._wait_for_answer(stop)
+                        continue
+                    if self._more_wanted(result):
+                        continue
                     return result
                 result.batches += 1
-                try:
-                    sent = self._send(batch, result)
-                except StateStoreError as error:
-                    self._unrecorded(batch, error, result)
-                    return result
-                if sent and last:
+                self._dispatch(batch, last, result)
+                if last:
                     # The queue was empty behind this batch. Receipts taken in meanwhile
-                    # wait for the next flush (or a full batch), instead of being chased
-                    # one or two per POST and commit: a 10,000-file burst of one receipt
-                    # each made 2,753 POSTs of 1.8 receipts this way.
+                    # go at once only if intake asked (a pass of its ended: a trickle),
+                    # else with the next flush or a full batch: a 10,000-file burst of one
+                    # receipt each made 2,753 POSTs of 1.8 receipts when every arrival
+                    # was chased.
+                    self._wait_all()
+                    if self._more_wanted(result):
+                        continue
                     return result
             return result
         finally:
+            self._wait_all()
             self.busy.clear()
 
+    def _more_wanted(self, result: FlushResult) -> bool:
+        """Nothing in flight: whether intake queued more since, to be sent in this flush.
+
+        `busy` is cleared before `wanted` is read (intake sets `wanted` before it reads
+        `busy`), so a request is never lost between a flush's end and its check.
+        """
+        if result.failed:
+            return False
+        self.busy.clear()
+        if self.wanted.is_set():
+            self.wanted.clear()
+            self.busy.set()
+            return True
+        return False
+
+    # --- batches in flight -------------------------------------------------------------------
+
+    def _slots(self) -> int:
+        """How many batches may be in flight now.
+
+        After a failure one batch goes alone until one is answered 2xx (a probe, as TCP's
+        slow start): an API that comes back from an outage, or a token the restarted API
+        never issued, meets one POST and one refresh, not `concurrency` of each.
+        """
+        if self._executor is None or self._failures:
+            return 1
+        return self._batch.concurrency
+
+    def _claim(
+        self, *, ignore_backoff: bool, full_only: bool
+    ) -> tuple[list[statedb.QueuedReceipt], bool]:
+        """Take the next batch out of the queue for one sender slot.
+
+        A claimed receipt is in exactly one batch in flight: the next claim starts above
+        the highest id claimed while anything is in flight (in memory: the agent lock on
+        the state dir makes this process the only sender, and a crash ends every flight).
+        """
+        batch, last = self._next_batch(
+            ignore_backoff=ignore_backoff, full_only=full_only, after_id=self._cursor
+        )
+        with self._lock:
+            batch = [receipt for receipt in batch if receipt.id not in self._claimed]
+            self._claimed.update(receipt.id for receipt in batch)
+            if batch:
+                self._cursor = max(self._cursor, batch[-1].id)
+        return batch, last
+
+    def _unclaim(self, batch: list[statedb.QueuedReceipt]) -> None:
+        with self._lock:
+            self._claimed.difference_update(receipt.id for receipt in batch)
+            # Nothing in flight: the next claim starts at the oldest again.
+            self._cursor = max(self._claimed, default=0)
+
+    def _dispatch(
+        self, batch: list[statedb.QueuedReceipt], last: bool, result: FlushResult
+    ) -> None:
+        with self._lock:
+            self._in_flight += 1
+        if self._executor is None or self._slots() == 1:
+            self._run_batch(batch, last, result)
+        else:
+            self._executor.submit(self._run_batch, batch, last, result)
+
+    def _run_batch(
+        self, batch: list[statedb.QueuedReceipt], last: bool, result: FlushResult
+    ) -> None:
+        """One batch in its slot: POST, record the outcome, release the claim."""
+        own = FlushResult()
+        try:
+            try:
+                self._send(batch, own)
+            except StateStoreError as error:
+                self._unrecorded(batch, error, own)
+        except Exception:  # noqa: BLE001 - a thread boundary: log, keep it pending, pause
+            self._log.exception("job.failed", job="send", receipts=len(batch))
+            self._pause(None)
+            own.failed = True
+        finally:
+            self._unclaim(batch)
+            with self._answered:
+                result.sent += own.sent
+                result.duplicates += own.duplicates
+                result.rejected += own.rejected
+                result.failed = result.failed or own.failed
+                self._in_flight -= 1
+                self._answered.notify_all()
+
+    def _wait_for_answer(self, stop: threading.Event) -> None:
+        """Wait until a batch in flight is answered (or a short while, to see `stop`)."""
+        with self._answered:
+            if self._in_flight and not stop.is_set():
+                self._answered.wait(timeout=0.5)
+
+    def _wait_all(self) -> None:
+        with self._answered:
+            while self._in_flight:
+                self._answered.wait(timeout=0.5)
+
     def _next_batch(
-        self, *, ignore_backoff: bool, full_only: bool = False
+        self, *, ignore_backoff: bool, full_only: bool = False, after_id: int = 0
     ) -> tuple[list[statedb.QueuedReceipt], bool]:
         """Return (the next batch, whether it holds every due receipt)."""
         due = self._db.due(
-            now=time.time(), limit=self._batch.max_receipts, ignore_backoff=ignore_backoff
+            now=time.time(),
+            limit=self._batch.max_receipts,
+            ignore_backoff=ignore_backoff,
+            after_id=after_id,
         )
         batch: list[statedb.QueuedReceipt] = []
         size = 2  # the brackets
@@ -169,6 +308,8 @@ class Sender:
 
     def _send(self, batch: list[statedb.QueuedReceipt], result: FlushResult) -> bool:
         """POST one batch; split it when refused. Return False when the sender must pause."""
+        if self.paused_for_s > 0:
+            return False  # another batch in flight started a pause: this one waits too
         body = b"[" + b",".join(receipt.payload for receipt in batch) + b"]"
         retried = sum(1 for receipt in batch if receipt.attempts > 0)
         self._log.debug(
@@ -309,16 +450,27 @@ class Sender:
         )  # fmt: skip
 
     def _pause(self, retry_after: float | None) -> float:
-        """Start a sender-wide pause; return its length in seconds."""
-        self._failures += 1
-        state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-        state.attempt_number = self._failures
-        wait = float(self._wait(state))
-        if retry_after is not None:
-            # The server knows best: honour Retry-After even above retry.max.
-            wait = max(retry_after, self._retry.initial)
-        self._paused_until = time.monotonic() + wait
-        return wait
+        """Start a sender-wide pause; return its length in seconds.
+
+        Batches in flight together fail together in an outage: a pause already running
+        counts as this failure's too (one backoff step per outage step, not one per
+        batch), lengthened only by a larger Retry-After.
+        """
+        with self._lock:
+            now = time.monotonic()
+            if self._paused_until > now:
+                if retry_after is not None and now + retry_after > self._paused_until:
+                    self._paused_until = now + retry_after
+                return self._paused_until - now
+            self._failures += 1
+            state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+            state.attempt_number = self._failures
+            wait = float(self._wait(state))
+            if retry_after is not None:
+                # The server knows best: honour Retry-After even above retry.max.
+                wait = max(retry_after, self._retry.initial)
+            self._paused_until = now + wait
+            return wait
 
     def _observe_batch(self, outcome: str, status: int | None, started: float) -> None:
         if self._observer is not None:

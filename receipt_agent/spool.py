@@ -10,7 +10,11 @@ minute, so a lost event delays a file, never loses it.
 
 A file is ready when it has not been modified for `settle` seconds: by its mtime, or —
 for clocks that disagree (network shares) — by our own observation of an unchanged size
-and mtime for that long. Never reads contents, never moves files.
+and mtime for that long. On a local (inotify) folder a file is ready at once when its
+writer closed it after writing (IN_CLOSE_WRITE) or renamed it in, and it has not changed
+since: the writer said it is done, so waiting out `settle` only adds latency. `settle`
+stays for polled shares (no close events) and for writers that keep a file open.
+Never reads contents, never moves files.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import os
 import stat
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +73,24 @@ class Spool:
         # `log.level: debug` only: the last settle decision logged per file, so a file
         # waiting through ten scans is one `spool.settling` line, not ten.
         self._told: dict[tuple[str, str], str] = {}
+        # path → (size, mtime_ns, monotonic time noted) when its writer closed it or
+        # renamed it in (inotify only)
+        self._closed: dict[str, tuple[int, int, float]] = {}
+        self._closed_lock = threading.Lock()
+
+    def note_closed(self, path: str) -> None:
+        """A writer closed `path` after writing, or renamed it in: remember how it looked.
+
+        Called from the watchdog observer's thread; the scan treats the file as settled
+        while its size and mtime are still what they were then.
+        """
+        try:
+            info = Path(path).lstat()
+        except OSError:
+            return
+        if stat.S_ISREG(info.st_mode):
+            with self._closed_lock:
+                self._closed[path] = (info.st_size, info.st_mtime_ns, time.monotonic())
 
     def scan(self, *, ignore_settle: bool = False) -> tuple[list[ReadyFile], float | None]:
         """Return (ready files oldest first, seconds until the next unsettled one may be ready).
@@ -80,6 +103,7 @@ class Spool:
         debug = logging.getLogger("receipt_agent").isEnabledFor(logging.DEBUG)
         now, mono = time.time(), time.monotonic()
         still_present: set[tuple[str, str]] = set()
+        present_paths: set[str] = set()
         for source in self.sources:
             pattern = source.glob
             try:
@@ -97,7 +121,12 @@ class Spool:
                     continue
                 key = (source.name, entry.name)
                 still_present.add(key)
+                present_paths.add(entry.path)
                 wait = self._settle_wait(key, info, source.settle, now, mono, source.poll)
+                if self._closed and not source.poll:
+                    closed = self._closed.get(entry.path)
+                    if closed is not None and closed[:2] == (info.st_size, info.st_mtime_ns):
+                        wait = 0.0  # closed by its writer and unchanged since
                 if ignore_settle or wait <= 0 or not stat.S_ISREG(info.st_mode):
                     ready.append(ReadyFile(source, Path(entry.path), info.st_mtime))
                     if debug:
@@ -110,6 +139,11 @@ class Spool:
             del self._seen[key]
         for key in set(self._told) - still_present:
             del self._told[key]
+        if self._closed:
+            with self._closed_lock:  # forget files gone since (noted before this scan)
+                for path, (_, _, noted) in list(self._closed.items()):
+                    if noted < mono and path not in present_paths:
+                        del self._closed[path]
         ready.sort(key=lambda item: (item.mtime, item.path.name))
         return ready, next_due
 
@@ -149,23 +183,37 @@ class Spool:
     def forget(self, ready: ReadyFile) -> None:
         """Drop settle tracking for a file the intake has moved away."""
         self._seen.pop((ready.source.name, ready.path.name), None)
+        with self._closed_lock:
+            self._closed.pop(str(ready.path), None)
 
 
 class _WakeHandler(FileSystemEventHandler):
-    def __init__(self, wake: threading.Event) -> None:
+    def __init__(
+        self, wake: threading.Event, on_closed: Callable[[str], None] | None = None
+    ) -> None:
         self._wake = wake
+        self._on_closed = on_closed
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        if self._on_closed is not None:
+            if isinstance(event, FileClosedEvent):
+                self._on_closed(os.fsdecode(event.src_path))
+            elif isinstance(event, FileMovedEvent):
+                self._on_closed(os.fsdecode(event.dest_path))
         self._wake.set()
 
 
-def build_observers(sources: list[Any], wake: threading.Event) -> list[Any]:
+def build_observers(
+    sources: list[Any], wake: threading.Event, on_closed: Callable[[str], None] | None = None
+) -> list[Any]:
     """Given sources and a wake-up event, return unstarted watchdog observers.
 
     One inotify observer for all `poll: false` sources, one PollingObserver for the
-    `poll: true` ones (SMB/NFS shares, where inotify sees nothing).
+    `poll: true` ones (SMB/NFS shares, where inotify sees nothing). `on_closed` hears
+    each file an inotify source's writer closed after writing or renamed in.
     """
     handler = _WakeHandler(wake)
+    native_handler = _WakeHandler(wake, on_closed)
     wanted = [FileCreatedEvent, FileMovedEvent, FileClosedEvent]
     observers: list[Any] = []
     native = [s for s in sources if not s.poll]
@@ -173,7 +221,9 @@ def build_observers(sources: list[Any], wake: threading.Event) -> list[Any]:
     if native:
         observer = Observer()
         for source in native:
-            observer.schedule(handler, str(source.path), recursive=False, event_filter=wanted)
+            observer.schedule(
+                native_handler, str(source.path), recursive=False, event_filter=wanted
+            )
         observers.append(observer)
     if polled:
         observer = PollingObserver(timeout=max(0.5, min(s.settle for s in polled)))
@@ -193,9 +243,16 @@ class SpoolWatcher:
     stat per source) and meant for the agent's 0.5 s tick. Never reads or moves files.
     """
 
-    def __init__(self, sources: list[Any], wake: threading.Event) -> None:
+    def __init__(
+        self,
+        sources: list[Any],
+        wake: threading.Event,
+        on_closed: Callable[[str], None] | None = None,
+    ) -> None:
         self._sources: list[SourceBase] = list(sources)
         self._handler = _WakeHandler(wake)
+        # inotify folders also report files closed after writing (see Spool.note_closed)
+        self._native_handler = _WakeHandler(wake, on_closed)
         self._wanted = [FileCreatedEvent, FileMovedEvent, FileClosedEvent]
         self._wake = wake
         self.observers: list[Any] = []
@@ -259,7 +316,10 @@ class SpoolWatcher:
         self._unwatch(source)
         try:
             self._watches[source.name] = self._observer_of[source.name].schedule(
-                self._handler, str(source.path), recursive=False, event_filter=self._wanted
+                self._handler if source.poll else self._native_handler,
+                str(source.path),
+                recursive=False,
+                event_filter=self._wanted,
             )
         except OSError as error:  # gone again, or the inotify watch limit
             return error

@@ -366,19 +366,21 @@ class StateDB:
         return {source: float(created) for source, created in rows}
 
     @_reads
-    def due(self, *, now: float, limit: int, ignore_backoff: bool = False) -> list[QueuedReceipt]:
-        """Return up to `limit` pending receipts due at `now`, oldest first."""
+    def due(
+        self, *, now: float, limit: int, ignore_backoff: bool = False, after_id: int = 0
+    ) -> list[QueuedReceipt]:
+        """Return up to `limit` pending receipts due at `now`, above `after_id`, oldest first."""
         # INDEXED BY the partial index: walked in id order, the query stops after `limit`
         # rows. Left to itself SQLite picks (state, updated_at), reads EVERY pending row and
         # sorts them: O(backlog) per batch, quadratic over a 100,000-receipt drain.
         sql = (
             "SELECT id, source, store_id, receipt_id, payload, attempts, created_at "
-            "FROM receipts INDEXED BY receipts_pending WHERE state = 'pending'"
+            "FROM receipts INDEXED BY receipts_pending WHERE state = 'pending' AND id > ?"
         )
-        params: tuple[float | int, ...] = (limit,)
+        params: tuple[float | int, ...] = (after_id, limit)
         if not ignore_backoff:
             sql += " AND next_attempt_at <= ?"
-            params = (now, limit)
+            params = (after_id, now, limit)
         rows = self._connect().execute(sql + " ORDER BY id LIMIT ?", params)
         return [QueuedReceipt(*row) for row in rows]
 

@@ -114,3 +114,86 @@ def test_observer_wakes_on_rename_into_folder(
         for observer in observers:
             observer.stop()
             observer.join()
+
+
+@pytest.fixture
+def slow_settle(
+    tmp_path: Path, spool_dir: Path, state_dir: Path, secret_file: Path,
+    write_config: Callable[..., Path],
+) -> Callable[[bool], AgentConfig]:  # fmt: skip
+    def make(poll: bool) -> AgentConfig:
+        raw = base_config(
+            base_url="http://127.0.0.1:9/v1", spool_dir=spool_dir, state_dir=state_dir,
+            secret_file=secret_file, log_file=tmp_path / "agent.log",
+        )  # fmt: skip
+        raw["sources"][0].update(settle="60s", poll=poll)
+        return load_config(write_config(raw))
+
+    return make
+
+
+def _watching(config: AgentConfig, spool: Spool) -> list[object]:
+    observers = build_observers(config.sources, threading.Event(), on_closed=spool.note_closed)
+    for observer in observers:
+        observer.start()  # type: ignore[attr-defined]
+    return observers
+
+
+def _stop(observers: list[object]) -> None:
+    for observer in observers:
+        observer.stop()  # type: ignore[attr-defined]
+        observer.join()  # type: ignore[attr-defined]
+
+
+def test_scan_takes_a_file_its_writer_closed_without_waiting_out_settle(
+    slow_settle: Callable[[bool], AgentConfig], spool_dir: Path
+) -> None:
+    """With settle 60 s, a file written and closed (or renamed in) is ready within seconds."""
+    config = slow_settle(False)
+    spool = Spool(config.sources)
+    observers = _watching(config, spool)
+    try:
+        (spool_dir / "closed.json").write_bytes(b"[]")
+        (spool_dir / ".renamed.tmp").write_bytes(b"[]")
+        (spool_dir / ".renamed.tmp").rename(spool_dir / "renamed.json")
+        wait_until(lambda: len(spool.scan()[0]) == 2, timeout=5)
+        assert sorted(r.path.name for r in spool.scan()[0]) == ["closed.json", "renamed.json"]
+    finally:
+        _stop(observers)
+
+
+def test_scan_waits_settle_for_a_file_still_open_or_changed_after_close(
+    slow_settle: Callable[[bool], AgentConfig], spool_dir: Path
+) -> None:
+    """A file its writer keeps open, or appended to after a close, still waits out settle."""
+    config = slow_settle(False)
+    spool = Spool(config.sources)
+    observers = _watching(config, spool)
+    try:
+        with (spool_dir / "open.json").open("wb") as handle:
+            handle.write(b"[")
+            handle.flush()
+            (spool_dir / "marker.json").write_bytes(b"[]")
+            wait_until(lambda: [r.path.name for r in spool.scan()[0]] == ["marker.json"])
+            ready, next_due = spool.scan()
+            assert [r.path.name for r in ready] == ["marker.json"]
+            assert next_due is not None
+            assert next_due > 50
+        # Closed now; then changed behind the agent's back with no close seen (utime).
+        wait_until(lambda: len(spool.scan()[0]) == 2)
+        os.utime(spool_dir / "open.json", ns=(0, time.time_ns() + 10**9))
+        assert [r.path.name for r in spool.scan()[0]] == ["marker.json"]
+    finally:
+        _stop(observers)
+
+
+def test_scan_of_a_polled_share_ignores_close_and_waits_settle(
+    slow_settle: Callable[[bool], AgentConfig], spool_dir: Path
+) -> None:
+    """A `poll: true` share has no close events: its files wait out settle as before."""
+    config = slow_settle(True)
+    spool = Spool(config.sources)
+    spool.note_closed(str(spool_dir / "a.json"))  # even if one were heard
+    (spool_dir / "a.json").write_bytes(b"[]")
+    spool.note_closed(str(spool_dir / "a.json"))
+    assert spool.scan()[0] == []
