@@ -176,8 +176,8 @@ class Sender:
                     # receipt each made 2,753 POSTs of 1.8 receipts when every arrival
                     # was chased.
                     self._wait_all()
-                    if self._more_wanted(result):
-                        continue
+                    if self.paused_for_s > 0 or self._more_wanted(result):
+                        continue  # a failure: the pause branch waits (once) or ends
                     return result
             return result
         finally:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import time_machine
-from support import base_config
+from support import base_config, wait_until
 
 from receipt_agent.config import AgentConfig, load_config
 from receipt_agent.spool import Spool, build_observers, is_candidate
