@@ -3,9 +3,12 @@
 Starts the built-in sandbox API on 127.0.0.1, copies the bundled sample exports of every
 supported format (package data in `receipt_agent/samples/<format>/`, written by us) into
 a temporary spool, runs the real `run --once` path with a progress bar, and prints what
-was sent, duplicated, rejected and quarantined. A sample folder may hold a `source.yaml`
-with the source keys its format needs (mapping, store, pattern). Touches nothing outside
-its temporary folder.
+was sent, duplicated, rejected and quarantined. Then it reconciles every business day the
+samples hold (CONTRACT §7) with `--remote all` against the sandbox, which "loses" one
+receipt: the SAF-T sample of 2026-01-16 lacks receipt 5009 that its Z report counts, so
+the table shows a gap, a Z difference of one receipt, and a receipt Dintero lost. A sample
+folder may hold a `source.yaml` with the source keys its format needs (mapping, store,
+pattern). Touches nothing outside its temporary folder.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from receipt_agent import logs
+from receipt_agent import ledger_store, logs, reconcile, reconcile_view
 from receipt_agent.agent import Agent
 from receipt_agent.api import DinteroClient
 from receipt_agent.config import AgentConfig, load_config, resolve_client_secret
@@ -111,6 +114,38 @@ def _reports(console: Console, config: AgentConfig, secret: SecretStr) -> None:
         db.close()
 
 
+# The receipt the sandbox "loses" (accepts, then never finds) so that --remote shows one.
+_LOST_RECEIPT = "demo-saft-K2-102"
+
+
+def _reconciliation(
+    console: Console, config: AgentConfig, secret: SecretStr, sandbox: Sandbox
+) -> None:
+    """Reconcile every business day the samples hold, as `reconcile --remote all` would."""
+    sandbox.faults.lose_receipt_id = f"^{_LOST_RECEIPT}$"
+    client = DinteroClient(config.dintero, secret)
+    db = StateDB(config.db_path)
+    try:
+        runner = reconcile.Reconciler(config, db, client)
+        results = [
+            result
+            for source in config.sources
+            for day in ledger_store.days(db, source.name)
+            for result in runner.reconcile_source(source, day, "all")
+        ]
+        console.print(
+            f"reconciliation (the sandbox was told to lose {_LOST_RECEIPT}; "
+            "receipt 5009 of register K1 on 2026-01-16 is missing from its export):",
+            highlight=False,
+        )
+        reconcile_view.print_results(results, console)
+    except ReceiptAgentError as error:
+        console.print(f"[red]reconcile: {error}[/red]")
+    finally:
+        client.close()
+        db.close()
+
+
 def _files_left(sources: list[dict[str, Any]]) -> int:
     return sum(len(list(Path(source["path"]).iterdir())) for source in sources)
 
@@ -143,6 +178,7 @@ def run_demo(*, keep: bool = False) -> int:
                         "batch": {"max_receipts": 50, "flush_interval": "1s"},
                         "retry": {"initial": "0.2s", "max": "2s"},
                         "reports": [_DEMO_REPORT],
+                        "reconcile": {"remote": "all", "max_requests_per_second": 50},
                     },
                     sort_keys=False,
                 )
@@ -155,6 +191,7 @@ def run_demo(*, keep: bool = False) -> int:
             exit_code = _run_with_progress(Agent(config, secret), sources, total_files)
             _summary(console, sources, log_file, config.db_path, sandbox)
             _reports(console, config, secret)
+            _reconciliation(console, config, secret, sandbox)
             if keep:
                 console.print(f"log: {log_file}")
                 console.print(

@@ -133,6 +133,17 @@ def day_rows(db: statedb.StateDB, source: str, day: str) -> list[LedgerRow]:
     ]
 
 
+def days(db: statedb.StateDB, source: str) -> list[str]:
+    """Return the business days a source has ledger rows or control totals for, in order."""
+    with db.reading() as conn:
+        rows = conn.execute(
+            "SELECT business_day FROM ledger WHERE source = ? UNION "
+            "SELECT business_day FROM control_totals WHERE source = ? ORDER BY 1",
+            (source, source),
+        ).fetchall()
+    return [str(row[0]) for row in rows]
+
+
 def register_numbers(
     db: statedb.StateDB, source: str, store_id: str, register: str
 ) -> list[tuple[str, str]]:

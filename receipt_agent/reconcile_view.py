@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -23,17 +24,13 @@ def results_json(results: list[dict[str, Any]]) -> str:
     return orjson.dumps({"result": overall, "days": results}, option=orjson.OPT_INDENT_2).decode()
 
 
-def _counts(result: dict[str, Any]) -> str:
-    counts = result["counts"]
-    skipped = sum(counts.get(reason, 0) for reason in ("training", "voided", "non_sale"))
-    parts = [
-        f"{counts.get('receipt', 0)} in",
-        f"{skipped} skipped",
-        f"{counts.get('rejected', 0)} rejected",
-        f"{counts.get('pending', 0)} pending",
-        f"{counts.get('sent', 0)} sent",
-    ]
-    return ", ".join(parts)
+_COUNT_COLUMNS = (
+    ("in", ("receipt",)),
+    ("skipped", ("training", "voided", "non_sale")),
+    ("rejected", ("rejected",)),
+    ("pending", ("pending",)),
+    ("sent", ("sent",)),
+)
 
 
 def _control(result: dict[str, Any]) -> str:
@@ -42,9 +39,7 @@ def _control(result: dict[str, Any]) -> str:
         return "—"
     compared = control.get("compared", {})
     differing = sum(1 for value in compared.values() if value["difference"])
-    if differing:
-        return f"{differing} of {len(compared)} differ"
-    return f"{len(compared)} match"
+    return f"{differing}/{len(compared)} differ" if differing else f"{len(compared)} ok"
 
 
 def _remote(result: dict[str, Any]) -> str:
@@ -52,31 +47,43 @@ def _remote(result: dict[str, Any]) -> str:
     if not remote["checked"]:
         return "—"
     missing, checked = len(remote["missing"]), remote["checked"]
-    return f"{checked} checked, {missing} missing" if missing else f"{checked} ok"
+    return f"{missing}/{checked} lost" if missing else f"{checked} ok"
+
+
+def _summary(result: dict[str, Any]) -> str:
+    numbering = result["numbering"]
+    counts = result["counts"]
+    parts = []
+    if numbering["first"]:
+        gaps = result["gaps"]
+        parts.append(
+            f"numbers {numbering['first']}–{numbering['last']}"
+            + (f" ({gaps} missing)" if gaps else "")
+        )
+    parts.append(
+        ", ".join(
+            f"{sum(counts.get(key, 0) for key in keys)} {label}" for label, keys in _COUNT_COLUMNS
+        )
+    )
+    parts.append(f"Z totals {_control(result)}")
+    parts.append(f"Dintero {_remote(result)}")
+    return "; ".join(parts)
 
 
 def print_results(results: list[dict[str, Any]], console: Console) -> None:
     """Print the table, then per register what differs and what was not checked."""
-    table = Table(title="reconciliation")
-    for name in ("date", "source", "store", "register", "numbers", "gaps", "transactions"):
-        table.add_column(name)
-    for name in ("Z report", "Dintero", "result"):
-        table.add_column(name)
+    table = Table(title="reconciliation", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("date", no_wrap=True)
+    table.add_column("source / store / register", overflow="fold", ratio=1)
+    table.add_column("result", no_wrap=True)
+    table.add_column("numbers, transactions, checks", ratio=2, overflow="fold")
     for result in results:
-        numbering = result["numbering"]
-        numbers = f"{numbering['first']}–{numbering['last']}" if numbering["first"] else "—"
         verdict = result["result"]
         table.add_row(
             result["date"],
-            result["source"],
-            result["store_id"],
-            result["register"] or "—",
-            numbers,
-            str(result["gaps"]),
-            _counts(result),
-            _control(result),
-            _remote(result),
+            f"{result['source']} / {result['store_id']} / {result['register'] or '—'}",
             f"[green]{verdict}[/]" if verdict == COMPLETE else f"[red]{verdict}[/]",
+            _summary(result),
         )
     console.print(table)
     for result in results:

@@ -142,3 +142,35 @@ def test_core_reports_counts_only_for_a_format_without_numbers() -> None:
     assert result["sums_minor"]["sent"] == 500
     assert any(line.startswith("numbering:") for line in result["unchecked"])
     assert "control totals: dintero-json exports carry none" in result["unchecked"]
+
+
+def test_migration_of_a_version_1_state_store_keeps_every_row(tmp_path: Path) -> None:
+    """A state store written before reconciliation existed opens with its receipts, files and
+    meta intact, at the current schema version, and reconcile can record into it."""
+    import sqlite3
+
+    from receipt_agent import statedb
+
+    path = tmp_path / "state.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(statedb._MIGRATIONS[0])
+    conn.execute(
+        "INSERT INTO receipts (source, store_id, receipt_id, state, payload, size_bytes, "
+        "created_at, updated_at) VALUES ('till', 'sc029', 'r-1', 'pending', x'7b7d', 2, 1, 1)"
+    )
+    conn.execute("INSERT INTO files VALUES ('d1', 'till', 'a.json', 1, 1, 0)")
+    conn.execute("INSERT INTO meta VALUES ('last_success_at', '5')")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+
+    db = statedb.StateDB(path)
+    try:
+        assert db.counts()["pending"] == 1
+        assert db.has_file("d1")
+        assert db.meta()["last_success_at"] == "5"
+        with db.reading() as reader:
+            assert reader.execute("PRAGMA user_version").fetchone()[0] == statedb.SCHEMA_VERSION
+            assert reader.execute("SELECT COUNT(*) FROM ledger").fetchone()[0] == 0
+    finally:
+        db.close()
