@@ -30,7 +30,7 @@ import orjson
 import structlog
 from pydantic import SecretStr
 
-from receipt_agent import __version__, config_rules
+from receipt_agent import __version__, config_rules, refused
 from receipt_agent.config import DinteroConfig
 from receipt_agent.errors import (
     ConfigError,
@@ -286,7 +286,8 @@ class DinteroClient:
             created = len(answer.get("receipts") or []) if isinstance(answer, dict) else 0
             duplicates = int(answer.get("duplicates") or 0) if isinstance(answer, dict) else 0
             return PostResult(status=status, created=created, duplicates=duplicates, ms=ms)
-        message = error_message(response)
+        # The API may quote what it refused; those values may be personal data (CONTRACT §6).
+        message = refused.scrub(error_message(response), body)
         if status == 413:  # noqa: PLR2004
             raise PayloadTooLargeError(
                 f"the API refused the batch as too large: {message}", status=413

@@ -8,12 +8,24 @@ operator what they need to spot a shifted column or a decimal comma instead: the
 length and the kinds of characters, with punctuation named (punctuation alone
 identifies no one; letters and digits are only counted as kinds).
 
-Pure, stdlib only. Used by `formats`, `money` and `mapping`.
+The API's own error messages are not ours to word: a validator that answers
+`'Kari' is not of type 'integer'` would carry customer data into `receipt.rejected`,
+`batch.failed` and `queue list`. `scrub` blanks out, in such a message, every text the
+refused request itself carried (it is the only place where those values are known).
+
+Pure, stdlib only. Used by `formats`, `money`, `mapping` and `api`.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+
 _MAX_NAMED_MARKS = 6
+# A shorter text is blanked only where quoted: unquoted, it is too likely a word of the
+# message itself ("NOK", "CARD").
+_MIN_UNQUOTED = 8
+_MAX_DEPTH = 16
 
 
 def shape(value: object) -> str:
@@ -51,3 +63,36 @@ def shape(value: object) -> str:
 def refused(value: object) -> str:
     """Given a refused value, return `(the value has 28 characters: letters, …)` for a message."""
     return f"(the value has {shape(value)})"
+
+
+def scrub(message: str, body: bytes) -> str:
+    """Given an API error message and the JSON body that was refused, blank out its texts.
+
+    Every string value of the body that the message quotes (`'…'` or `"…"`), or repeats
+    unquoted when 8 characters or longer, is replaced by `…`. Keys, numbers and the
+    message's own words stay. A body that is not JSON leaves the message as it is.
+    """
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return message
+    texts = sorted({text for text in _texts(data, 0) if text.strip()}, key=len, reverse=True)
+    for text in texts:
+        for quote in ("'", '"'):
+            message = message.replace(f"{quote}{text}{quote}", f"{quote}…{quote}")
+        if len(text) >= _MIN_UNQUOTED:
+            message = message.replace(text, "…")
+    return message
+
+
+def _texts(value: object, depth: int) -> Iterator[str]:
+    if depth > _MAX_DEPTH:
+        return
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _texts(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _texts(item, depth + 1)

@@ -10,16 +10,19 @@ from __future__ import annotations
 import io
 from typing import Literal
 
+import orjson
 import pytest
-from pydantic import BaseModel, Field, ValidationError
-from support import make_receipt
+from pydantic import BaseModel, Field, SecretStr, ValidationError
+from support import ACCOUNT, CLIENT_ID, SECRET, make_receipt
 
-from receipt_agent.config import CsvSource, DinteroJsonSource, PoslogSource
-from receipt_agent.errors import ParseError
+from receipt_agent.api import DinteroClient
+from receipt_agent.config import CsvSource, DinteroConfig, DinteroJsonSource, PoslogSource
+from receipt_agent.errors import ParseError, RemoteRejectedError
 from receipt_agent.formats import InvalidRecord, RawReceipt, Record, get_parser
 from receipt_agent.mapping import ValidReceipt, error_sentences, finish_receipt
 from receipt_agent.money import AmountError, parse_decimal
-from receipt_agent.refused import shape
+from receipt_agent.refused import scrub, shape
+from receipt_agent.sandbox import Sandbox
 
 NAME, EMAIL, PHONE = "Ola Nordmann", "ola@example.com", "+47 998 87 766"
 CANARIES = ("Ola", "Nordmann", "ola@", "example.com", "998", "87 766")
@@ -169,3 +172,38 @@ def test_poslog_with_personal_data_in_time_currency_and_amount_rejects_cleanly()
     errors = _errors(list(get_parser("poslog")(io.BytesIO(data), source)))
     assert any("EndDateTime: is not an ISO-8601 date-time" in error for error in errors)
     _assert_clean(errors)
+
+
+def test_api_refusal_that_quotes_the_receipt_is_scrubbed_before_anyone_sees_it(
+    sandbox: Sandbox,
+) -> None:
+    """The sandbox (a JSON-schema validator) quotes what it refuses; our error does not.
+
+    A receipt our model would refuse is posted directly, so the API does the refusing.
+    """
+    receipt = make_receipt(1)
+    receipt["gross_amount"] = NAME
+    receipt["customer"] = {"email": EMAIL, "phone_number": PHONE}
+    body = orjson.dumps([receipt])
+    config = DinteroConfig.model_validate(
+        {"base_url": sandbox.base_url, "account_id": ACCOUNT, "client_id": CLIENT_ID}
+    )
+    client = DinteroClient(config, SecretStr(SECRET))
+    try:
+        with pytest.raises(RemoteRejectedError) as raised:
+            client.post_receipts(body)
+    finally:
+        client.close()
+    raw = [r for r in sandbox.requests if r.path.endswith("/receipts")]
+    assert raw, "the POST reached the sandbox"
+    message = str(raised.value)
+    assert "gross_amount" in message
+    _assert_clean([message])
+
+
+def test_scrub_blanks_quoted_and_long_texts_of_the_body_only() -> None:
+    """Quoted values of the refused body become '…'; the message's own words stay."""
+    body = orjson.dumps([{"currency": "NOK", "customer": {"email": EMAIL}, "note": NAME}])
+    message = f"items.0: '{NAME}' is not of type 'integer'; email {EMAIL} invalid; NOK ok"
+    assert scrub(message, body) == "items.0: '…' is not of type 'integer'; email … invalid; NOK ok"
+    assert scrub("HTTP 400", b"not json") == "HTTP 400"
