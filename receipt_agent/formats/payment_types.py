@@ -6,9 +6,9 @@ column (`Kort`, `Bankkort`) or another export. Pure, stdlib only.
 
 The vocabulary (upper case, as Dintero's own example `VIPPS`): CASH, CARD, DEBIT_CARD,
 CREDIT_CARD, GIFT_CARD, VOUCHER, CREDIT_NOTE, CHECK, MOBILE, VIPPS, SWISH, MOBILEPAY,
-LOYALTY, CUSTOMER_ACCOUNT, BANK_ACCOUNT, INVOICE. A name that is not recognised gives
-None: the payment keeps the till's own name in `type_id` and gets no `token_type` (never a
-guess).
+PAYPAL, KLARNA, LOYALTY, CUSTOMER_ACCOUNT, BANK_ACCOUNT, INVOICE. A name that is not
+recognised gives None: the payment keeps the till's own name in `type_id` and gets no
+`token_type` (never a guess).
 """
 
 from __future__ import annotations
@@ -64,6 +64,10 @@ _KINDS: dict[str, str] = {
     "vipps": "VIPPS",
     "swish": "SWISH",
     "mobilepay": "MOBILEPAY",
+    "paypal": "PAYPAL",
+    "klarna": "KLARNA",
+    "izettlecard": "CARD",
+    "izettlecash": "CASH",
     # accounts
     "loyalty": "LOYALTY",
     "loyaltyredemption": "LOYALTY",

@@ -185,7 +185,7 @@ def _receipt(
     discount = sum(line["amount"] for item in items for line in item.get("discount_lines", []))
     if discount:
         data["total_discount"] = discount
-    tax_lines = lines.tax_lines or sum_by_rate(items)
+    tax_lines = _receipt_tax_lines(lines, items)
     if tax_lines:
         data["tax_lines"] = tax_lines
     if lines.tax_on_top:
@@ -380,3 +380,21 @@ def _links(lines: Lines, source: PoslogSource, store_id: str) -> list[dict[str, 
             item.setdefault("extra_info", []).extend(extra)
         receipt_extra.extend(entry for entry in extra if entry not in receipt_extra)
     return receipt_extra
+
+
+def _receipt_tax_lines(lines: Lines, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The file's LineItem/Tax lines, else the items' summed per rate.
+
+    VAT-inclusive summary lines that do not cover the taxed items' net (a till that wrote
+    them before a discount) give way to the items' own lines, which are exact.
+    """
+    from_items = sum_by_rate(items)
+    included = [line for line in lines.tax_lines if line.get("included_in_price")]
+    if not included or not from_items:
+        return lines.tax_lines or from_items
+    covered = sum(item["net_amount"] for item in items if item.get("tax_lines"))
+    summary = sum(line.get("amount", 0) + line.get("tax_basis", 0) for line in included)
+    complete = all("amount" in line and "tax_basis" in line for line in from_items)
+    if abs(summary - covered) > len(included) and complete:
+        return from_items
+    return lines.tax_lines

@@ -379,6 +379,10 @@ class LineReader:
             item["tax_lines"] = tax_lines
             if "percentage" in tax_lines[0]:
                 item["tax_percent"] = tax_lines[0]["percentage"]
+            gross, net = item["gross_amount"], item["net_amount"]
+            written = [line.get("amount", 0) + line.get("tax_basis", 0) for line in tax_lines]
+            if self.tax_included and gross != net and sum(written) == gross:
+                poslog_tax.rebase(item, gross)  # VAT of the price before the line's discount
 
     def _transaction_tax(self, tax: Element, where: str) -> None:
         """`LineItem/Tax`: a receipt tax line (US: the tax on top), signed in `read`."""

@@ -8,8 +8,8 @@ Helper of `formats.poslog_lines`. Pure, stdlib only; works on Decimal amounts in
   `TaxableAmount − Amount`. Nordic tills write either spelling; 89.90 incl. 25 % VAT is
   `TaxableAmount 71.92` or `TaxableAmount 89.90 @TaxIncludedInTaxableAmountFlag="true"`,
   both with `Amount 17.98`, and both give `tax_basis` 7192. A `TaxableAmount` equal to the
-  line's VAT-inclusive net with a non-zero tax cannot be a basis without the tax, so it is
-  read as including it (a till that leaves the flag out). Without `TaxableAmount`, VAT
+  line's VAT-inclusive net, with an Amount that is the VAT contained in it, is read as
+  including it (a till that leaves the flag out). Without `TaxableAmount`, VAT
   included in the price has basis = the line's net − tax.
 - **Only a rate.** A `Tax` with a `Percent` and no `Amount` (ARTS Digital Receipt, some
   Visma exports) gets its amount and basis from the line's net with `money.split_vat`.
@@ -18,9 +18,11 @@ Helper of `formats.poslog_lines`. Pure, stdlib only; works on Decimal amounts in
   exact figure is kept in `amount_dwh`/`tax_basis_dwh` (Dintero's decimal fields, in minor
   units): 2.67857 → `amount` 268, `amount_dwh` "267.857". When the exact tax and basis add
   up to the line's net, the basis is net − the rounded tax, so tax + basis = net exactly.
-- **After a transaction-level discount** is spread over an item (`rebase`), the item's VAT
-  is recomputed from its new net: one rate → `split_vat`; several lines → each scaled by
-  new net / old net, the last øre on the largest basis. So tax + basis = net again.
+- **After a discount.** When a transaction-level discount is spread over an item, or an
+  item's own VAT adds up to its gross before its discount (the till did not recompute it),
+  the item's VAT is recomputed from its net (`rebase`): one rate → `split_vat`; several
+  lines → each scaled by new net / old net, the last øre on the largest basis. So tax +
+  basis = net again.
 - **Signs.** Item lines take the item's sign (a return's VAT is negative). Transaction-level
   `LineItem/Tax` lines keep the sign written, except that a receipt whose net is negative
   and whose tax lines are all written unsigned (ARTS 6 allows only non-negative amounts) has
@@ -70,8 +72,12 @@ def decode(
         and amount != 0
         and taxable == net
         and taxable + amount != net
+        and (percent is None or abs(split_vat(int(taxable), percent)[1] - amount) <= 1)
     ):
-        includes_tax = True  # TaxableAmount = the VAT-inclusive net: the flag was left out
+        # TaxableAmount = the VAT-inclusive net and Amount is the VAT in it: the flag was
+        # left out. (Not when Amount is the rate on TaxableAmount: that is a basis written
+        # before a discount that happens to equal the net, e.g. 20 % off at 25 % VAT.)
+        includes_tax = True
     basis: Decimal | None = None
     if taxable is not None:
         basis = taxable - amount if includes_tax else taxable

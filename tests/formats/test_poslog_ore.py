@@ -503,3 +503,18 @@ def test_poslog_ncr_cash_back_and_change_lines_are_not_taken_off_twice() -> None
     )
     data = receipt_of(poslog(sale("1.07") + change))
     assert [payment["amount"] for payment in data["payments"]] == [200, -93]
+
+
+def test_poslog_item_vat_written_before_its_discount_is_recomputed() -> None:
+    """100.00 − 20 % with VAT 20.00 on 80.00 (the undiscounted price) becomes 16.00 on 64.00."""
+    modifier = "<RetailPriceModifier><Amount>20.00</Amount></RetailPriceModifier>"
+    body = (
+        sale("100.00", vat("20.00", "80.00"), extra=modifier)
+        + "<LineItem><Tax><TaxableAmount>80.00</TaxableAmount><Amount>20.00</Amount>"
+        "<Percent>25</Percent></Tax></LineItem>" + tender("80.00")
+    )
+    data = receipt_of(poslog(body))
+    expected = {"percentage": 25, "amount": 1600, "tax_basis": 6400, "included_in_price": True}
+    assert data["items"][0]["tax_lines"] == [expected]
+    assert data["tax_lines"] == [expected]  # the file's stale summary gives way to the items
+    assert_adds_up(data)
