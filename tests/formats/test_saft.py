@@ -1014,18 +1014,19 @@ def test_saft_bundled_sample_converts_with_the_example_config(tmp_path: Path) ->
     parser = get_parser(src.format)
     samples = sorted((PROJECT / "receipt_agent" / "samples" / "saft").glob("*.xml"))
     assert samples
-    for sample in samples:
+    records = []
+    for sample in samples:  # the reconciliation day (2026-01-16) lacks receipt 5009 on purpose
         with sample.open("rb") as stream:
-            records = list(parser(stream, src))
-        valid = [finish_receipt(r, src) for r in records if isinstance(r, RawReceipt)]
-        assert all(isinstance(v, ValidReceipt) for v in valid), valid
-        assert not [r for r in records if isinstance(r, InvalidRecord)]
-        reasons = sorted(r.reason for r in records if isinstance(r, SkippedRecord))
-        assert reasons == ["non_sale", "training"]
-        ids = [v.receipt_id for v in valid if isinstance(v, ValidReceipt)]
-        assert len(ids) == len(set(ids)) >= 5
-        assert timedelta(0) not in {
-            datetime.fromisoformat(r.data["purchase_at"]).utcoffset()
-            for r in records
-            if isinstance(r, RawReceipt)
-        }
+            records += list(parser(stream, src))
+    valid = [finish_receipt(r, src) for r in records if isinstance(r, RawReceipt)]
+    assert all(isinstance(v, ValidReceipt) for v in valid), valid
+    assert not [r for r in records if isinstance(r, InvalidRecord)]
+    reasons = sorted(r.reason for r in records if isinstance(r, SkippedRecord))
+    assert reasons == ["non_sale", "training"]
+    ids = [v.receipt_id for v in valid if isinstance(v, ValidReceipt)]
+    assert len(ids) == len(set(ids)) >= 5
+    assert timedelta(0) not in {
+        datetime.fromisoformat(r.data["purchase_at"]).utcoffset()
+        for r in records
+        if isinstance(r, RawReceipt)
+    }
