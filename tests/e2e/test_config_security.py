@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import http.client
 import shutil
+import ssl
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -143,24 +145,38 @@ def test_check_config_with_bad_proxy_names_dintero_proxy_without_its_password(
 
 
 class _ForwardingProxy(ThreadingHTTPServer):
-    """A plain HTTP forward proxy on 127.0.0.1 that counts the requests it forwarded."""
+    """An HTTP forward proxy on 127.0.0.1 that counts the requests it forwarded.
+
+    With `upstream` it is a reverse proxy to that host and port instead, and with `tls`
+    it speaks HTTPS (a store firewall that terminates TLS with its own CA).
+    """
 
     daemon_threads = True
 
-    def __init__(self) -> None:
+    def __init__(
+        self, upstream: tuple[str, int] | None = None, tls: ssl.SSLContext | None = None
+    ) -> None:
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
+        self.upstream = upstream
+        self.scheme = "http"
+        if tls is not None:  # a failed handshake is an OSError in accept(): dropped
+            self.socket = tls.wrap_socket(self.socket, server_side=True)
+            self.scheme = "https"
         self.forwarded: list[str] = []
         self.lock = threading.Lock()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self.server_address[1]}"
 
 
 class _ProxyHandler(BaseHTTPRequestHandler):
     server: _ForwardingProxy
 
     def _forward(self) -> None:
+        if self.server.upstream is not None:  # reverse proxy: origin-form /path?query
+            host, port = self.server.upstream
+            self.path = f"http://{host}:{port}{self.path}"
         target = urlsplit(self.path)  # absolute-form: http://host:port/path?query
         if target.scheme != "http" or not target.hostname:
             self.send_error(400, "absolute http:// URL expected")
@@ -242,3 +258,66 @@ def test_run_once_with_unreachable_dintero_proxy_keeps_receipts_pending(
     result = cli("run", "--once", "-c", str(write_config(config)))
     assert result.returncode == 1, result.stderr
     assert sandbox.receipt_ids(ACCOUNT) == []
+
+
+def _store_firewall_ca(folder: Path) -> tuple[Path, ssl.SSLContext]:
+    """A private CA and a 127.0.0.1 server certificate it signed, made with openssl."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is needed to make a test CA")
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    ca, server = folder / "store-ca.pem", folder / "server.pem"
+    steps = [
+        ["req", "-x509", *key, "-keyout", "ca.key", "-out", ca.name, "-days", "2",
+         "-subj", "/CN=Store firewall test CA",
+         "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+        ["req", *key, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", "server.csr", "-CA", ca.name, "-CAkey", "ca.key",
+         "-CAcreateserial", "-out", server.name, "-days", "2", "-extfile", "ext.cnf"],
+    ]  # fmt: skip
+    (folder / "ext.cnf").write_text(
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+        "keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n"
+    )
+    for step in steps:
+        subprocess.run([openssl, *step], cwd=folder, check=True, capture_output=True, timeout=30)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(server, folder / "server.key")
+    return ca, context
+
+
+def test_run_once_through_tls_inspecting_firewall_needs_its_ca_in_dintero_ca_file(
+    tmp_path: Path, spool_dir: Path, state_dir: Path, secret_file: Path,
+    write_config: Callable[..., Path], sandbox: Sandbox,
+) -> None:  # fmt: skip
+    """An HTTPS endpoint signed by the store's own CA is trusted only with `dintero.ca_file`.
+
+    1. A private CA (openssl) signs a certificate for 127.0.0.1; an HTTPS front with it
+       forwards to the sandbox (a TLS-inspecting firewall in miniature).
+    2. `run --once` without `ca_file`, then with it.
+    Result: without, the certificate is refused and the receipt stays pending (exit 1);
+    with, it is delivered through the front (exit 0).
+    """
+    certificates = tmp_path / "pki"
+    certificates.mkdir()
+    ca_file, tls = _store_firewall_ca(certificates)
+    host, port = urlsplit(sandbox.base_url).hostname or "", urlsplit(sandbox.base_url).port or 0
+    front = _ForwardingProxy(upstream=(host, port), tls=tls)
+    thread = threading.Thread(target=front.serve_forever, name="test-tls-front", daemon=True)
+    thread.start()
+    try:
+        config = _config(tmp_path, spool_dir, state_dir, secret_file, base_url=f"{front.url}/v1")
+        drop(spool_dir, "one.json", [make_receipt(1)])
+        refused = cli("run", "--once", "-c", str(write_config(config)))
+        assert refused.returncode == 1, refused.stderr
+        assert sandbox.receipt_ids(ACCOUNT) == []
+        config["dintero"]["ca_file"] = str(ca_file)
+        trusted = cli("run", "--once", "-c", str(write_config(config)))
+        assert trusted.returncode == 0, trusted.stderr
+        assert sandbox.receipt_ids(ACCOUNT) == ["R000001"]
+        assert f"POST /v1/accounts/{ACCOUNT}/receipts" in front.forwarded
+    finally:
+        front.shutdown()
+        front.server_close()
+        thread.join(timeout=5)
