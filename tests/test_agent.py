@@ -1,0 +1,202 @@
+"""The agent's lifecycle (agent.py): start, run, drain, stop — in-process, on real threads.
+
+The real daemon (`Agent.run`) runs in a thread or on the test's main thread, against the
+sandbox on loopback, a real spool folder, a real SQLite state store and the real watchdog
+observer and APScheduler pool; the autouse `no_thread_leaks` fixture fails any test that
+leaves one of their threads behind. Signals are real: sent to this process with os.kill.
+End-to-end runs of the installed CLI as a subprocess live in tests/e2e/test_daemon.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+from support import ACCOUNT, SECRET, drop, events, make_receipt, read_log, wait_until
+
+from receipt_agent import logs
+from receipt_agent.agent import EXIT_FAILED, EXIT_OK, Agent
+from receipt_agent.config import AgentConfig, load_config
+from receipt_agent.errors import AgentLockedError
+from receipt_agent.sandbox import Sandbox
+
+
+@pytest.fixture
+def config(make_agent_config: Callable[..., Path]) -> Iterator[AgentConfig]:
+    """The agent's config, with its JSON log file configured the way the CLI does."""
+    loaded = load_config(make_agent_config())
+    logs.configure(file=str(loaded.log.file), format="json", level="info")
+    yield loaded
+    logs.configure(file="-", format="console", level="warning")  # closes the log file
+
+
+class _Running:
+    """An `Agent.run()` in a thread; `stop()` sets its stop flag and returns the exit code."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.agent = Agent(config, SecretStr(SECRET))
+        self.code: int | None = None
+        self.thread = threading.Thread(target=self._run, name="agent-under-test")
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.code = self.agent.run()
+
+    def stop(self, timeout: float = 40) -> int | None:
+        self.agent.stop_event.set()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the agent did not stop"
+        return self.code
+
+
+@pytest.fixture
+def start_agent(config: AgentConfig) -> Iterator[Callable[[], _Running]]:
+    """Start agents in threads; whatever a test left running is stopped in teardown."""
+    running: list[_Running] = []
+
+    def start() -> _Running:
+        running.append(_Running(config))
+        return running[-1]
+
+    yield start
+    for item in running:
+        if item.thread.is_alive():
+            item.stop()
+
+
+def _event_names(log: Path) -> list[str]:
+    return [str(line.get("event")) for line in read_log(log)]
+
+
+def test_run_starts_delivers_and_stops_in_order(
+    config: AgentConfig,
+    start_agent: Callable[[], _Running],
+    spool_dir: Path,
+    sandbox: Sandbox,
+) -> None:
+    """The daemon's life, as its log tells it: started, the file's receipts sent, stopped.
+
+    1. Start `run()`; wait for `agent.started`; drop a file of 3 receipts into the spool.
+    2. Wait until the log says the batch was sent; set the stop flag.
+    Result: exit 0; agent.started < batch.sent < agent.stopping < agent.stopped, the stop
+    drained (`drained: true`, nothing pending); every agent thread is gone (autouse check)
+    and the state directory's lock is free for the next agent.
+    """
+    log = Path(str(config.log.file))
+    running = start_agent()
+    wait_until(lambda: events(log, "agent.started"))
+    drop(spool_dir, "a.json", [make_receipt(n) for n in range(3)])
+    wait_until(lambda: events(log, "batch.sent"))  # recorded, not only received
+    assert running.stop() == EXIT_OK
+    assert len(sandbox.receipt_ids(ACCOUNT)) == 3
+    names = _event_names(log)
+    order = [names.index(name) for name in ("agent.started", "batch.sent", "agent.stopping")]
+    assert order == sorted(order)
+    assert names[-1] == "agent.stopped"
+    (stopped,) = events(log, "agent.stopped")
+    assert (stopped["drained"], stopped["pending"]) == (True, 0)
+    assert running.agent.drained
+    again = Agent(config, SecretStr(SECRET))
+    again._open()  # the lock was released: a second agent may take the directory
+    again._close()
+
+
+def test_a_second_agent_on_the_same_state_dir_is_refused_while_the_first_runs(
+    config: AgentConfig, start_agent: Callable[[], _Running]
+) -> None:
+    """Two agents never share a queue: the second learns which process holds it."""
+    log = Path(str(config.log.file))
+    running = start_agent()
+    wait_until(lambda: events(log, "agent.started"))
+    with pytest.raises(AgentLockedError, match=f"pid {os.getpid()}"):
+        Agent(config, SecretStr(SECRET)).run_once()
+    assert running.stop() == EXIT_OK
+
+
+def test_stop_during_a_slow_post_waits_for_the_answer_and_records_it(
+    config: AgentConfig, start_agent: Callable[[], _Running], spool_dir: Path, sandbox: Sandbox
+) -> None:
+    """The drain lets the batch in flight finish: what Dintero stored is marked sent.
+
+    1. The sandbox answers every request after 1.5 s. Start the agent, drop 5 receipts.
+    2. As soon as the POST is in flight (the sender is busy), set the stop flag.
+    Result: exit 0 with `drained: true`; the 5 receipts are at the sandbox and `sent` in
+    the state store (nothing pending to be resent after the restart).
+    """
+    log = Path(str(config.log.file))
+    sandbox.set_faults(delay_s=1.5, endpoints=frozenset({"receipts"}))
+    running = start_agent()
+    wait_until(lambda: events(log, "agent.started"))
+    drop(spool_dir, "a.json", [make_receipt(n) for n in range(5)])
+    wait_until(running.agent.sender.busy.is_set, interval=0.01)
+    started = time.monotonic()
+    assert running.stop() == EXIT_OK
+    assert time.monotonic() - started < 30  # bounded by DRAIN_TIMEOUT_S
+    (stopped,) = events(log, "agent.stopped")
+    assert (stopped["drained"], stopped["pending"]) == (True, 0)
+    assert len(sandbox.receipt_ids(ACCOUNT)) == 5
+
+
+def test_sigterm_on_the_main_thread_stops_run_and_restores_the_handlers(
+    config: AgentConfig, spool_dir: Path, sandbox: Sandbox
+) -> None:
+    """A real SIGTERM makes `run()` return 0 after delivering; the test's handlers come back.
+
+    1. Drop a file; a timer thread sends this process SIGTERM once the receipts arrived.
+    2. `run()` on the main thread (where it installs its handlers) returns.
+    Result: exit 0, the receipts delivered, and SIGTERM/SIGINT/SIGHUP handled again as
+    before the run.
+    """
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    drop(spool_dir, "a.json", [make_receipt(n) for n in range(2)])
+
+    def terminate_when_delivered() -> None:
+        wait_until(lambda: len(sandbox.receipt_ids(ACCOUNT)) == 2)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    killer = threading.Thread(target=terminate_when_delivered, name="sigterm-sender")
+    killer.start()
+    try:
+        code = Agent(config, SecretStr(SECRET)).run()
+    finally:
+        killer.join(30)
+    assert code == EXIT_OK
+    assert len(sandbox.receipt_ids(ACCOUNT)) == 2
+    assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_run_once_delivers_everything_and_exits_0(
+    config: AgentConfig, spool_dir: Path, sandbox: Sandbox
+) -> None:
+    """`run --once`: every ready file is taken in and sent, the spool is empty, exit 0."""
+    for number in range(3):
+        drop(spool_dir, f"f-{number}.json", [make_receipt(number * 10 + i) for i in range(4)])
+    for path in spool_dir.iterdir():
+        os.utime(path, (time.time() - 60, time.time() - 60))  # settled long ago
+    assert Agent(config, SecretStr(SECRET)).run_once() == EXIT_OK
+    assert len(sandbox.receipt_ids(ACCOUNT)) == 12
+    assert list(spool_dir.iterdir()) == []
+
+
+def test_run_once_with_the_api_down_keeps_receipts_pending_and_exits_1(
+    config: AgentConfig, spool_dir: Path, sandbox: Sandbox
+) -> None:
+    """An unreachable API (every POST 503) fails `run --once`; nothing is lost, it stays pending."""
+    sandbox.set_faults(error_rate=1.0, endpoints=frozenset({"receipts"}))
+    drop(spool_dir, "a.json", [make_receipt(n) for n in range(4)])
+    os.utime(spool_dir / "a.json", (time.time() - 60, time.time() - 60))
+    agent = Agent(config, SecretStr(SECRET))
+    assert agent.run_once() == EXIT_FAILED
+    assert sandbox.receipt_ids(ACCOUNT) == []
+    again = Agent(config, SecretStr(SECRET))
+    again._open()
+    try:
+        assert again.db.counts()["pending"] == 4
+    finally:
+        again._close()
