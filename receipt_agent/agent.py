@@ -25,6 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import orjson
 import structlog
 from pydantic import SecretStr
 
@@ -36,6 +37,7 @@ from receipt_agent.file_faults import FileFaults
 from receipt_agent.intake import FileOutcome, sync_moves, take_in
 from receipt_agent.metrics import AgentMetrics, HealthCheck
 from receipt_agent.sender import Sender
+from receipt_agent.spool_health import FAULTS_META_KEY
 
 RESCAN_INTERVAL_S = 60.0  # the folder listing is the truth; inotify only wakes us earlier
 DRAIN_TIMEOUT_S = 30.0  # systemd's TimeoutStopSec must be larger
@@ -194,6 +196,7 @@ class Agent:
                     batch_ready.set()
                     sending.join()
                 self._sync_moves(taken)
+                self._persist_faults()
                 self.sender.flush(self.stop_event, once=True)
                 pending = self.db.pending_count()
                 return (
@@ -379,6 +382,7 @@ class Agent:
                 if self._queued_since_flush:
                     self._flush_soon()  # the pass is over: an idle sender sends at once
                 self._sync_moves(taken)
+                self._persist_faults()
                 present = {(item.source.name, item.path.name) for item in ready}
                 self._faults.retain(present)
                 self._revisit = {
@@ -397,6 +401,16 @@ class Agent:
                 self._log.exception("intake.failed")
                 timeout = STORE_RETRY_S
             self._wake.wait(timeout)
+
+    def _persist_faults(self) -> None:
+        """Keep the files intake cannot read or move in the state store, for `status`."""
+        if not self._faults.changed:
+            return
+        try:
+            self.db.set_meta(FAULTS_META_KEY, orjson.dumps(self._faults.snapshot()).decode())
+        except StateStoreError:
+            return  # tried again after the next pass; intake.paused tells the operator
+        self._faults.changed = False
 
     def _sync_moves(self, taken: bool) -> None:
         """After a pass that moved files: fsync the folders once (intake's step 4)."""

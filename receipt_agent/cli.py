@@ -275,7 +275,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     config = _load(args, configure_logs=False)
     db = _open_db(config, readonly=True)
-    report = status.build_status(db, max_age_s=args.max_age)
+    report = status.build_status(db, max_age_s=args.max_age, config=config)
     if args.json:
         print(orjson.dumps(status.status_json(report), option=orjson.OPT_INDENT_2).decode())
     else:

@@ -420,6 +420,19 @@ class StateDB:
             _set_meta(tx, "last_error", error)
             _set_meta(tx, "last_error_at", str(now))
 
+    def set_meta(self, key: str, value: str) -> None:
+        """Remember one value in meta (the agent's unreadable files, for `status`)."""
+        with self.transaction() as tx:
+            _set_meta(tx, key, value)
+
+    @_reads
+    def rejected_since(self, since: float) -> int:
+        """Return how many receipts became `rejected` at or after `since` (unix seconds)."""
+        row = self._connect().execute(
+            "SELECT COUNT(*) FROM receipts WHERE state = 'rejected' AND updated_at >= ?", (since,)
+        )
+        return int(row.fetchone()[0])
+
     @_reads
     def meta(self) -> dict[str, str]:
         """Return the meta table (last_success_at, last_error, last_error_at, …)."""

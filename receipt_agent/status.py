@@ -9,7 +9,7 @@ success. Never writes.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +18,8 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from receipt_agent import spool_health
+from receipt_agent.config import AgentConfig
 from receipt_agent.statedb import STATES, StateDB
 
 
@@ -34,6 +36,10 @@ class StatusReport:
     last_error_at: str | None
     healthy: bool
     problems: list[str]
+    # Spools, quarantine and unreadable files per source (spool_health), when the config
+    # was given; receipts rejected within --max-age.
+    folders: list[dict[str, Any]] = field(default_factory=list)
+    rejected_recent: int = 0
 
 
 def _iso(value: str | None) -> str | None:
@@ -42,8 +48,18 @@ def _iso(value: str | None) -> str | None:
     return datetime.fromtimestamp(float(value), UTC).isoformat(timespec="seconds")
 
 
-def build_status(db: StateDB, *, max_age_s: float, now: float | None = None) -> StatusReport:
-    """Given the state store and the health threshold, return the status report."""
+def build_status(
+    db: StateDB,
+    *,
+    max_age_s: float,
+    now: float | None = None,
+    config: AgentConfig | None = None,
+) -> StatusReport:
+    """Given the state store and the health threshold, return the status report.
+
+    With the config, also the folders (CONTRACT §1): files waiting in each spool and the
+    oldest one's age, quarantined and unreadable files; and receipts rejected recently.
+    """
     now = time.time() if now is None else now
     meta = db.meta()
     oldest = db.oldest_pending_created_at()
@@ -64,6 +80,17 @@ def build_status(db: StateDB, *, max_age_s: float, now: float | None = None) -> 
     reconcile_problem = _reconcile_problem(meta)
     if reconcile_problem:
         problems.append(reconcile_problem)
+    folders: list[spool_health.SourceFolders] = []
+    rejected_recent = 0
+    if config is not None:
+        folders = spool_health.inspect(config, meta, max_age_s=max_age_s, now=now)
+        problems += spool_health.problems(folders, max_age_s=max_age_s)
+        rejected_recent = db.rejected_since(now - max_age_s)
+        if rejected_recent:
+            problems.append(
+                f"{rejected_recent} receipt(s) rejected in the last {max_age_s:.0f}s; see "
+                "`receipt-agent queue list --state rejected`"
+            )
     return StatusReport(
         counts=db.counts(),
         by_source=db.counts_by_source(),
@@ -77,6 +104,8 @@ def build_status(db: StateDB, *, max_age_s: float, now: float | None = None) -> 
         last_error_at=_iso(meta.get("last_error_at")),
         healthy=not problems,
         problems=problems,
+        folders=spool_health.as_json(folders),
+        rejected_recent=rejected_recent,
     )
 
 
@@ -117,10 +146,26 @@ def print_status(report: StatusReport, console: Console) -> None:
     console.print(f"last successful send: {report.last_success_at or 'never'}")
     if report.last_error:
         console.print(f"last error ({report.last_error_at}): {report.last_error}")
+    if report.folders:
+        console.print(_folders_table(report.folders))
     verdict = "[green]healthy[/green]" if report.healthy else "[red]degraded[/red]"
     console.print(f"health: {verdict}")
     for problem in report.problems:
         console.print(f"  - {problem}")
+
+
+def _folders_table(folders: list[dict[str, Any]]) -> Table:
+    table = Table(title="spool folders")
+    for column in ("source", "waiting", "oldest waiting", "quarantined", "unreadable"):
+        table.add_column(column, justify="left" if column == "source" else "right")
+    for view in folders:
+        age = view["oldest_waiting_age_s"]
+        waiting = view["spool_error"] or str(view["waiting"])
+        table.add_row(
+            view["source"], waiting, "-" if age is None else f"{age:.0f}s",
+            str(view["quarantined"]), str(len(view["unreadable"])),
+        )  # fmt: skip
+    return table
 
 
 def print_queue(rows: list[Any], console: Console) -> None:

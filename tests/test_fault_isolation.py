@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,8 @@ from receipt_agent.agent import Agent
 from receipt_agent.config import load_config
 from receipt_agent.file_faults import FileFaults
 from receipt_agent.sandbox import Sandbox
+from receipt_agent.statedb import StateDB, insert_receipt
+from receipt_agent.status import build_status
 
 
 @pytest.fixture
@@ -108,3 +112,47 @@ def test_file_faults_back_off_per_file_and_log_once_an_hour() -> None:
     faults.retain(set())
     assert len(faults) == 0
     assert faults.next_due_s() is None
+
+
+def test_status_is_degraded_by_an_old_spool_file_a_recent_quarantine_and_a_rejection(
+    tmp_path: Path, two_sources: dict[str, Any], write_config: Callable[..., Path]
+) -> None:
+    """`status` names each folder problem of CONTRACT §1, and only within --max-age.
+
+    1. Source `a`: a file waiting for 2 h; a quarantined file from 2 h ago. Source `b`:
+       a file quarantined just now. One receipt rejected just now.
+    Result (max-age 30 min): degraded by the waiting file, b's quarantine and the
+    rejection, not by a's old quarantine; the per-source folder view says the same.
+    """
+    config = load_config(write_config(two_sources))
+    old = time.time() - 7200
+    waiting = drop(tmp_path / "a", "old.json", b"[]")
+    os.utime(waiting, (old, old))
+    for source, name, when in (("a", "q-old.json", old), ("b", "q-new.json", None)):
+        folder = config.quarantine_dir(config.source(source))
+        folder.mkdir(parents=True)
+        for path in (folder / name, folder / f"{name}.error.json"):
+            path.write_bytes(b"{}")
+            if when is not None:
+                os.utime(path, (when, when))
+    db = StateDB(config.db_path)
+    try:
+        with db.transaction() as tx:
+            insert_receipt(
+                tx, source="b", store_id="sc030", receipt_id="R1", payload=b"{}",
+                file="x.json", now=time.time(), rejected_error="x.json: [0]: no items",
+            )  # fmt: skip
+        report = build_status(db, max_age_s=1800, config=config)
+    finally:
+        db.close()
+    assert not report.healthy
+    assert len(report.problems) == 3, report.problems
+    assert "a: 1 file(s) waiting in" in report.problems[0]
+    assert "b: 1 file(s) quarantined in the last 1800s" in report.problems[1]
+    assert "1 receipt(s) rejected" in report.problems[2]
+    views = {view["source"]: view for view in report.folders}
+    assert (views["a"]["waiting"], views["a"]["quarantined"], views["a"]["quarantined_recent"]) == (
+        1, 1, 0,
+    )  # fmt: skip
+    assert (views["b"]["waiting"], views["b"]["quarantined_recent"]) == (0, 1)
+    assert report.rejected_recent == 1

@@ -180,6 +180,10 @@ def test_daemon_as_nobody_with_an_unreadable_file_delivers_the_twenty_others(
     Result: all 20 receipts at the sandbox within seconds; the bad file still in `a`;
     `file.unreadable` logged once (error names EACCES) though it is retried with backoff;
     no `intake.paused`.
+    3. Stop the daemon; `status` as nobody.
+    Result: exit 1 (degraded) naming `a/0-bad.json`; one file waiting in `a`.
+    4. The state folder handed to root (group nobody, 0750/0640): a read-only operator.
+    Result: `status` and `queue list` still work (the database is opened read-only).
     """
     config = workspace.config(["a", "b"])
     bad = drop(workspace.spool("a"), "0-bad.json", [make_receipt(999, store_id="a")])
@@ -204,6 +208,35 @@ def test_daemon_as_nobody_with_an_unreadable_file_delivers_the_twenty_others(
     assert (unreadable[0]["source"], unreadable[0]["file"]) == ("a", "0-bad.json")
     assert "EACCES" in unreadable[0]["error"]
     assert events(workspace.log, "intake.paused") == []
+
+    # `status` as nobody after the daemon stopped: degraded, naming the file.
+    status = workspace.as_nobody("status", "--json", "-c", str(config))
+    assert status.returncode == 1, status.stderr
+    report = orjson.loads(status.stdout)
+    assert any("a/0-bad.json" in problem for problem in report["problems"]), report
+    folders = {view["source"]: view for view in report["folders"]}
+    assert folders["a"]["waiting"] == 1
+    assert [fault["file"] for fault in folders["a"]["unreadable"]] == ["0-bad.json"]
+    assert folders["b"]["waiting"] == 0
+    assert folders["b"]["unreadable"] == []
+
+    # A read-only operator (group member, the state owned by root, 0750/0640) can still
+    # run `status` and `queue list`: the database is opened read-only.
+    for folder, _, names in os.walk(workspace.state):
+        os.chown(folder, 0, NOBODY)
+        Path(folder).chmod(0o750)
+        for name in names:
+            os.chown(Path(folder) / name, 0, NOBODY)
+            (Path(folder) / name).chmod(0o640)
+    status = workspace.as_nobody("status", "--json", "-c", str(config))
+    assert status.returncode == 1, status.stderr
+    assert orjson.loads(status.stdout)["counts"]["sent"] == 20
+    listing = workspace.as_nobody("queue", "list", "--json", "-c", str(config))
+    assert listing.returncode == 0, listing.stderr
+    assert len(orjson.loads(listing.stdout)) == 20
+    assert sorted(p.name for p in workspace.state.iterdir()) == sorted(
+        p.name for p in workspace.state.iterdir() if p.stat().st_uid == 0
+    )  # nothing created by the read-only user
     print(f"FIGURE unreadable: 20 delivered in {delivered_s:.1f}s (agent start included)")
 
 
