@@ -14,7 +14,8 @@ The invariants (formats.md §0.6, §6.2; issue 13), all in integer minor units:
    `included_in_price` is not `false`), Σ (`amount` + `tax_basis`) = the net they cover,
    within 1 øre per tax line (tills round amount and basis separately). An item's lines
    cover its `net_amount`; the receipt's lines cover Σ `net_amount` of the items that carry
-   tax lines (an item without any, e.g. a tip outside VAT, is covered by neither).
+   tax lines (an item without any, e.g. a tip outside VAT, is covered by neither), or the
+   whole `net_amount` (a till that writes a 0 % line for the tip).
 3. **payments**: Σ `payments[].amount` − `_change` = the amount due + `_rounding`, where the
    amount due is `amount_due`, else `net_amount`, else `gross_amount`. A receipt with
    `round_off_to_coin` and no recorded `_rounding` (a till's own Dintero JSON) may differ by
@@ -114,7 +115,8 @@ def _check_tax(data: Mapping[str, Any], items: list[dict[str, Any]], problems: l
     if split is None or not any(_tax_sum(item.get("tax_lines")) for item in items):
         return
     total, count = split
-    if abs(total - covered) > count:
+    whole = _int(data.get("net_amount"))
+    if abs(total - covered) > count and (whole is None or abs(total - whole) > count):
         problems.append(
             f"invariant tax amount + tax_basis = net_amount is broken for the receipt: its "
             f"tax lines add up to {total} but the items they cover have net_amount {covered} "

@@ -81,13 +81,19 @@ def test_invariants_item_tax_split_allows_one_ore_per_line() -> None:
 
 
 def test_invariants_receipt_tax_lines_cover_the_taxed_items() -> None:
-    """The receipt's VAT lines must add up to the net of the items carrying VAT (not the tip)."""
-    data = changed(tax_lines=[{"percentage": 25, "amount": 8810, "tax_basis": 40240}])
+    """The receipt's VAT lines must add up to the net of the items carrying VAT (or the whole)."""
+    data = changed(tax_lines=[{"percentage": 25, "amount": 8810, "tax_basis": 40000}])
     assert broken(data) == [
         "invariant tax amount + tax_basis = net_amount is broken for the receipt: its tax lines "
-        "add up to 49050 but the items they cover have net_amount 44050 (difference -5000, at "
+        "add up to 48810 but the items they cover have net_amount 44050 (difference -4760, at "
         "most 1 allowed for rounding)"
     ]
+
+
+def test_invariants_receipt_tax_lines_may_cover_the_whole_receipt() -> None:
+    """A till that writes a 0 % VAT line for the tip covers the whole net: that adds up too."""
+    zero = {"percentage": 0, "amount": 0, "tax_basis": 5000}
+    assert broken(changed(tax_lines=[*GOOD["tax_lines"], zero])) == []
 
 
 def test_invariants_tax_added_on_top_is_not_split_from_the_net() -> None:

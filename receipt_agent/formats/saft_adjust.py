@@ -31,7 +31,7 @@ logging. Decided here (issue 13; formats.md §1.1, §1.3; README "SAF-T: discoun
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from xml.etree.ElementTree import Element
@@ -168,11 +168,11 @@ def read_raises(
 
 def choose_raises(
     total: int, base: int, on_transaction: list[Raise], on_lines: list[Raise]
-) -> tuple[list[Raise], list[Raise]]:
-    """Return (raises that become items, raises already inside the lines), by the amounts.
+) -> tuple[list[Raise], list[Raise]] | None:
+    """Return (raises that become items, raises already inside the lines), by the amounts,
+    or None when no reading reaches the total.
 
-    `base` is Σ lines − transaction discounts; `total` the transAmntIn (docstring order).
-    When no reading adds up, every raise becomes an item and the totals check reports it.
+    `base` is Σ lines − discounts; `total` the transAmntIn (module docstring order).
     """
     outside_transaction = sum(r.amount for r in on_transaction)
     outside_all = outside_transaction + sum(r.amount for r in on_lines)
@@ -182,7 +182,34 @@ def choose_raises(
         return on_transaction + on_lines, []
     if base == total:
         return [], on_transaction + on_lines
-    return on_transaction + on_lines, []
+    return None
+
+
+def oriented(entry: Raise, sign: int) -> Raise:
+    """A raise adds to its owner: on a return line or transaction it is negative."""
+    amount = abs(entry.amount) * (sign or 1)
+    return entry if amount == entry.amount else replace(entry, amount=amount)
+
+
+def orient_discounts(item: dict[str, Any]) -> None:
+    """A line discount takes from its line: negative on a return, whatever sign was written."""
+    discounts = item.get("discount_lines")
+    if not discounts:
+        return
+    negative = item["net_amount"] < 0 or item.get("is_return_item") is True
+    sign = -1 if negative else 1
+    for discount in discounts:
+        discount["amount"] = abs(discount["amount"]) * sign
+    item["gross_amount"] = item["net_amount"] + sum(d["amount"] for d in discounts)
+
+
+def discount_before(item: dict[str, Any]) -> None:
+    """A vendor whose lineAmntIn is before the line's discount: net = lineAmntIn − discount."""
+    discount = sum(d["amount"] for d in item.get("discount_lines", ()))
+    if discount:
+        item["gross_amount"] = item["net_amount"]
+        item["net_amount"] -= discount
+        recompute_tax(item)
 
 
 def raise_item(entry: Raise, line_id: int) -> dict[str, Any]:
@@ -271,11 +298,11 @@ def spread_discounts(
             item["net_amount"] -= share
             changed.add(index)
     for index in changed:
-        _recompute_tax(items[index])
+        recompute_tax(items[index])
     return problems
 
 
-def _recompute_tax(item: dict[str, Any]) -> None:
+def recompute_tax(item: dict[str, Any]) -> None:
     """The item's VAT from its (discounted) net at its own rate; basis = net − VAT."""
     tax_lines = item.get("tax_lines") or []
     if len(tax_lines) != 1 or "percentage" not in tax_lines[0]:

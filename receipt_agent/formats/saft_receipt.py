@@ -48,8 +48,11 @@ from xml.etree.ElementTree import Element
 from receipt_agent.formats.saft_adjust import (
     Raise,
     choose_raises,
+    discount_before,
     line_kind,
     note_inside,
+    orient_discounts,
+    oriented,
     raise_item,
     read_raises,
     spread_discounts,
@@ -165,6 +168,31 @@ def _signs(
     return 1, [1] * count
 
 
+def _sign(amount: int) -> int:
+    return (amount > 0) - (amount < 0)
+
+
+def _reading(
+    total: int,
+    lines_net: int,
+    item_discount: int,
+    trans_discount: int,
+    trans_raises: list[Raise],
+    line_raises: list[Raise],
+) -> tuple[bool, list[Raise], list[Raise]]:
+    """How this vendor writes its amounts, decided by the one reading that reaches
+    transAmntIn (saft_adjust docstring): lineAmntIn after its line discount (the usual
+    reading) or before it, and which raises are outside the lines. Returns
+    (lineAmntIn is before its discount, raises outside the lines, raises inside them)."""
+    readings = [False, True] if item_discount else [False]
+    for before in readings:
+        base = lines_net - trans_discount - (item_discount if before else 0)
+        choice = choose_raises(total, base, trans_raises, line_raises)
+        if choice is not None:
+            return before, *choice
+    return False, trans_raises + line_raises, []
+
+
 def _tag_kind(item: dict[str, Any], kind: str, master: MasterData) -> None:
     """A deposit or gift-card line: tagged, and described by its code when it has no text."""
     del master
@@ -218,25 +246,36 @@ def build_receipt(
     trans_discounts = discount_lines(element, trans_factor, amounts, master, "cashtransaction")
     for discount in trans_discounts:
         discount["discount_type"] = "total"
+    for item in items:
+        orient_discounts(item)
+    lines_net = sum(item["net_amount"] for item in items)
+    trans_sign = _sign(net_amount) or _sign(lines_net) or 1
+    for discount in trans_discounts:
+        discount["amount"] = abs(discount["amount"]) * trans_sign
     item_discount = sum(d["amount"] for item in items for d in item.get("discount_lines", ()))
     trans_discount = sum(d["amount"] for d in trans_discounts)
     line_raises = [
-        entry
+        oriented(entry, _sign(items[i - 1]["net_amount"]))
         for i, line in numbered(lines)
         for entry in read_raises(line, line_factors[i - 1], amounts, master, f"ctLine[{i}]", i)
     ]
-    trans_raises = read_raises(element, trans_factor, amounts, master, "cashtransaction")
-    lines_net = sum(item["net_amount"] for item in items)
-    outside, inside = choose_raises(
-        net_amount, lines_net - trans_discount, trans_raises, line_raises
+    trans_raises = [
+        oriented(entry, trans_sign)
+        for entry in read_raises(element, trans_factor, amounts, master, "cashtransaction")
+    ]
+    before_discount, outside, inside = _reading(
+        net_amount, lines_net, item_discount, trans_discount, trans_raises, line_raises
     )
+    if before_discount:  # this vendor's lineAmntIn is before the line's own discount
+        for item in items:
+            discount_before(item)
+        lines_net -= item_discount
     problems = spread_discounts(items, trans_discounts, kinds)
     receipt_notes: dict[str, Any] = {}
     for entry in inside:
         note_inside(entry, items[entry.line - 1] if entry.line else receipt_notes, currency)
     next_id = max((item["line_id"] for item in items), default=0)
     items.extend(raise_item(entry, next_id + n) for n, entry in enumerate(outside, start=1))
-    raised = sum(entry.amount for entry in outside)
     data: dict[str, Any] = {
         "store": tx.store,
         "receipt_id": tx.receipt_id,
@@ -245,7 +284,9 @@ def build_receipt(
         "transaction_id": value(element, "transID"),
         "purchase_at": tx.purchase_at,
         "currency": currency,
-        "gross_amount": lines_net + raised + item_discount,
+        "gross_amount": sum(item["gross_amount"] for item in items)
+        if items
+        else net_amount + trans_discount,
         "net_amount": net_amount,
         "total_discount": item_discount + trans_discount,
         "items": items,

@@ -194,19 +194,30 @@ def _saft_vat(net: int, rate: int) -> str:
     )
 
 
-def _saft_transaction(receipt: GenReceipt) -> str:
+@dataclass(frozen=True)
+class SaftDialect:
+    """How a vendor writes what the standard leaves open (formats.md §1.4, §7)."""
+
+    line_amount_before_discount: bool = False  # lineAmntIn before the line's own discount
+    discounts_negative: bool = False  # dscAmnt written as a negative number on a sale
+
+
+def _saft_transaction(receipt: GenReceipt, dialect: SaftDialect) -> str:
     lines = []
+    flip = -1 if dialect.discounts_negative else 1
     for index, line in enumerate(receipt.lines, start=1):
         basis, _ = _vat_split(line.net, line.vat)
+        written = line.amount if dialect.line_amount_before_discount else line.net
         discount = (
-            f"<discount><dscTp>LINE</dscTp>{_el('dscAmnt', kroner(line.discount))}</discount>"
+            "<discount><dscTp>LINE</dscTp>"
+            f"{_el('dscAmnt', kroner(flip * abs(line.discount)))}</discount>"
             if line.discount
             else ""
         )
         lines.append(
             f"<ctLine>{_el('nr', receipt.number)}{_el('lineID', index)}"
             f"{_el('lineType', 'RET' if receipt.is_return else 'SAL')}{_el('artID', line.article)}"
-            f"{_el('qnt', line.quantity)}{_el('lineAmntIn', kroner(line.net))}"
+            f"{_el('qnt', line.quantity)}{_el('lineAmntIn', kroner(written))}"
             f"{_el('lineAmntEx', kroner(basis))}{_el('amntTp', 'D' if receipt.is_return else 'C')}"
             f"{_el('cashTransLineDescr', line.description)}{_saft_vat(line.net, line.vat)}"
             f"{discount}</ctLine>"
@@ -217,9 +228,8 @@ def _saft_transaction(receipt: GenReceipt) -> str:
     vats = "".join(_saft_vat(net, rate) for rate, net in sorted(by_rate.items()))
     extra = ""
     if receipt.discount:
-        extra += (
-            f"<discount><dscTp>MEMBER</dscTp>{_el('dscAmnt', kroner(receipt.discount))}</discount>"
-        )
+        amount = _el("dscAmnt", kroner(flip * abs(receipt.discount)))
+        extra += f"<discount><dscTp>MEMBER</dscTp>{amount}</discount>"
     if receipt.tip:
         extra += (
             f"<raise><raiseType>TIPS</raiseType>{_el('raiseAmnt', kroner(receipt.tip))}</raise>"
@@ -243,8 +253,11 @@ def _saft_transaction(receipt: GenReceipt) -> str:
     )
 
 
-def to_saft(receipts: list[GenReceipt], *, register_id: str = "K1") -> bytes:
+def to_saft(
+    receipts: list[GenReceipt], *, register_id: str = "K1", dialect: SaftDialect | None = None
+) -> bytes:
     """A SAF-T Cash Register export (one location, one register) holding the receipts."""
+    dialect = dialect or SaftDialect()
     basics = "".join(
         f"<basic>{_el('basicType', t)}{_el('basicID', i)}{_el('predefinedBasicID', p)}"
         f"{_el('basicDesc', d)}</basic>"
@@ -258,7 +271,7 @@ def to_saft(receipts: list[GenReceipt], *, register_id: str = "K1") -> bytes:
         "<employees><employee><empID>1</empID><firstName>Kari</firstName></employee></employees>"
         f"<basics>{basics}</basics><location><name>Butikk</name>"
         f"<cashregister>{_el('registerID', register_id)}"
-        + "".join(_saft_transaction(receipt) for receipt in receipts)
+        + "".join(_saft_transaction(receipt, dialect) for receipt in receipts)
         + "</cashregister></location></company></auditfile>"
     ).encode()
 

@@ -14,7 +14,14 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from formats.receipt_gen import GenReceipt, receipts, to_dintero_json, to_saft, utc_offset
+from formats.receipt_gen import (
+    GenReceipt,
+    SaftDialect,
+    receipts,
+    to_dintero_json,
+    to_saft,
+    utc_offset,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -62,10 +69,16 @@ def _same_totals(generated: GenReceipt, sent: dict[str, Any]) -> None:
 
 
 @PROPERTY
-@given(batch=st.lists(receipts(), min_size=1, max_size=3, unique_by=lambda r: r.number))
-def test_saft_generated_receipts_keep_every_invariant(batch: list[GenReceipt]) -> None:
-    """SAF-T with member discounts, tips (raise), returns and rounding maps exactly."""
-    sent = _sent(to_saft(batch), "saft-cashregister")
+@given(
+    batch=st.lists(receipts(), min_size=1, max_size=3, unique_by=lambda r: r.number),
+    dialect=st.builds(SaftDialect, st.booleans(), st.booleans()),
+)
+def test_saft_generated_receipts_keep_every_invariant(
+    batch: list[GenReceipt], dialect: SaftDialect
+) -> None:
+    """SAF-T with member discounts, tips (raise), returns and rounding maps exactly, whether
+    the vendor writes lineAmntIn before or after its discount, discounts signed or not."""
+    sent = _sent(to_saft(batch, dialect=dialect), "saft-cashregister")
     assert len(sent) == len(batch)
     for generated, receipt in zip(batch, sent, strict=True):
         _same_totals(generated, receipt)

@@ -255,3 +255,24 @@ def test_saft_payment_codes_give_token_type_and_card_brand() -> None:
         ("GIFT_CARD", None),
         ("CARD", {"card_type": "MASTERCARD"}),
     ]
+
+
+def test_saft_vendor_writing_line_amount_before_its_discount_is_read_by_the_total() -> None:
+    """lineAmntIn 100.00 with a 20.00 line discount and transAmntIn 80.00: this vendor writes
+    the line before its discount; net 80.00, gross 100.00, VAT from the 80.00."""
+    discount = "<discount><dscTp>MEMBER</dscTp><dscAmnt>20.00</dscAmnt></discount>"
+    body = line(1, "100.00", vat=("25", "16.00", "64.00"), extra=discount)
+    receipt = sent(export(transaction("80.00", body + payment("CASH", "80.00"))))
+    (item,) = receipt["items"]
+    assert (item["gross_amount"], item["net_amount"]) == (10000, 8000)
+    assert [(t["amount"], t["tax_basis"]) for t in item["tax_lines"]] == [(1600, 6400)]
+    assert (receipt["gross_amount"], receipt["total_discount"]) == (10000, 2000)
+
+
+def test_saft_discount_written_negative_on_a_sale_still_takes_from_the_line() -> None:
+    """dscAmnt -20.00 on a sale line of 80.00: the discount is 20.00 off, gross 100.00."""
+    discount = "<discount><dscTp>MEMBER</dscTp><dscAmnt>-20.00</dscAmnt></discount>"
+    body = line(1, "80.00", extra=discount) + payment("CASH", "80.00")
+    (item,) = sent(export(transaction("80.00", body)))["items"]
+    assert (item["gross_amount"], item["net_amount"]) == (10000, 8000)
+    assert item["discount_lines"][0]["amount"] == 2000
