@@ -2,9 +2,9 @@
 
 start → (lock the state dir, open the state store, start observers, intake thread,
 scheduler, metrics; sd_notify READY=1; `agent.started`) → tick loop on the main thread
-(SIGHUP log reopen, watchdog pings, STATUS=) → drain (`agent.stopping`: no new files, the
-file in hand finished, the batch in flight acknowledged or left pending, bounded by
-DRAIN_TIMEOUT_S) → `agent.stopped`.
+(SIGHUP: log reopen and config reload, `config.reloaded`; watchdog pings, STATUS=)
+→ drain (`agent.stopping`: no new files, the file in hand finished, the batch in flight
+acknowledged or left pending, bounded by DRAIN_TIMEOUT_S) → `agent.stopped`.
 
 Signal handlers only set flags; a second SIGTERM/SIGINT forces an immediate exit.
 Owns every thread: the intake worker, the watchdog observers, the APScheduler pool and
@@ -29,10 +29,10 @@ import orjson
 import structlog
 from pydantic import SecretStr
 
-from receipt_agent import logs, scheduler, spool, statedb, systemd
+from receipt_agent import logs, reload, scheduler, spool, statedb, systemd
 from receipt_agent.api import DinteroClient
-from receipt_agent.config import MAX_CONCURRENCY, AgentConfig
-from receipt_agent.errors import StateStoreError
+from receipt_agent.config import MAX_CONCURRENCY, AgentConfig, resolve_client_secret
+from receipt_agent.errors import ConfigError, StateStoreError
 from receipt_agent.file_faults import FileFaults
 from receipt_agent.intake import FileOutcome, sync_moves, take_in
 from receipt_agent.metrics import AgentMetrics, HealthCheck
@@ -56,8 +56,12 @@ class Agent:
         client_secret: SecretStr,
         *,
         health: HealthCheck | None = None,
+        config_path: Path | None = None,
     ) -> None:
         self.config = config
+        self._config_path = config_path  # re-read on SIGHUP (None: SIGHUP only reopens logs)
+        self._observers: list[Any] = []
+        self._retired_clients: list[DinteroClient] = []  # replaced by a reload; closed at exit
         self._health = health  # what GET /health on the metrics listener answers
         self._secret = client_secret
         self.stop_event = threading.Event()
@@ -96,7 +100,8 @@ class Agent:
     def _close(self) -> None:
         # After a drain that timed out the cli exits hard; never wait for a hung POST here.
         self._send_pool.shutdown(wait=self.drained, cancel_futures=True)
-        self.client.close()
+        for client in [*self._retired_clients, self.client]:
+            client.close()
         self.db.close()
         self._lock.close()
 
@@ -227,7 +232,7 @@ class Agent:
         intake_thread = threading.Thread(target=self._intake_loop, name="intake", daemon=True)
         try:
             with self._signal_handlers():
-                observers = self._start_observers()
+                observers = self._observers = self._start_observers()  # a reload refills it
                 intake_thread.start()
                 self._schedule(sched)
                 self._scheduler = sched
@@ -443,6 +448,8 @@ class Agent:
             if self._hup.is_set():
                 self._hup.clear()
                 logs.reopen()
+                if self._config_path is not None:
+                    self._reload(self._config_path)
             self._check_folders()
             now = time.monotonic()
             if interval is not None and now - last_ping >= interval and intake_thread.is_alive():
@@ -451,6 +458,74 @@ class Agent:
             if now - last_status >= 5.0:  # noqa: PLR2004
                 last_status = now
                 systemd.status(self._status_line())
+
+    def _reload(self, path: Path) -> None:
+        """SIGHUP: apply the config file as it is now, or keep the running one (CONTRACT §1).
+
+        Runs on the main thread. Nothing in flight is touched: the file in hand and the
+        batch in flight finish as they began; what comes next uses the new settings.
+        """
+        try:
+            new, problems = reload.load_for_reload(path, self.config)
+            secret = self._secret if new is None else resolve_client_secret(new.dintero)[0]
+            if new is not None and new.log != self.config.log:
+                logs.configure(file=new.log.file, format=new.log.format, level=new.log.level)
+        except (ConfigError, OSError) as error:
+            new = None
+            problems = (
+                error.problems if isinstance(error, ConfigError) else [("log.file", str(error))]
+            )
+        if new is None:
+            self._log.error(
+                "config.invalid", problems=[f"{key}: {message}" for key, message in problems],
+                kept="the running config",
+            )  # fmt: skip
+            return
+        changes = reload.diff_configs(self.config, new)
+        if changes.has("dintero") or secret.get_secret_value() != self._secret.get_secret_value():
+            self._retired_clients.append(self.client)  # a request in flight may still use it
+            self.client, self._secret = DinteroClient(new.dintero, secret), secret
+        old, self.config = self.config, new
+        self.sender.reconfigure(new, self.client)
+        if changes.has("sources"):
+            fresh = spool.Spool(new.sources)
+            fresh.adopt(self.spool)
+            self.spool = fresh
+            for observer in self._observers:
+                observer.stop()
+            for observer in self._observers:
+                observer.join(timeout=5.0)
+            self._observers[:] = self._start_observers()
+        if self._scheduler is not None:
+            if changes.has("batch"):
+                scheduler.add_interval_job(
+                    self._scheduler, scheduler.FLUSH_JOB, self._flush, new.batch.flush_interval,
+                    start_now=True,
+                )  # fmt: skip
+            if changes.has("reports") or changes.has("dintero"):
+                for job in self._scheduler.get_jobs():
+                    if job.id.startswith(("report:", "reports:")):
+                        job.remove()
+                self._schedule_reports(self._scheduler)
+            if changes.has("reconcile") or changes.has("sources"):  # zones come from sources
+                for job in self._scheduler.get_jobs():
+                    if job.id.startswith("reconcile:"):
+                        job.remove()
+                self._schedule_reconcile(self._scheduler)
+            if changes.has("metrics") and self._scheduler.get_job("metrics") is not None:
+                self._scheduler.remove_job("metrics")
+            if changes.has("metrics") and new.metrics.textfile is not None:
+                scheduler.add_interval_job(
+                    self._scheduler, "metrics", self._write_metrics, 15.0, start_now=True
+                )
+        if old.metrics.listen != new.metrics.listen:
+            self.metrics.stop()
+            try:
+                self._start_metrics()
+            except OSError as error:
+                self._log.error("config.invalid", problems=[f"metrics.listen: {error}"])
+        self._wake.set()  # list the (new) source folders now, not at the next rescan
+        self._log.info("config.reloaded", **changes.log_keys())
 
     def _status_line(self) -> str:
         last = self.db.meta().get("last_success_at")

@@ -180,7 +180,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     log = structlog.get_logger("receipt_agent")
     for warning in warnings:
         log.warning("config.warning", error=warning)
-    agent = Agent(config, secret, health=functools.partial(_health, config))
+    agent = Agent(
+        config, secret, health=functools.partial(_health, config),
+        config_path=resolve_config_path(args.config),
+    )  # fmt: skip
     if args.once:
         return agent.run_once()
     code = agent.run()

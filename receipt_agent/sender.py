@@ -107,6 +107,21 @@ class Sender:
         self._claimed: set[int] = set()
         self._cursor = 0
 
+    def reconfigure(self, config: AgentConfig, client: DinteroClient) -> None:
+        """SIGHUP's reload: new batch and retry settings (and client) for the next batches.
+
+        A flush in progress finishes the batch in hand as it was built; the backoff in
+        force stays. A size limit learned from a 413 stays when below the new maximum.
+        """
+        learned = self._learned_cap if self._learned_cap < self._batch.max_receipts else None
+        self._client = client
+        self._batch = config.batch
+        self._retry = config.retry
+        self._wait = tenacity.wait_exponential(
+            multiplier=config.retry.initial, max=config.retry.max
+        ) + tenacity.wait_random(0, config.retry.initial)
+        self._learned_cap = min(learned or config.batch.max_receipts, config.batch.max_receipts)
+
     @property
     def paused_for_s(self) -> float:
         """Seconds until the sender may try again (0 when not backing off)."""

@@ -180,6 +180,11 @@ class Spool:
             return by_observation if by_mtime > settle else max(by_mtime, by_observation)
         return min(by_mtime, by_observation)
 
+    def adopt(self, previous: Spool) -> None:
+        """Carry settle observations over from the spool this one replaces (SIGHUP)."""
+        names = {source.name for source in self.sources}
+        self._seen.update({k: v for k, v in dict(previous._seen).items() if k[0] in names})
+
     def forget(self, ready: ReadyFile) -> None:
         """Drop settle tracking for a file the intake has moved away."""
         self._seen.pop((ready.source.name, ready.path.name), None)

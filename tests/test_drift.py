@@ -15,6 +15,7 @@ CONTRACT_EVENTS = {
     "batch.duplicates", "batch.failed", "auth.token_refreshed", "auth.failed",
     "report.generated", "report.failed", "queue.backlog", "file.unreadable",
     "file.changed", "reconcile.completed", "reconcile.mismatch", "spool.missing",
+    "config.reloaded",
 }  # fmt: skip
 # Events beyond CONTRACT §6 that operators may see, each documented in the README's table.
 EXTRA_EVENTS = {
