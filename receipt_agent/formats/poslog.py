@@ -33,7 +33,8 @@ What becomes what (decided here; formats.md §4.2 leaves the exact shapes open):
   its `@TimeZone`, else the transaction's `TimeZone`, else `source.timezone`
   (`poslog_values.read_time`). The business day is only used for the id (NCR: business day
   2017-09-30 ends at 02:02 on 2017-10-01).
-- **Spellings.** The root may be `POSLog`, an ARTS `DigitalReceipt` or one `Transaction`;
+- **Spellings.** The root may be `POSLog`, an ARTS `DigitalReceipt` or one `Transaction`
+  (Transactions may sit in one wrapper element under the root, e.g. `POSLog/Body`);
   flags are any `xs:boolean` spelling and statuses any case or prefix (`poslog_values`).
 - **Returns** trace to their sale: a `TransactionLink` (on a Return line or the
   RetailTransaction) becomes `extra_info` `poslog.original_receipt_id` (built like
@@ -74,7 +75,7 @@ from receipt_agent.totals import check_totals
 
 _ROOTS = ("POSLog", "DigitalReceipt", "Transaction")  # DigitalReceipt: ARTS DR, same Transaction
 _VOIDED = {"canceled", "cancelled", "voided", "postvoided", "void", "postvoid"}
-_WRAPPERS = {(root,) for root in _ROOTS}
+_MAX_WRAPPED_DEPTH = 3  # POSLog/Transaction, or POSLog/<a body wrapper>/Transaction
 _TIMES = ("EndDateTime", "ReceiptDateTime", "BeginDateTime", "POSLogDateTime")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
@@ -99,7 +100,8 @@ def _wanted(path: Path) -> bool:
             "so check the source's format",
             location=f"/{path[0]}",
         )
-    return path == ("Transaction",) or (path[-1] == "Transaction" and path[:-1] in _WRAPPERS)
+    # A Transaction right under the root, or under one body wrapper some vendors add.
+    return path[-1] == "Transaction" and len(path) <= _MAX_WRAPPED_DEPTH
 
 
 def _transaction(

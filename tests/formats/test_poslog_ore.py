@@ -518,3 +518,12 @@ def test_poslog_item_vat_written_before_its_discount_is_recomputed() -> None:
     assert data["items"][0]["tax_lines"] == [expected]
     assert data["tax_lines"] == [expected]  # the file's stale summary gives way to the items
     assert_adds_up(data)
+
+
+def test_poslog_transactions_inside_a_body_wrapper_are_read() -> None:
+    """`POSLog/Body/Transaction` (a vendor's envelope) is read like `POSLog/Transaction`."""
+    xml = poslog(sale("1.00") + tender("1.00"))
+    wrapped = xml.replace("<Transaction>", "<Body><Transaction>").replace(
+        "</Transaction>", "</Transaction></Body>"
+    )
+    assert receipt_of(wrapped)["receipt_id"] == "sc029-2-1001"
