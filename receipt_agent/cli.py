@@ -128,10 +128,10 @@ def _build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the whole pipeline against a local sandbox")
     demo.add_argument("--keep", action="store_true", help="keep the temporary folder")
 
-    sandbox = sub.add_parser(
+    # Listed for --help only: main() hands `sandbox ...` to the sandbox before parsing.
+    sub.add_parser(
         "sandbox", add_help=False, help="serve the sandbox API on 127.0.0.1 (--help for faults)"
     )
-    sandbox.set_defaults(sandbox_args=[])  # main() hands the raw arguments to the sandbox
     return parser
 
 
@@ -377,12 +377,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo.run_demo(keep=args.keep)
 
 
-def cmd_sandbox(args: argparse.Namespace) -> int:
-    from receipt_agent.sandbox.__main__ import main as sandbox_main
-
-    return sandbox_main(args.sandbox_args, prog="receipt-agent sandbox")
-
-
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
     "check-config": cmd_check_config,
@@ -393,7 +387,6 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "settlement": cmd_settlement,
     "reconcile": cmd_reconcile,
     "demo": cmd_demo,
-    "sandbox": cmd_sandbox,
 }
 
 

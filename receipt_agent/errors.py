@@ -6,7 +6,6 @@
     ├── InputFileError                 the file goes to quarantine with <file>.error.json
     │   ├── UnsafeFileError            symlink, non-regular, over max_file_size: never read
     │   └── ParseError                 cannot be parsed at all; carries a location
-    ├── ReceiptInvalidError            one receipt becomes `rejected`; the file goes on
     ├── SendError                      the sender decides; nothing is lost
     │   ├── TransientSendError         back off and retry; carries retry_in (seconds)
     │   ├── RemoteRejectedError        the API refused the batch with a 4xx: split, or reject
@@ -70,14 +69,6 @@ class ParseError(InputFileError):
         self.location = location
         full = f"{location}: {message}" if location else message
         super().__init__(full, detail=detail)
-
-
-class ReceiptInvalidError(ReceiptAgentError):
-    """One receipt failed validation; `errors` holds one sentence per bad field."""
-
-    def __init__(self, errors: list[str]) -> None:
-        self.errors = errors
-        super().__init__("; ".join(errors))
 
 
 class SendError(ReceiptAgentError):

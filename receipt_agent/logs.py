@@ -138,8 +138,3 @@ def reopen() -> None:
             _handler._statstream()
         finally:
             _handler.release()
-
-
-def get_logger(**context: Any) -> Any:
-    """Return a bound structlog logger with `context` bound."""
-    return structlog.get_logger("receipt_agent").bind(**context)

@@ -81,12 +81,6 @@ def split_vat(gross_minor: int, percent: Decimal | int | str) -> tuple[int, int]
     return gross_minor - int(vat), int(vat)
 
 
-def vat_on_top(net_minor: int, percent: Decimal | int | str) -> int:
-    """Given a net amount and a rate in percent, return the VAT added on top, half-even."""
-    rate = Decimal(str(percent))
-    return int((Decimal(net_minor) * rate / Decimal(100)).quantize(Decimal(1), ROUND_HALF_EVEN))
-
-
 def allocate(amount_minor: int, weights: list[int]) -> list[int]:
     """Given an amount and non-negative weights (e.g. the lines' net amounts), return the
     shares pro rata, exact to the minor unit: each share is rounded toward zero and what is

@@ -147,18 +147,6 @@ def previous_period(period: str, timezone: str, now: datetime) -> Period:
     return period_starting(period, timezone, _previous_start(period, _current_start(period, today)))
 
 
-def period_bounds(period: str, timezone: str, now: datetime) -> tuple[str, str] | None:
-    """Given a period kind, a time zone and an aware `now`, return (data_from, data_to).
-
-    Both are ISO-8601 with the offset in force at that instant; `data_to` is exclusive
-    (the start of the next period). Return None for `period: none`.
-    """
-    found = previous_period(period, timezone, now)
-    if found.data_from is None or found.data_to is None:
-        return None
-    return found.data_from.isoformat(), found.data_to.isoformat()
-
-
 def parse_date(value: str, where: str) -> date:
     """Given `YYYY-MM-DD` text, return the date. Raise ConfigError at `where` otherwise.
 

@@ -301,11 +301,6 @@ class StateDB:
                         tx.execute(statement)
                 tx.execute(f"PRAGMA user_version = {number + 1}")
 
-    @_reads
-    def integrity_check(self) -> str:
-        """Return SQLite's `PRAGMA integrity_check` verdict ("ok" when healthy)."""
-        return str(self._connect().execute("PRAGMA integrity_check").fetchone()[0])
-
     # --- files ---------------------------------------------------------------------------
 
     @_reads

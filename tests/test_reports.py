@@ -36,7 +36,6 @@ from receipt_agent.report_periods import (
     last_fire_time,
     local_midnight,
     parse_date,
-    period_bounds,
     period_starting,
 )
 from receipt_agent.sandbox import Sandbox
@@ -160,8 +159,8 @@ def test_period_bounds_are_local_midnights_whatever_dst_does(
     period: str, now: datetime, data_from: str, data_to: str, hours: int
 ) -> None:
     """The previous period runs between Oslo midnights (with their own offsets) for its hours."""
-    assert period_bounds(period, "Europe/Oslo", now) == (data_from, data_to)
     found = report_periods.previous_period(period, "Europe/Oslo", now)
+    assert found.query() == {"data_from": data_from, "data_to": data_to}
     assert found.data_from is not None
     assert found.data_to is not None
     # Same-zone subtraction in Python is wall-clock; elapsed time needs UTC.
@@ -172,7 +171,7 @@ def test_period_bounds_are_local_midnights_whatever_dst_does(
 def test_period_bounds_for_none_send_no_interval() -> None:
     """`period: none` sends no data_from/data_to and is named by the local date."""
     now = datetime(2026, 3, 31, 23, 30, tzinfo=UTC)
-    assert period_bounds("none", "Europe/Oslo", now) is None
+    assert report_periods.previous_period("none", "Europe/Oslo", now).query() == {}
     assert report_periods.previous_period("none", "Europe/Oslo", now).key == "2026-04-01"
 
 

@@ -22,7 +22,7 @@ def test_open_sets_wal_full_sync_and_schema_version(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert conn.execute("PRAGMA user_version").fetchone()[0] == statedb.SCHEMA_VERSION
-    assert db.integrity_check() == "ok"
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     db.close()
 
 
@@ -209,7 +209,11 @@ def test_writes_from_many_threads_are_serialised_and_all_kept(db: statedb.StateD
         thread.join()
     assert errors == []
     assert db.pending_count() == 400
-    assert db.integrity_check() == "ok"
+    raw = sqlite3.connect(db.path)
+    try:
+        assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        raw.close()
 
 
 def test_a_closed_and_reopened_store_keeps_everything_without_migrating_again(
