@@ -54,7 +54,15 @@ from typing import Any
 from xml.etree.ElementTree import Element
 
 from receipt_agent.formats import poslog_tax
-from receipt_agent.formats.poslog_values import code, first_text, is_true, tender_details
+from receipt_agent.formats.poslog_values import (
+    code,
+    first_text,
+    is_after_discount,
+    is_true,
+    tender_details,
+    unit_gross_price,
+    units,
+)
 from receipt_agent.formats.xml_stream import child, children, text
 from receipt_agent.money import AmountError, allocate, minor_exponent, minor_to_major, to_minor
 from receipt_agent.refused import refused
@@ -71,7 +79,6 @@ _TOTAL_KINDS = {
 }
 _REFUNDS = {"refund", "return"}
 _GTIN = {"gtin", "ean", "ean13", "ean8", "upc", "upca", "barcode"}
-_UNIT_PRICES = ("ActualSalesUnitPrice", "RegularSalesUnitPrice", "UnitListPrice", "UnitPrice")
 
 
 @dataclass
@@ -211,7 +218,7 @@ class LineReader:
             return
         counted = self.number(child(sale, "Quantity"), f"{where}/Quantity")
         if counted is None:
-            counted = self._units(child(sale, "Quantity"))
+            counted = units(child(sale, "Quantity"))
         quantity: int | Decimal = 1 if counted is None else counted
         is_return = sale.tag == "Return"
         # A Return, or a minus sign on the amount or the quantity, is money going back: both
@@ -229,7 +236,7 @@ class LineReader:
         )
         if discount:
             discount_lines = [{"amount": abs(discount), "discount_type": "manual"}]
-            if self._is_after_discount(sale, abs(gross), abs(discount), quantity):
+            if is_after_discount(sale, abs(gross), abs(discount), quantity, self.currency):
                 gross = sign * (abs(gross) + abs(discount))
         item: dict[str, Any] = {"line_id": len(self.out.items) + 1}
         item_id = text(sale, "ItemID")
@@ -262,7 +269,7 @@ class LineReader:
         item["net_amount"] = gross - sum(line["amount"] for line in discount_lines)
         if discount_lines:
             item["discount_lines"] = discount_lines
-        unit_price = self._unit_price(sale)
+        unit_price = unit_gross_price(sale, self.currency)
         if unit_price is not None:
             item["unit_gross_price"] = unit_price
         self._item_tax(sale, where, item, sign)
@@ -296,48 +303,6 @@ class LineReader:
                 line["discount_id"] = promotion
             lines.append(line)
         return lines
-
-    def _units(self, quantity: Element | None) -> int | Decimal | None:
-        """`Quantity/@Units` when the element has no text (a positive count), else None."""
-        units = quantity.get("Units") if quantity is not None else None
-        try:
-            number = Decimal(units) if units else None
-        except InvalidOperation:
-            return None
-        if number is None or not number.is_finite() or number <= 0:
-            return None
-        return int(number) if number == number.to_integral_value() else number.normalize()
-
-    def _is_after_discount(
-        self, sale: Element, extended: int, discount: int, quantity: int | Decimal
-    ) -> bool:
-        """Whether ExtendedAmount is already net of ExtendedDiscountAmount (vendors differ).
-
-        True when a unit price × quantity equals ExtendedAmount + ExtendedDiscountAmount (the
-        till wrote the line after its discount and the discount beside it), unless the
-        ActualSalesUnitPrice × quantity is ExtendedAmount itself (then it is before it).
-        """
-        prices: dict[str, int] = {}
-        for name in _UNIT_PRICES:
-            value = text(sale, name)
-            try:
-                prices[name] = abs(to_minor(Decimal(value), self.currency)) if value else 0
-            except (InvalidOperation, AmountError):
-                prices[name] = 0
-        count = Decimal(quantity).copy_abs()
-        if prices["ActualSalesUnitPrice"] * count == extended:
-            return False
-        return any(price and price * count == extended + discount for price in prices.values())
-
-    def _unit_price(self, sale: Element) -> int | None:
-        """The unit price (a magnitude), when the till wrote one exact to the øre."""
-        value = first_text(sale, *_UNIT_PRICES)
-        if value is None:
-            return None
-        try:
-            return abs(to_minor(Decimal(value), self.currency))
-        except (InvalidOperation, AmountError):
-            return None  # informative only: a price per gram in fractions of øre is left out
 
     def _tax(self, tax: Element, where: str, net: int | None) -> dict[str, Any] | None:
         """One `Tax` element as a Dintero tax line (poslog_tax.decode), or None if empty."""

@@ -13,20 +13,27 @@ Helper of `formats.poslog` and `formats.poslog_lines`. Pure, stdlib only; no I/O
   the source's `timezone`.
 - **Card numbers** go to Dintero only when the till already masked them (`************1234`);
   an unmasked number is never forwarded.
+- **Line amounts.** A unit price is `ActualSalesUnitPrice`, else `RegularSalesUnitPrice`,
+  `UnitListPrice`, `UnitPrice`; a `Quantity` without text takes its `@Units`; and an
+  `ExtendedAmount` is already net of `ExtendedDiscountAmount` when a unit price × quantity
+  equals the two together (vendors write either).
 """
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from xml.etree.ElementTree import Element
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from receipt_agent.formats.payment_types import normalised, token_type_for
 from receipt_agent.formats.xml_stream import child, text
+from receipt_agent.money import AmountError, to_minor
 
 _TRUE = {"true", "1", "yes", "y"}
+_UNIT_PRICES = ("ActualSalesUnitPrice", "RegularSalesUnitPrice", "UnitListPrice", "UnitPrice")
 _OFFSET = re.compile(r"([+-])?(\d{1,4})(?::(\d{2}))?")
 _MAX_OFFSET_HOURS = 14
 _HOUR_DIGITS = 2
@@ -195,3 +202,48 @@ def tender_details(tender: Element) -> dict[str, Any]:
     if reference:
         details["reference_id"] = reference
     return details
+
+
+def units(quantity: Element | None) -> int | Decimal | None:
+    """`Quantity/@Units` when the element has no text (a positive count), else None."""
+    units = quantity.get("Units") if quantity is not None else None
+    try:
+        number = Decimal(units) if units else None
+    except InvalidOperation:
+        return None
+    if number is None or not number.is_finite() or number <= 0:
+        return None
+    return int(number) if number == number.to_integral_value() else number.normalize()
+
+
+def is_after_discount(
+    sale: Element, extended: int, discount: int, quantity: int | Decimal, currency: str
+) -> bool:
+    """Whether ExtendedAmount is already net of ExtendedDiscountAmount (vendors differ).
+
+    True when a unit price × quantity equals ExtendedAmount + ExtendedDiscountAmount (the
+    till wrote the line after its discount and the discount beside it), unless the
+    ActualSalesUnitPrice × quantity is ExtendedAmount itself (then it is before it).
+    """
+    prices: dict[str, int] = {}
+    for name in _UNIT_PRICES:
+        value = text(sale, name)
+        try:
+            prices[name] = abs(to_minor(Decimal(value), currency)) if value else 0
+        except (InvalidOperation, AmountError):
+            prices[name] = 0
+    count = Decimal(quantity).copy_abs()
+    if prices["ActualSalesUnitPrice"] * count == extended:
+        return False
+    return any(price and price * count == extended + discount for price in prices.values())
+
+
+def unit_gross_price(sale: Element, currency: str) -> int | None:
+    """The unit price (a magnitude), when the till wrote one exact to the øre."""
+    value = first_text(sale, *_UNIT_PRICES)
+    if value is None:
+        return None
+    try:
+        return abs(to_minor(Decimal(value), currency))
+    except (InvalidOperation, AmountError):
+        return None  # informative only: a price per gram in fractions of øre is left out
