@@ -43,9 +43,10 @@ What becomes what:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import IO, Any
 from xml.etree.ElementTree import Element
 from zoneinfo import ZoneInfo
@@ -288,8 +289,7 @@ def _purchase_at(element: Element, tz: ZoneInfo, errors: list[str]) -> str | Non
         errors.append("cashtransaction: transDate and transTime are required")
         return None
     try:
-        day = date.fromisoformat(date_text)
-        clock = time.fromisoformat(time_text)
+        day, clock = _date_and_time(date_text, time_text)
     except ValueError:
         errors.append(
             "cashtransaction: transDate / transTime is not a valid date and time "
@@ -302,3 +302,27 @@ def _purchase_at(element: Element, tz: ZoneInfo, errors: list[str]) -> str | Non
     local = datetime.combine(day, clock).replace(tzinfo=tz, fold=0)
     # Normalising through UTC turns a wall time in the spring gap into the one that existed.
     return local.astimezone(UTC).astimezone(tz).isoformat()
+
+
+_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})(Z|[+-]\d{2}:\d{2})?$")
+
+
+def _date_and_time(date_text: str, time_text: str) -> tuple[date, time]:
+    """Every spelling xsd:date / xsd:time allow, and a vendor's full date-time in transTime.
+
+    A zone on transDate (`2020-01-01+01:00`) applies when transTime has none; `24:00:00` is
+    the end of the day, i.e. 00:00 the next day. Raise ValueError when it is neither.
+    """
+    match = _DATE.match(date_text)
+    if match is None:
+        raise ValueError(date_text)
+    day = date.fromisoformat(match.group(1))
+    clock_text = time_text.partition("T")[2] if "T" in time_text else time_text
+    if clock_text.startswith("24:00:00"):
+        day += timedelta(days=1)
+        clock_text = "00:00:00" + clock_text[len("24:00:00") :].lstrip(".0")
+    clock = time.fromisoformat(clock_text)
+    zone = match.group(2)
+    if clock.tzinfo is None and zone is not None:
+        clock = time.fromisoformat(clock_text + ("+00:00" if zone == "Z" else zone))
+    return day, clock

@@ -144,7 +144,7 @@ def _signs(
     line_markers: list[str | None],
 ) -> tuple[int | None, list[int | None]]:
     """Return (transaction factor, line factors); None means "as written", ±1 a magnitude."""
-    marker = value(tx.element, "amntTp")
+    marker = (value(tx.element, "amntTp") or "").upper() or None
     count = len(line_types)
     as_written: list[int | None] = [None] * count
     if convention == "signed":
@@ -225,7 +225,7 @@ def build_receipt(
         master,
         [trans_in, *line_in, *line_qnt, *paid],
         [value(line, "lineType") for line in lines],
-        [value(line, "amntTp") for line in lines],
+        [(value(line, "amntTp") or "").upper() or None for line in lines],
     )
     items = [
         item_line(line, i, line_factors[i - 1], convention, amounts, master, tx.notes)

@@ -7,6 +7,7 @@ import io
 from typing import Any
 
 import orjson
+import pytest
 
 from receipt_agent.config import SaftSource
 from receipt_agent.formats import InvalidRecord, RawReceipt, Record
@@ -56,7 +57,7 @@ def export(*transactions: str) -> bytes:
 
 def line(
     number: int, amount: str, *, vat: tuple[str, str, str] | None = None, extra: str = "",
-    line_type: str = "SAL", text: str | None = None, qnt: str = "1",
+    line_type: str = "SAL", text: str | None = None, qnt: str = "1", amnt_tp: str = "C",
 ) -> str:  # fmt: skip
     vat_xml = (
         f"<vat><vatCode>3</vatCode><vatPerc>{vat[0]}</vatPerc><vatAmnt>{vat[1]}</vatAmnt>"
@@ -68,15 +69,18 @@ def line(
     return (
         f"<ctLine><nr>1</nr><lineID>{number}</lineID><lineType>{line_type}</lineType>"
         f"<qnt>{qnt}</qnt><lineAmntIn>{amount}</lineAmntIn><lineAmntEx>0</lineAmntEx>"
-        f"<amntTp>C</amntTp>{description}{vat_xml}{extra}</ctLine>"
+        f"<amntTp>{amnt_tp}</amntTp>{description}{vat_xml}{extra}</ctLine>"
     )
 
 
-def transaction(total: str, body: str, *, nr: str = "1", trans_type: str = "CASHSAL") -> str:
+def transaction(
+    total: str, body: str, *, nr: str = "1", trans_type: str = "CASHSAL",
+    when: tuple[str, str] = ("2026-01-15", "12:00:00"), amnt_tp: str = "C",
+) -> str:  # fmt: skip
     return (
         f"<cashtransaction><nr>{nr}</nr><transID>{nr}</transID><transType>{trans_type}</transType>"
-        f"<transAmntIn>{total}</transAmntIn><transAmntEx>0</transAmntEx><amntTp>C</amntTp>"
-        "<transDate>2026-01-15</transDate><transTime>12:00:00</transTime>"
+        f"<transAmntIn>{total}</transAmntIn><transAmntEx>0</transAmntEx><amntTp>{amnt_tp}</amntTp>"
+        f"<transDate>{when[0]}</transDate><transTime>{when[1]}</transTime>"
         f"{body}<signature>NA</signature><keyVersion>1</keyVersion></cashtransaction>"
     )
 
@@ -276,3 +280,34 @@ def test_saft_discount_written_negative_on_a_sale_still_takes_from_the_line() ->
     (item,) = sent(export(transaction("80.00", body)))["items"]
     assert (item["gross_amount"], item["net_amount"]) == (10000, 8000)
     assert item["discount_lines"][0]["amount"] == 2000
+
+
+@pytest.mark.parametrize(
+    ("when", "purchase_at"),
+    [
+        (("2026-01-15", "12:00:00.250"), "2026-01-15T12:00:00.250000+01:00"),
+        (("2026-01-15", "12:00:00Z"), "2026-01-15T12:00:00Z"),
+        (("2026-01-15+02:00", "12:00:00"), "2026-01-15T12:00:00+02:00"),
+        (("2026-01-15", "24:00:00"), "2026-01-16T00:00:00+01:00"),
+        (("2026-01-15", "2026-01-15T12:00:00"), "2026-01-15T12:00:00+01:00"),
+    ],
+)
+def test_saft_every_xsd_date_and_time_spelling_is_read(
+    when: tuple[str, str], purchase_at: str
+) -> None:
+    """Fractions, Z, a zone on transDate, 24:00:00 and a vendor's date-time in transTime."""
+    body = line(1, "10.00") + payment("CASH", "10.00")
+    assert sent(export(transaction("10.00", body, when=when)))["purchase_at"] == purchase_at
+
+
+def test_saft_lower_case_amnttp_marks_an_unsigned_return_like_upper_case() -> None:
+    """amntTp "d" on an unsigned return (11006) under sign_convention amnttp is a D."""
+    body = line(1, "16.40", amnt_tp="d") + payment("CASH", "16.40")
+    data = export(transaction("16.40", body, trans_type="RETURNSAL", amnt_tp="d"))
+    src = SaftSource.model_validate(
+        {"name": "saft", "path": "/tmp/spool", "format": "saft-cashregister",
+         "store": {"id": "sc029"}, "mapping": {"sign_convention": "amnttp"}}
+    )  # fmt: skip
+    (record,) = list(parse(io.BytesIO(data), src))
+    assert isinstance(record, RawReceipt)
+    assert record.data["net_amount"] == -1640
