@@ -180,12 +180,12 @@ def controls(db: statedb.StateDB, source: str, day: str) -> list[dict[str, Any]]
 def previous_control(
     db: statedb.StateDB, source: str, store_id: str, register: str, day: str
 ) -> dict[str, Any] | None:
-    """Return the totals of the register's last control report before `day`, or None."""
+    """Return the totals of the register's last Z report before `day`, or None."""
     with db.reading() as conn:
         row = conn.execute(
             "SELECT totals FROM control_totals WHERE source = ? AND store_id = ? "
-            "AND register = ? AND business_day < ? ORDER BY business_day DESC, recorded_at DESC "
-            "LIMIT 1",
+            "AND register = ? AND business_day < ? AND report_id LIKE 'Z:%' "
+            "ORDER BY business_day DESC, recorded_at DESC LIMIT 1",
             (source, store_id, register, day),
         ).fetchone()
     return None if row is None else dict(orjson.loads(row[0]))

@@ -221,10 +221,13 @@ def _control(
     differences: list[str],
     unchecked: list[str],
 ) -> dict[str, Any]:
-    reports = day.controls.get(key, [])
+    found = day.controls.get(key, [])
+    reports = [report for report in found if report["totals"].get("kind", "Z") == "Z"]
+    interim = len(found) - len(reports)
     if not reports:
         unchecked.append(
             "control totals: no Z report for this register and day"
+            + (f" ({interim} X reports: interim readings, not compared)" if interim else "")
             if day.format_name == "saft-cashregister"
             else f"control totals: {day.format_name} exports carry none"
         )

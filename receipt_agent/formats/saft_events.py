@@ -5,9 +5,10 @@ drops every `cashtransaction` unread, so the receipt parser stays exactly as it 
 memory stays flat (xml_stream). Pure: no filesystem, database, HTTP or logging.
 
 Only Z reports are control totals: an `eventReport` whose `reportType` (or the event's
-`eventType`) says Z (`Z report`, `Z-report`, `ZREP`). X reports are interim readings taken
-during the day (the Danish test export writes one after every transaction) and are not
-compared. The figures read, all in minor units (formats.md §1.1, Norwegian schema 1.00):
+`eventType`) says Z (`Z report`, `Z-report`, `ZREP`). Any other report is an X report, an
+interim reading taken during the day (the Danish test export writes one after every
+transaction): read and stored with `kind: "X"`, so reconcile can say it saw them, but
+never compared. The figures read, all in minor units (formats.md §1.1, Norwegian schema 1.00):
 
 - `cash_sales`: `reportTotalCashSales/totalCashSaleAmnt`, the day's sales net of returns;
 - `grand_total_sales` / `grand_total_return`: `reportGrandTotalSales`/`…Return`, cumulative
@@ -43,7 +44,7 @@ _SKIP = {(*_REGISTER, "cashtransaction"), ("auditfile", "company", "customersSup
 
 @dataclass(frozen=True, slots=True)
 class ControlReport:
-    """One Z report: the till's own totals for a register and business day."""
+    """One Z (or X) report: the till's own totals for a register and business day."""
 
     store_id: str
     register: str
@@ -53,17 +54,17 @@ class ControlReport:
     location: str
 
 
-def is_z_report(event: Element) -> bool:
-    """Whether an `event` carries a Z (closing) report rather than an X reading."""
+def report_kind(event: Element) -> str | None:
+    """ "Z" for a closing report, "X" for an interim reading, None for an event without one."""
     report = child(event, "eventReport")
     if report is None:
-        return False
+        return None
     kind = (value(report, "reportType") or value(event, "eventType") or "").upper()
-    return kind.startswith("Z") or kind == "ZREP"
+    return "Z" if kind.startswith("Z") else "X"
 
 
 def read_controls(stream: IO[bytes], source: SourceBase) -> Iterator[ControlReport]:
-    """Given a SAF-T export (rewound) and its source, yield its Z reports in file order.
+    """Given a SAF-T export and its source, yield its Z and X reports in file order.
 
     Raise ParseError as `saft.parse` would for a file that is not safe, well-formed XML.
     """
@@ -80,7 +81,7 @@ def read_controls(stream: IO[bytes], source: SourceBase) -> Iterator[ControlRepo
             location = value(found.element)
         elif found.name == "registerID":
             register = value(found.element)
-        elif is_z_report(found.element):
+        elif (kind := report_kind(found.element)) is not None:
             report = found.element.find("eventReport")
             if report is None:
                 continue
@@ -95,13 +96,15 @@ def read_controls(stream: IO[bytes], source: SourceBase) -> Iterator[ControlRepo
                 store_id=store_id or source.store.id,
                 register=reg,
                 business_day=day[:10],
-                report_id=value(report, "reportID") or value(found.element, "eventID") or day,
-                totals=_totals(report, currency),
+                report_id=kind
+                + ":"
+                + (value(report, "reportID") or value(found.element, "eventID") or day),
+                totals=_totals(report, currency, kind),
                 location=found.where,
             )
 
 
-def _totals(report: Element, currency: str) -> dict[str, Any]:
+def _totals(report: Element, currency: str, kind: str) -> dict[str, Any]:
     def amount(element: Element | None, name: str) -> int | None:
         written = value(element, name)
         if written is None:
@@ -111,7 +114,7 @@ def _totals(report: Element, currency: str) -> dict[str, Any]:
         except AmountError:
             return None
 
-    totals: dict[str, Any] = {"kind": "Z", "currency": currency}
+    totals: dict[str, Any] = {"kind": kind, "currency": currency}
     for key, element, name in (
         ("cash_sales", child(report, "reportTotalCashSales"), "totalCashSaleAmnt"),
         ("grand_total_sales", report, "reportGrandTotalSales"),
@@ -134,9 +137,9 @@ def _totals(report: Element, currency: str) -> dict[str, Any]:
             vat[key] = vat.get(key, 0) + vat_amount
     payments: dict[str, int] = {}
     for row in _rows(report, "reportPayments", "reportPayment"):
-        kind, paid = value(row, "paymentType"), amount(row, "paymentAmnt")
-        if kind is not None and paid:
-            payments[kind] = payments.get(kind, 0) + paid
+        payment_type, paid = value(row, "paymentType"), amount(row, "paymentAmnt")
+        if payment_type is not None and paid:
+            payments[payment_type] = payments.get(payment_type, 0) + paid
     totals["vat"], totals["payments"] = vat, payments
     return totals
 

@@ -177,3 +177,28 @@ def test_reconcile_of_the_2021_norwegian_example_matches_its_z_report(
     assert compared["payment CASH"] == {"till": 29500, "receipts": 29500, "difference": 0}
     assert compared["returns"]["till"] == 1640
     assert all(value["difference"] == 0 for value in compared.values())
+
+
+def test_reconcile_of_the_danish_export_checks_numbers_and_skips_its_x_reports(
+    make_agent_config: Callable[..., Path], spool_dir: Path
+) -> None:
+    """The Danish test export numbers 2025-10-25 without a gap (two rejected receipts and a
+    cancelled one fill their numbers) and has X reports only, which are named, not compared."""
+    path = SHARED_SAMPLES / "saft-cashregister-dk" / "lendiron-kasseapparatet-test-export.xml"
+    if not path.is_file():
+        pytest.skip(f"{path} is not available on this machine")
+    source = saft_source(spool_dir, currency="DKK", timezone="Europe/Copenhagen")
+    config = make_agent_config(sources=[source])
+    (spool_dir / "dk.xml").write_bytes(path.read_bytes())
+    assert cli("run", "--once", "-c", str(config)).returncode in (0, 3)  # 3: rejected receipts
+
+    result = cli("reconcile", "-c", str(config), "--date", "2025-10-25", "--json")
+
+    assert result.returncode == 0, result.stdout
+    (day,) = orjson.loads(result.stdout)["days"]
+    assert (day["numbering"]["first"], day["numbering"]["last"]) == (
+        "25102501030001", "25102501030013",
+    )  # fmt: skip
+    assert (day["counts"]["receipt"], day["counts"]["rejected"]) == (11, 2)
+    assert day["control"] == {}
+    assert any("31 X reports" in line for line in day["unchecked"])
