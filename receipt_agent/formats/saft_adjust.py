@@ -42,6 +42,7 @@ from receipt_agent.formats.xml_stream import children, local_name
 from receipt_agent.money import allocate, minor_to_major, split_vat
 
 TIP = "10001"
+_TIP_WORDS = re.compile(r"(?i)\b(tips?|driks|drikkepenger|gratuity|dricks|drikkepenge)\b")
 _KINDS = (
     ("deposit", re.compile(r"(?i)\b(pant|panter|pantelapp|flaskepant|boxpant|deposit|pfand)\b")),
     (
@@ -214,7 +215,9 @@ def discount_before(item: dict[str, Any]) -> None:
 
 def raise_item(entry: Raise, line_id: int) -> dict[str, Any]:
     """A raise outside the lines → its own 0 % item (module docstring)."""
-    tip = entry.predefined == TIP
+    tip = entry.predefined == TIP or any(
+        _TIP_WORDS.search(word) for word in (entry.raise_type, entry.description) if word
+    )
     description = entry.description or ("Tips" if tip else "Surcharge")
     item: dict[str, Any] = {
         "line_id": line_id,

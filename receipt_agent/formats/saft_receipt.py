@@ -32,7 +32,9 @@ does not know): with D = Σ transaction-level `discount/dscAmnt`,
 are payments, Σ payments = net_amount + rounding (paid 295.00 = 295.40 − 0.40). The
 rounding also goes to the private `_rounding` key, so `check_totals` agrees.
 
-Rounding: kept as `extra_info` `saft.rounding` (the signed amount in major units,
+Rounding is what was added to the total to get the amount paid; a vendor that writes it the
+other way round (total − paid) is recognised by its payments and read the right way.
+Kept as `extra_info` `saft.rounding` (the signed amount in major units,
 `value_type` number) and `_rounding`; `round_off_to_coin` is set to the currency's smallest
 coin in minor units (NOK/SEK 100, DKK 50) when a rounding was applied; it is a granularity,
 not the amount (formats.md §1.3).
@@ -304,6 +306,9 @@ def build_receipt(
     ]
     if payment_lines:
         data["payments"] = payment_lines
+        paid_total = sum(payment["amount"] for payment in payment_lines)
+        if rounding and paid_total == net_amount - rounding != net_amount + rounding:
+            rounding = -rounding  # this vendor writes the rounding as total − paid
     _people(element, master, data, tx.notes)
     extra = _extra_info(element, tx, rounding, currency) + foreign
     extra += receipt_notes.get("extra_info", [])

@@ -311,3 +311,29 @@ def test_saft_lower_case_amnttp_marks_an_unsigned_return_like_upper_case() -> No
     (record,) = list(parse(io.BytesIO(data), src))
     assert isinstance(record, RawReceipt)
     assert record.data["net_amount"] == -1640
+
+
+def test_saft_rounding_written_as_total_minus_paid_is_read_by_the_payments() -> None:
+    """Total 295.40 paid 295.00: one vendor writes rounding -0.40, another 0.40; both → -40."""
+    for written in ("-0.40", "0.40"):
+        body = (
+            line(1, "295.40")
+            + f"<rounding><roundingAmnt>{written}</roundingAmnt></rounding>"
+            + payment("CASH", "295.00")
+        )
+        receipt = sent(export(transaction("295.40", body)))
+        assert {"key": "saft.rounding", "value": "-0.40", "value_type": "number"} in receipt[
+            "extra_info"
+        ]
+
+
+def test_saft_tip_whose_code_is_not_declared_is_still_called_a_tip() -> None:
+    """raiseType "Drikkepenger" with no basic of type 10: a "Tips" item all the same."""
+    body = (
+        line(1, "100.00")
+        + "<raise><raiseType>Drikkepenger</raiseType><raiseAmnt>10.00</raiseAmnt></raise>"
+        + payment("CARD", "110.00")
+    )
+    items = sent(export(transaction("110.00", body)))["items"]
+    assert [item["net_amount"] for item in items] == [10000, 1000]
+    assert items[1]["description"] == "Tips"
