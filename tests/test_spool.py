@@ -197,3 +197,89 @@ def test_scan_of_a_polled_share_ignores_close_and_waits_settle(
     (spool_dir / "a.json").write_bytes(b"[]")
     spool.note_closed(str(spool_dir / "a.json"))
     assert spool.scan()[0] == []
+
+
+def test_polling_observer_wakes_on_a_file_in_a_share(
+    tmp_path: Path, spool_dir: Path, state_dir: Path, secret_file: Path,
+    write_config: Callable[..., Path],
+) -> None:  # fmt: skip
+    """A `poll: true` folder (SMB/NFS, no inotify) is watched by the real PollingObserver."""
+    raw = base_config(
+        base_url="http://127.0.0.1:9/v1", spool_dir=spool_dir, state_dir=state_dir,
+        secret_file=secret_file, log_file=tmp_path / "agent.log",
+    )  # fmt: skip
+    raw["sources"][0].update(settle="0.5s", poll=True)  # polls every max(0.5 s, settle)
+    config = load_config(write_config(raw))
+    wake = threading.Event()
+    observers = build_observers(config.sources, wake)
+    assert [type(o).__name__ for o in observers] == ["PollingObserver"]
+    for observer in observers:
+        observer.start()
+    try:
+        (spool_dir / "from-the-share.json").write_bytes(b"[]")
+        assert wake.wait(10)
+    finally:
+        _stop(observers)
+
+
+def test_a_share_with_a_clock_behind_still_waits_settle_by_observation(
+    slow_settle: Callable[[bool], AgentConfig], spool_dir: Path
+) -> None:
+    """On a share, an mtime an hour old proves nothing: the file waits 60 s of no change.
+
+    1. Frozen clock; the file is stamped an hour ago (a file server an hour behind).
+    2. Scan: not ready, due in 60 s. The share's writer appends: the wait starts again.
+    """
+    config = slow_settle(True)
+    spool = Spool(config.sources)
+    path = spool_dir / "late.json"
+    with time_machine.travel(1_800_000_000.0, tick=False):
+        _write(path, "[", time.time() - 3600)
+        ready, next_due = spool.scan()
+        assert (ready, next_due) == ([], pytest.approx(60, abs=1))
+        _write(path, "]", time.time() - 3600)
+        ready, next_due = spool.scan()
+        assert (ready, next_due) == ([], pytest.approx(60, abs=1))
+
+
+def test_scan_offers_symlinks_and_fifos_for_quarantine_and_skips_folders(
+    config: AgentConfig, spool_dir: Path, tmp_path: Path
+) -> None:
+    """What matches the pattern but is no regular file is returned at once (the intake
+    quarantines it unread); a sub-folder, even one named like a file, is not."""
+    target = tmp_path / "elsewhere.json"
+    target.write_text("[]")
+    (spool_dir / "link.json").symlink_to(target)
+    os.mkfifo(spool_dir / "pipe.json")
+    (spool_dir / "folder.json").mkdir()
+    ready, _ = Spool(config.sources).scan()
+    assert sorted(item.path.name for item in ready) == ["link.json", "pipe.json"]
+
+
+def test_a_vanished_source_folder_does_not_stop_the_others(
+    tmp_path: Path, spool_dir: Path, state_dir: Path, secret_file: Path,
+    write_config: Callable[..., Path],
+) -> None:  # fmt: skip
+    """One source's folder disappearing (an unmounted share) leaves the other's files ready."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    raw = base_config(
+        base_url="http://127.0.0.1:9/v1", spool_dir=spool_dir, state_dir=state_dir,
+        secret_file=secret_file, log_file=tmp_path / "agent.log",
+    )  # fmt: skip
+    raw["sources"].append(raw["sources"][0] | {"name": "till-2", "path": str(gone)})
+    config = load_config(write_config(raw))
+    gone.rmdir()
+    path = spool_dir / "a.json"
+    _write(path, "[]", time.time() - 60)
+    ready, _ = Spool(config.sources).scan()
+    assert [(item.source.name, item.path) for item in ready] == [("till-1", path)]
+
+
+def test_ignore_settle_returns_fresh_files_at_once(config: AgentConfig, spool_dir: Path) -> None:
+    """A drain that must not wait (`ignore_settle`) gets a file written this instant."""
+    path = spool_dir / "fresh.json"
+    _write(path, "[]", time.time())
+    spool = Spool(config.sources)
+    assert spool.scan()[0] == []
+    assert [item.path for item in spool.scan(ignore_settle=True)[0]] == [path]
