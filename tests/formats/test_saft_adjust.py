@@ -4,6 +4,7 @@ kinds, and the message of a transaction that does not add up. Hand-written expor
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -337,3 +338,26 @@ def test_saft_tip_whose_code_is_not_declared_is_still_called_a_tip() -> None:
     items = sent(export(transaction("110.00", body)))["items"]
     assert [item["net_amount"] for item in items] == [10000, 1000]
     assert items[1]["description"] == "Tips"
+
+
+def test_saft_real_examples_payment_codes_give_token_types(samples_dir: Path) -> None:
+    """Skatteetaten's 2021 example (DEBCARD → 12002, CASH → 12001) and the Danish Lendiron
+    export (basicID 2 → 12002): token_type from the standard code, every receipt still valid."""
+    example = (
+        samples_dir
+        / "saft-cashregister-no"
+        / ("ExampleFile_SAF-T_Cash_Register_999999999_20210330104000.xml")
+    )
+    mapped = [r for r in records(example.read_bytes()) if isinstance(r, RawReceipt)]
+    assert [[(p["amount"], p["token_type"]) for p in r.data["payments"]] for r in mapped] == [
+        [(8640, "DEBIT_CARD")], [(29500, "CASH")], [(14880, "DEBIT_CARD")], [(-1640, "DEBIT_CARD")],
+    ]  # fmt: skip
+    assert all(isinstance(finish_receipt(r, source()), ValidReceipt) for r in mapped)
+    danish = samples_dir / "saft-cashregister-dk" / "lendiron-kasseapparatet-test-export.xml"
+    kinds = {
+        (p["type_id"], p["token_type"])
+        for r in records(danish.read_bytes())
+        if isinstance(r, RawReceipt)
+        for p in r.data["payments"]
+    }
+    assert kinds == {("1", "CASH"), ("2", "DEBIT_CARD")}
