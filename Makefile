@@ -8,7 +8,7 @@ PY     := $(BIN)/python
 # `make lock` refreshes it on purpose; nothing else changes it.
 LOCK   := requirements/constraints.txt
 
-.PHONY: install lint test e2e reliability bench demo clean install-service lock
+.PHONY: install lint test e2e reliability bench demo clean install-service lock dist
 
 $(BIN)/receipt-agent: pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,13 @@ lock:
 	mv $(LOCK).tmp $(LOCK)
 	rm -rf .lock-venv
 	@echo "wrote $(LOCK): $$(grep -vc '^#' $(LOCK)) pins"
+
+# The offline release archive: dist/receipt-agent-<version>-<python>-<platform>.tar.gz with
+# the wheel, a wheelhouse of every runtime dependency for this Python, install.sh, the
+# unit, logrotate and example configs. Unpack it on the store machine and run
+# `sudo ./scripts/install.sh --offline` (README, "Install on a store machine").
+dist: install
+	scripts/make_dist.sh --python $(PY) --out dist
 
 clean:
 	rm -rf $(VENV) .lock-venv build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .coverage

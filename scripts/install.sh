@@ -5,6 +5,8 @@
 #   sudo scripts/install.sh                      # from this source tree
 #   sudo scripts/install.sh --wheel dist/receipt_agent-0.1.0-py3-none-any.whl
 #   scripts/install.sh --root /tmp/stage         # into a staging root, no root needed
+#   sudo ./scripts/install.sh --offline          # from an unpacked release archive (make
+#                                                # dist): its wheelhouse only, no network
 #
 # What it does, each step skipped when already done:
 #   1. the system user and group `receipt-agent` (systemd/receipt-agent.service: User=);
@@ -23,7 +25,7 @@
 set -euo pipefail
 
 usage() {
-  sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
   cat <<'EOF'
 
 Options:
@@ -32,6 +34,8 @@ Options:
   --wheel FILE   install this wheel instead of the source tree
   --python PY    the Python 3.11+ that creates the venv
                  (default: /usr/bin/python3 when 3.11+, else python3 on PATH)
+  --offline      install from the release archive's wheelhouse/ with no package index
+                 and no network (the default when run from an unpacked archive)
 EOF
 }
 
@@ -40,6 +44,7 @@ ROOT="${DESTDIR:-/}"
 PREFIX="${PREFIX:-/opt/receipt-agent}"
 WHEEL=""
 PYTHON="${PYTHON:-}"
+OFFLINE=0
 SERVICE_USER="receipt-agent"
 DEFAULT_PREFIX="/opt/receipt-agent"
 
@@ -53,6 +58,7 @@ while [[ $# -gt 0 ]]; do
     --wheel=*) WHEEL="${1#*=}"; shift ;;
     --python) PYTHON="$2"; shift 2 ;;
     --python=*) PYTHON="${1#*=}"; shift ;;
+    --offline) OFFLINE=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "install.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -74,6 +80,14 @@ if [[ -z "$PYTHON" ]]; then
   if /usr/bin/python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
     PYTHON=/usr/bin/python3
   fi
+fi
+# An unpacked release archive (make dist) has a wheelhouse and no pyproject.toml.
+WHEELHOUSE="$SOURCE_DIR/wheelhouse"
+if [[ $OFFLINE == 0 && -d "$WHEELHOUSE" && ! -f "$SOURCE_DIR/pyproject.toml" ]]; then
+  OFFLINE=1
+fi
+if [[ $OFFLINE == 1 && ! -d "$WHEELHOUSE" ]]; then
+  die "--offline installs from a release archive's wheelhouse (make dist); none at $WHEELHOUSE"
 fi
 if [[ -n "$WHEEL" ]]; then
   [[ -f "$WHEEL" ]] || die "no wheel at $WHEEL"
@@ -134,7 +148,15 @@ PINS=()
 if [[ -f "$SOURCE_DIR/requirements/constraints.txt" ]]; then
   PINS=(-c "$SOURCE_DIR/requirements/constraints.txt")
 fi
-if [[ -n "$WHEEL" ]]; then
+if [[ $OFFLINE == 1 ]]; then
+  # Only the archive's wheels: no index, and no pip configuration or PIP_* variable
+  # that could add one (a find-links or extra index from the machine's pip.conf).
+  env -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL -u PIP_CONSTRAINT \
+    PIP_CONFIG_FILE=/dev/null PIP_NO_INDEX=1 \
+    "${PIP[@]}" install --upgrade --no-index --find-links "$WHEELHOUSE" "${PINS[@]}" \
+    "${WHEEL:-receipt-agent}"
+  say "pip-installed  $(basename "${WHEEL:-receipt-agent}") from $WHEELHOUSE (offline)"
+elif [[ -n "$WHEEL" ]]; then
   "${PIP[@]}" install --upgrade "${PINS[@]}" "$WHEEL"
   say "pip-installed  $(basename "$WHEEL")"
 else
