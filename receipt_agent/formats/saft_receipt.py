@@ -14,8 +14,10 @@ Signs (`mapping.sign_convention`; returns always come out negative):
 - `signed`: amounts are used as written (Skatteetaten's 2021 example).
 - `amnttp`: amounts are magnitudes; `amntTp` D (the spec's "decrease in revenue") makes the
   transaction / line negative, C positive. `vatAmntTp` signs VAT lines (else their owner's).
-- `auto` (default), formats.md §0.2: (1) a minus sign on any transaction, line, quantity or
-  payment amount → the transaction is signed, used as written; (2) else a return
+- `auto` (default), formats.md §0.2: (1) a minus sign on any transaction, line or payment
+  amount → the transaction is signed, used as written; a minus sign on quantities only →
+  each such line is a return written as magnitudes (its amounts negated; the transaction
+  takes the sign of its lines' sum); (2) else a return
   transaction type (predefinedBasicID 11006, 11013) negates everything, and a return line
   type (basics 05 named like "RET"/"Return"/"Retur"/"Refund") negates that line;
   (3) else `amntTp`, but only as this file's writer uses it: the first unsigned transaction
@@ -142,6 +144,7 @@ def _signs(
     memory: SignMemory,
     master: MasterData,
     written: list[Decimal | None],
+    quantities: list[Decimal | None],
     line_types: list[str | None],
     line_markers: list[str | None],
 ) -> tuple[int | None, list[int | None]]:
@@ -156,6 +159,10 @@ def _signs(
         return factor, [-1 if (m or marker) == "D" else 1 for m in line_markers]
     if any(amount is not None and amount < 0 for amount in written):
         return None, as_written
+    if any(quantity is not None and quantity < 0 for quantity in quantities):
+        # Only quantities carry a minus: a line with one is a return written as magnitudes
+        # (the CSV case of issue 13); never sent as a sale.
+        return None, [-1 if q is not None and q < 0 else 1 for q in quantities]
     if tx.predefined_type in RETURN_TYPES:
         return -1, [-1] * count
     line_factors: list[int | None] = [
@@ -225,7 +232,8 @@ def build_receipt(
         convention,
         memory,
         master,
-        [trans_in, *line_in, *line_qnt, *paid],
+        [trans_in, *line_in, *paid],
+        line_qnt,
         [value(line, "lineType") for line in lines],
         [(value(line, "amntTp") or "").upper() or None for line in lines],
     )

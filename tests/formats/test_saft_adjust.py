@@ -361,3 +361,32 @@ def test_saft_real_examples_payment_codes_give_token_types(samples_dir: Path) ->
         for p in r.data["payments"]
     }
     assert kinds == {("1", "CASH"), ("2", "DEBIT_CARD")}
+
+
+def test_saft_return_marked_only_by_a_negative_quantity_is_never_sent_as_a_sale() -> None:
+    """qnt -1 with lineAmntIn, transAmntIn and paidAmnt 89.90 unsigned: a -89.90 return."""
+    body = line(1, "89.90", qnt="-1") + payment("CASH", "89.90")
+    receipt = sent(export(transaction("89.90", body)))
+    (item,) = receipt["items"]
+    assert (item["quantity"], item["net_amount"], item["is_return_item"]) == (-1, -8990, True)
+    assert (receipt["net_amount"], receipt["payments"][0]["amount"]) == (-8990, -8990)
+
+
+def test_saft_exchange_with_one_returned_line_by_quantity_keeps_both_signs() -> None:
+    """Sale 100.00 and a returned 40.00 (qnt -1, unsigned), 60.00 paid: +100.00 and -40.00."""
+    body = line(1, "100.00") + line(2, "40.00", qnt="-1") + payment("CARD", "60.00")
+    receipt = sent(export(transaction("60.00", body)))
+    assert [item["net_amount"] for item in receipt["items"]] == [10000, -4000]
+    assert (receipt["net_amount"], receipt["payments"][0]["amount"]) == (6000, 6000)
+
+
+def test_saft_tip_refunded_on_a_return_is_a_negative_tip_item() -> None:
+    """A return of a 450.50 meal and its 50.00 tip (raise written unsigned): -50.00 tip item."""
+    body = (
+        line(1, "-450.50", qnt="-1")
+        + "<raise><raiseType>TIPS</raiseType><raiseAmnt>50.00</raiseAmnt></raise>"
+        + payment("CARD", "-500.50")
+    )
+    items = sent(export(transaction("-500.50", body, trans_type="RETURNSAL")))["items"]
+    assert [(item["net_amount"], item["quantity"]) for item in items] == [(-45050, -1), (-5000, -1)]
+    assert all(item["is_return_item"] for item in items)
