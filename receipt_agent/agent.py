@@ -36,7 +36,8 @@ from receipt_agent.errors import ConfigError, StateStoreError
 from receipt_agent.file_faults import FileFaults
 from receipt_agent.intake import FileOutcome, sync_moves, take_in
 from receipt_agent.metrics import AgentMetrics, HealthCheck
-from receipt_agent.sender import Sender
+from receipt_agent.once_report import OnceSummary
+from receipt_agent.sender import FlushResult, Sender
 from receipt_agent.spool_health import FAULTS_META_KEY
 
 RESCAN_INTERVAL_S = 60.0  # the folder listing is the truth; inotify only wakes us earlier
@@ -78,6 +79,7 @@ class Agent:
         self._token_refreshes_seen = 0
         self._scheduler: Any = None  # set once the daemon's scheduler exists
         self._watcher: spool.SpoolWatcher | None = None  # the daemon's folder watches
+        self.once_summary: OnceSummary | None = None  # what `run --once` did, for the CLI
         self.drained = True  # False after a drain that hit DRAIN_TIMEOUT_S (cli exits hard)
 
     # --- shared set-up -------------------------------------------------------------------
@@ -164,12 +166,20 @@ class Agent:
     def run_once(self) -> int:
         """Take in every ready file, send everything pending, and return the exit code.
 
-        0 when nothing is left pending; 1 otherwise (a batch could not be delivered, or
-        the state store refused a file).
+        0 when everything was taken in and delivered; 1 when receipts stay pending (or the
+        state store refused a file); 3 when something needs a person (CONTRACT §1). The
+        summary line is left in `self.once_summary` for the CLI to print.
         """
         self._open()
+        summary = self.once_summary = OnceSummary()
         try:
             with self._signal_handlers():
+                for source in self.config.sources:
+                    if not source.path.is_dir():
+                        summary.missing_folders.append(source.name)
+                        self._log.warning(
+                            "spool.missing", source=source.name, path=str(source.path)
+                        )
                 ready, _ = self.spool.scan()
                 taken = False
                 # Full batches go out from a second thread while intake goes on, so the
@@ -193,6 +203,7 @@ class Agent:
                         outcome = self._take(item)
                         taken = outcome is not None or taken
                         queued += outcome.receipts if outcome is not None else 0
+                        _tally(summary, outcome)
                         if queued >= self.config.batch.max_receipts:
                             queued = 0
                             batch_ready.set()
@@ -202,11 +213,12 @@ class Agent:
                     sending.join()
                 self._sync_moves(taken)
                 self._persist_faults()
-                self.sender.flush(self.stop_event, once=True)
-                pending = self.db.pending_count()
-                return (
-                    EXIT_OK if pending == 0 and self._intake_paused_since is None else EXIT_FAILED
-                )
+                _add_sent(summary, self.sender.flush(self.stop_event, once=True))
+                summary.pending = self.db.pending_count()
+                summary.left_in_spool = len(self.spool.scan(ignore_settle=True)[0])
+                summary.unreadable = len(self._faults)
+                summary.store_refused = self._intake_paused_since is not None
+                return summary.exit_code()
         finally:
             self._close()
 
@@ -219,7 +231,10 @@ class Agent:
             batch_ready.clear()
             if intake_done.is_set():
                 return
-            if self.sender.flush(intake_done, full_only=True).failed:
+            result = self.sender.flush(intake_done, full_only=True)
+            if self.once_summary is not None:
+                _add_sent(self.once_summary, result)
+            if result.failed:
                 return  # the final flush (once=True) retries within the once-mode budget
 
     # --- the daemon --------------------------------------------------------------------------
@@ -573,3 +588,21 @@ class Agent:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+
+
+def _tally(summary: OnceSummary, outcome: FileOutcome | None) -> None:
+    """Count one file of a `run --once` pass (None: it stays in the spool)."""
+    if outcome is None:
+        return
+    if outcome.outcome == "quarantined":
+        summary.quarantined += 1
+    else:
+        summary.taken_in += outcome.outcome != "archived"
+        summary.duplicate += outcome.duplicates
+        summary.rejected += outcome.rejected
+
+
+def _add_sent(summary: OnceSummary, result: FlushResult) -> None:
+    summary.sent += result.sent
+    summary.duplicate += result.duplicates
+    summary.rejected += result.rejected

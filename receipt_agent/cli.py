@@ -185,7 +185,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         config_path=resolve_config_path(args.config),
     )  # fmt: skip
     if args.once:
-        return agent.run_once()
+        code = agent.run_once()
+        if agent.once_summary is not None:
+            print(agent.once_summary.line())
+        return code
     code = agent.run()
     if not agent.drained:
         # A thread is still inside I/O past the drain bound (a POST that never returns);

@@ -386,3 +386,62 @@ def test_run_with_state_folder_on_a_read_only_mount_exits_2_without_traceback(
         assert result.stderr.startswith("state_dir: "), result.stderr
         assert "read-only file system" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_run_once_with_a_corrupt_file_among_good_ones_exits_3_with_a_summary(
+    workspace: Workspace, sandbox: Sandbox
+) -> None:
+    """`run --once` delivers the good files and says on one line what needs a person.
+
+    1. Ten good files and one corrupt one in source `a`; source `b`'s folder is missing.
+    2. `run --once` (as nobody where the test can switch users).
+    Result: exit 3; stdout is one summary line: 10 taken in, 1 quarantined, 0 left in the
+    spool, 10 sent, 0 pending, the missing folder named; `spool.missing` logged for `b`.
+    """
+    config = workspace.config(["a", "b"])
+    workspace.spool("b").rmdir()
+    for number in range(10):
+        drop(workspace.spool("a"), f"r-{number:02d}.json", [make_receipt(number, store_id="a")])
+    drop(workspace.spool("a"), "corrupt.json", b'[{"receipt_id": "R1", ')
+    old = time.time() - 60  # written a minute ago: settled, past the 3 x settle hold
+    for path in workspace.spool("a").iterdir():
+        os.utime(path, (old, old))
+    workspace.give_to_nobody()
+    argv = ("run", "--once", "-c", str(config))
+    if NOBODY_ARGV is not None:
+        result = workspace.as_nobody(*argv)
+    else:
+        result = subprocess.run(
+            [str(BIN / "receipt-agent"), *argv], capture_output=True, text=True, timeout=60,
+            check=False,
+        )  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    assert result.stdout.splitlines() == [
+        "files: 10 taken in, 1 quarantined, 0 left in the spool; receipts: 10 sent, "
+        "0 duplicate, 0 rejected, 0 pending; missing source folders: b"
+    ]
+    assert len(sandbox.receipt_ids(ACCOUNT)) == 10
+    missing = events(workspace.log, "spool.missing")
+    assert [(e["source"], e["path"]) for e in missing] == [("b", str(workspace.root / "spool/b"))]
+    print(f"FIGURE run --once: exit {result.returncode}: {result.stdout.strip()}")
+
+
+def test_run_once_with_only_a_corrupt_file_exits_3_and_a_clean_pass_exits_0(
+    workspace: Workspace, sandbox: Sandbox
+) -> None:
+    """A quarantine alone makes exit 3; the next pass, with nothing new, exits 0."""
+    config = workspace.config(["a"])
+    corrupt = drop(workspace.spool("a"), "corrupt.json", b"{")
+    os.utime(corrupt, (time.time() - 60, time.time() - 60))
+    first = subprocess.run(
+        [str(BIN / "receipt-agent"), "run", "--once", "-c", str(config)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert first.returncode == 3, first.stderr
+    assert "0 taken in, 1 quarantined" in first.stdout
+    second = subprocess.run(
+        [str(BIN / "receipt-agent"), "run", "--once", "-c", str(config)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.startswith("files: 0 taken in, 0 quarantined, 0 left in the spool;")

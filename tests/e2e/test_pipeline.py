@@ -84,7 +84,7 @@ def test_run_once_with_one_invalid_receipt_of_ten_sends_nine_and_rejects_one(
 
     result = cli("run", "--once", "-c", str(agent_config))
 
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 3, result.stderr  # delivered; a rejection needs a person
     assert len(sandbox.receipt_ids(ACCOUNT)) == 9
     listing = cli("queue", "list", "--state", "rejected", "--json", "-c", str(agent_config))
     rejected = orjson.loads(listing.stdout)
@@ -107,7 +107,7 @@ def test_run_once_with_poisoned_receipt_in_batch_of_50_isolates_it_by_splitting(
 
     result = cli("run", "--once", "-c", str(agent_config))
 
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 3, result.stderr  # delivered; a rejection needs a person
     ids = set(sandbox.receipt_ids(ACCOUNT))
     assert len(ids) == 49
     assert "R000017" not in ids
@@ -149,7 +149,7 @@ def test_run_once_log_never_holds_secret_or_customer_contact(
     bad = make_receipt(2, customer_id=" spaced ")
     drop(spool_dir, "a.json", [receipt, bad])
 
-    assert cli("run", "--once", "-c", str(agent_config)).returncode == 0
+    assert cli("run", "--once", "-c", str(agent_config)).returncode == 3  # `bad` is rejected
 
     text = _log_file(agent_config).read_text()
     read_log(_log_file(agent_config))  # every line parses as JSON

@@ -31,7 +31,7 @@ def test_queue_retry_sends_a_receipt_the_api_refused_once_it_accepts_it(
     """
     sandbox.set_faults(refuse_receipt_id="^R000003$")
     drop(spool_dir, "a.json", [make_receipt(i) for i in range(5)])
-    assert cli("run", "--once", "-c", str(agent_config)).returncode == 0
+    assert cli("run", "--once", "-c", str(agent_config)).returncode == 3  # a rejection
     rejected = orjson.loads(
         cli("queue", "list", "--state", "rejected", "--json", "-c", str(agent_config)).stdout
     )
