@@ -75,7 +75,7 @@ class Agent:
         self._intake_paused_since: float | None = None
         self._faults = FileFaults()
         # Files read and queued but held in the spool → (monotonic time to visit again, path).
-        self._revisit: dict[tuple[str, str], tuple[float, Path]] = {}
+        self._revisit: dict[tuple[str, str], tuple[float, Path, float]] = {}  # … and its mtime
         self._token_refreshes_seen = 0
         self._scheduler: Any = None  # set once the daemon's scheduler exists
         self._watcher: spool.SpoolWatcher | None = None  # the daemon's folder watches
@@ -115,10 +115,12 @@ class Agent:
         other files go on. Only the state store refusing a write pauses intake.
         """
         key = (ready.source.name, ready.path.name)
+        held = self._revisit.get(key)
         try:
             outcome = take_in(
                 ready.path, ready.source, self.db, self.config,
-                hold_s=HOLD_FACTOR * ready.source.settle, read_before=key in self._revisit,
+                hold_s=HOLD_FACTOR * ready.source.settle,
+                held_mtime=None if held is None else held[2],
             )  # fmt: skip
         except StateStoreError as error:
             if self._intake_paused_since is None:
@@ -144,7 +146,7 @@ class Agent:
             # unsettled again, so the spool holds it back until it settles).
             hold_s = HOLD_FACTOR * ready.source.settle
             due = time.monotonic() + max(0.0, ready.mtime + hold_s - time.time())
-            self._revisit[key] = (due, ready.path)
+            self._revisit[key] = (due, ready.path, ready.mtime)
         if self._intake_paused_since is not None:
             self._log.info(
                 "intake.resumed", paused_s=round(time.monotonic() - self._intake_paused_since, 1)
@@ -408,7 +410,7 @@ class Agent:
                 self._revisit = {
                     k: v for k, v in self._revisit.items() if k in present or v[1].exists()
                 }
-                revisit = min((due for due, _ in self._revisit.values()), default=None)
+                revisit = min((held[0] for held in self._revisit.values()), default=None)
                 if revisit is not None:
                     revisit = max(0.0, revisit - time.monotonic())
                 if self._intake_paused_since is not None:

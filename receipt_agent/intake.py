@@ -108,15 +108,16 @@ def take_in(
     config: AgentConfig,
     *,
     hold_s: float = 0.0,
-    read_before: bool = False,
+    held_mtime: float | None = None,
 ) -> FileOutcome:
     """Given a ready spool file, record its receipts and archive it, or quarantine it.
 
     A file that changed since it was opened (a till still appending) is left in the spool
     (outcome `changed`, `file.changed` logged), and so is one whose mtime is younger than
     `hold_s` (outcome `held`): its receipts are queued, and it is archived or quarantined
-    at a later visit, once it is old enough and unchanged (CONTRACT §3). `read_before`:
-    the caller held this file after reading it; new content then logs `file.changed`.
+    at a later visit, once it is old enough and unchanged (CONTRACT §3). `held_mtime`:
+    the caller held this file after reading it, with this mtime; another mtime now means
+    it changed since (`file.changed`), and no second `file.accepted` line is logged.
     Return the outcome. Raise StateStoreError (the file stays in the spool) when the
     state store cannot be written, OSError when archive or quarantine cannot be written.
     """
@@ -130,12 +131,13 @@ def take_in(
                     if left := _leave_in_spool(stream, path, opened, hold_s, log):
                         return FileOutcome(source.name, path.name, left)
                     _finish(path, source, config)
-                    if read_before:  # held after its read: its file.accepted line was logged
+                    if held_mtime is not None:  # held after its read: file.accepted was logged
                         log.debug("file.archived")
                         return FileOutcome(source.name, path.name, "archived")
                     log.info("file.accepted", receipts=0, rejected=0, skipped={}, already_seen=True)
                     return FileOutcome(source.name, path.name, "already_seen")
-                if read_before:  # read, held, and grown since: read again (§3)
+                if held_mtime is not None and held_mtime != opened.st_mtime:
+                    # Read, held, and grown since: read again (§3)
                     log.info("file.changed", size_bytes=opened.st_size)
                 outcome, rejections, duplicates = _record(stream, path, source, db, digest)
             except InputFileError:

@@ -156,3 +156,23 @@ def test_status_is_degraded_by_an_old_spool_file_a_recent_quarantine_and_a_rejec
     )  # fmt: skip
     assert (views["b"]["waiting"], views["b"]["quarantined_recent"]) == (0, 1)
     assert report.rejected_recent == 1
+
+
+def test_daemon_quarantines_a_fresh_corrupt_file_after_its_hold_without_file_changed(
+    tmp_path: Path, two_sources: dict[str, Any], run_agent: Callable[..., Agent]
+) -> None:
+    """A just-written file that does not parse waits out 3 × settle, then goes to quarantine.
+
+    Result: the file in quarantine with its sidecar; one `file.quarantined`; no
+    `file.changed` (it did not change); no `file.unreadable`.
+    """
+    log = tmp_path / "agent.log"
+    run_agent(two_sources)
+    wait_until(lambda: events(log, "agent.started"), timeout=10)
+    drop(tmp_path / "a", "half.json", b'[{"receipt_id": ')
+    quarantine = tmp_path / "state" / "quarantine" / "a"
+    wait_until((quarantine / "half.json.error.json").exists, timeout=10)
+    assert (quarantine / "half.json").exists()
+    assert len(events(log, "file.quarantined")) == 1
+    assert events(log, "file.changed") == []
+    assert events(log, "file.unreadable") == []
