@@ -31,6 +31,7 @@ logging. Decided here (issue 13; formats.md §1.1, §1.3; README "SAF-T: discoun
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -316,23 +317,66 @@ def recompute_tax(item: dict[str, Any]) -> None:
     tax["tax_basis"] = net
 
 
+# Amount elements read, by their parent (discount and raise only under a transaction or line).
+_READ_IN = {
+    "transAmntIn": {"cashtransaction"}, "lineAmntIn": {"ctLine"}, "dscAmnt": {"discount"},
+    "raiseAmnt": {"raise"}, "roundingAmnt": {"rounding"}, "paidAmnt": {"payment"},
+    "vatAmnt": {"vat"}, "vatBasAmnt": {"vat"}, "costPrice": {"ctLine"},
+    "transAmntEx": {"cashtransaction"}, "lineAmntEx": {"ctLine"},
+}  # fmt: skip
+_OWNERS = {"cashtransaction", "ctLine"}
+_REPEATED = {"ctLine", "payment", "discount", "raise", "vat", "savings"}
+
+
 def unread_hint(element: Element, difference: int, currency: str) -> str | None:
-    """Name an element this parser does not read whose amount equals the difference."""
+    """Name an amount this parser did not read (an element the standard does not define, or
+    a standard amount in a place it does not belong) that equals the difference."""
     if not difference:
         return None
     wanted = minor_to_major(abs(difference), currency)
-    for node in element.iter():
+    for path, parent, node in _leaves(element, "cashtransaction", "cashtransaction"):
         name = local_name(node.tag)
-        if name in _KNOWN or name == "cashtransaction" or len(node):
+        known = name in _KNOWN
+        if known and (not name.endswith("Amnt") or _is_read(name, parent, path)):
             continue
         try:
             amount = Decimal((node.text or "").strip())
         except InvalidOperation:
             continue
-        if amount.is_finite() and abs(amount) == wanted:
+        if not amount.is_finite() or abs(amount) != wanted:
+            continue
+        if not known:
             return (
-                f"the difference {wanted} {currency} is the amount of <{name}>, an element "
-                "the SAF-T standard does not define and receipt-agent does not read; ask the "
-                "till vendor which standard element (e.g. raise, discount) it should be"
+                f"the difference {wanted} {currency} is the amount of <{name}> at {path}, an "
+                "element the SAF-T standard does not define and receipt-agent does not read; "
+                "ask the till vendor which standard element (e.g. raise, discount) it should be"
             )
+        return (
+            f"the difference {wanted} {currency} is the amount of <{name}> at {path}, where "
+            "the SAF-T standard does not put it and receipt-agent does not read it; ask the "
+            "till vendor to write it where the standard says"
+        )
     return None
+
+
+def _is_read(name: str, parent: str, path: str) -> bool:
+    if parent not in _READ_IN.get(name, set()):
+        return False
+    if parent in {"discount", "raise"}:  # cashtransaction/ctLine[2]/discount[1]/dscAmnt
+        owner = path.split("/")[-3]
+        return owner.split("[")[0] in _OWNERS
+    return True
+
+
+def _leaves(node: Element, name: str, path: str) -> Iterator[tuple[str, str, Element]]:
+    """(path, parent's name, element) of every leaf below a transaction, in document order."""
+    counts: dict[str, int] = {}
+    for child_node in node:
+        child_name = local_name(child_node.tag)
+        counts[child_name] = counts.get(child_name, 0) + 1
+        step = f"{child_name}[{counts[child_name]}]" if child_name in _REPEATED else child_name
+        child_path = f"{path}/{step}"
+        if len(child_node):
+            yield from _leaves(child_node, child_name, child_path)
+        else:
+            yield child_path, name, child_node

@@ -328,7 +328,7 @@ def build_receipt(
             data["round_off_to_coin"] = COIN_MINOR[currency]
     problems = amounts.errors or problems or _totals(data, rounding, currency)
     if problems and not amounts.errors:
-        problems += _why(element, data, outside, currency)
+        problems += _why(element, data, outside, rounding, currency)
     if problems:
         raise TransactionError(problems + tx.notes)
     return data
@@ -418,20 +418,29 @@ def _totals(data: dict[str, Any], rounding: int, currency: str) -> list[str]:
     return problems
 
 
-def _why(element: Element, data: dict[str, Any], outside: list[Raise], currency: str) -> list[str]:
-    """When the lines do not reach transAmntIn: the raises read, or an element not read."""
-    difference = data["net_amount"] - sum(item["net_amount"] for item in data["items"])
-    if not difference or not data["items"]:
-        return []
-    hint = unread_hint(element, difference, currency)
-    if hint:
-        return [hint]
-    if outside:
-        named = ", ".join(
-            f"{entry.where} {minor_to_major(entry.amount, currency)}" for entry in outside
-        )
-        return [
-            f"the raise elements ({named}) were counted as tips outside the lines; with or "
-            "without them the lines do not reach transAmntIn"
-        ]
-    return []
+def _why(
+    element: Element, data: dict[str, Any], outside: list[Raise], rounding: int, currency: str
+) -> list[str]:
+    """When the lines do not reach transAmntIn (or the payments it): an element not read
+    whose amount is the difference, or the raises that were counted."""
+    hints: list[str] = []
+    if data["items"]:
+        difference = data["net_amount"] - sum(item["net_amount"] for item in data["items"])
+        hint = unread_hint(element, difference, currency)
+        if hint:
+            hints.append(hint)
+        elif difference and outside:
+            named = ", ".join(
+                f"{entry.where} {minor_to_major(entry.amount, currency)}" for entry in outside
+            )
+            hints.append(
+                f"the raise elements ({named}) were counted as tips outside the lines; with or "
+                "without them the lines do not reach transAmntIn"
+            )
+    payments = data.get("payments")
+    if payments:
+        paid = sum(payment["amount"] for payment in payments)
+        hint = unread_hint(element, paid - data["net_amount"] - rounding, currency)
+        if hint and hint not in hints:
+            hints.append(hint)
+    return hints

@@ -202,9 +202,9 @@ def test_saft_lines_that_do_not_add_up_name_the_element_not_read() -> None:
     assert isinstance(record, InvalidRecord)
     assert record.errors == [
         "the lines add up to 100.00 NOK but transAmntIn is 120.00 NOK; the export does not add up",
-        "the difference 20.00 NOK is the amount of <drikkepenger>, an element the SAF-T "
-        "standard does not define and receipt-agent does not read; ask the till vendor which "
-        "standard element (e.g. raise, discount) it should be",
+        "the difference 20.00 NOK is the amount of <drikkepenger> at cashtransaction/drikkepenger, "
+        "an element the SAF-T standard does not define and receipt-agent does not read; ask "
+        "the till vendor which standard element (e.g. raise, discount) it should be",
     ]
 
 
@@ -390,3 +390,28 @@ def test_saft_tip_refunded_on_a_return_is_a_negative_tip_item() -> None:
     items = sent(export(transaction("-500.50", body, trans_type="RETURNSAL")))["items"]
     assert [(item["net_amount"], item["quantity"]) for item in items] == [(-45050, -1), (-5000, -1)]
     assert all(item["is_return_item"] for item in items)
+
+
+def test_saft_a_standard_amount_in_the_wrong_place_is_named_with_its_path() -> None:
+    """A raise written inside the payment (20.00) is not read there: its path is named."""
+    tip_in_payment = (
+        "<payment><paymentType>CARD</paymentType><paidAmnt>120.00</paidAmnt>"
+        "<raise><raiseType>TIPS</raiseType><raiseAmnt>20.00</raiseAmnt></raise></payment>"
+    )
+    (record,) = records(export(transaction("120.00", line(1, "100.00") + tip_in_payment)))
+    assert isinstance(record, InvalidRecord)
+    assert record.errors[-1] == (
+        "the difference 20.00 NOK is the amount of <raiseAmnt> at "
+        "cashtransaction/payment[1]/raise[1]/raiseAmnt, where the SAF-T standard does not put "
+        "it and receipt-agent does not read it; ask the till vendor to write it where the "
+        "standard says"
+    )
+
+
+def test_saft_payments_that_miss_by_an_unread_element_name_it() -> None:
+    """Lines 100.00 = transAmntIn, paid 115.00 with a vendor's <tipAmount>15.00: named."""
+    body = line(1, "100.00") + payment("CARD", "115.00") + "<tipAmount>15.00</tipAmount>"
+    (record,) = records(export(transaction("100.00", body)))
+    assert isinstance(record, InvalidRecord)
+    assert record.errors[0].startswith("the payments add up to 115.00 NOK but transAmntIn")
+    assert "<tipAmount> at cashtransaction/tipAmount" in record.errors[1]
