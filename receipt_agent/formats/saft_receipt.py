@@ -27,12 +27,13 @@ Signs (`mapping.sign_convention`; returns always come out negative):
   trusted and an unsigned transaction is a sale. `roundingAmnt` keeps its own sign and is
   negated with a negated transaction.
 
-Totals (checked here rather than with `mapping.check_totals`: `mapping` imports `formats`,
-so `formats` may not import it, and SAF-T has transaction-level discounts the generic rule
-does not know): with D = Σ transaction-level `discount/dscAmnt`,
-Σ items.gross = gross_amount, Σ items.net − D = net_amount (= transAmntIn), and, when there
-are payments, Σ payments = net_amount + rounding (paid 295.00 = 295.40 − 0.40). The
-rounding also goes to the private `_rounding` key, so `check_totals` agrees.
+Totals, checked here with the SAF-T element names (and again, like every format's, by
+`receipt_agent.invariants` in `mapping`): after the transaction-level discounts are spread
+over the lines and the raises outside the lines became items (`saft_adjust`),
+Σ items.net = net_amount (= transAmntIn), gross_amount = Σ items.gross, and, when there are
+payments, Σ payments = net_amount + rounding (paid 295.00 = 295.40 − 0.40). The rounding
+also goes to the private `_rounding` key. A transaction that does not add up names the
+amount it did not read when one explains the difference (`saft_adjust.unread_hint`).
 
 Rounding is what was added to the total to get the amount paid; a vendor that writes it the
 other way round (total − paid) is recognised by its payments and read the right way.
