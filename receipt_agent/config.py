@@ -19,7 +19,7 @@ import os
 import re
 import stat
 import string
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -458,8 +458,18 @@ class AgentConfig(_Model):
 _FORMAT_TAGS = set(FORMATS)
 
 
-def format_location(loc: tuple[int | str, ...]) -> str:
-    """Given a pydantic error location, return `sources[0].mapping.columns` style."""
+def format_location(
+    loc: tuple[int | str, ...],
+    *,
+    tags: Collection[str] = _FORMAT_TAGS,
+    top: str = "(top level)",
+) -> str:
+    """Given a pydantic error location, return `sources[0].mapping.columns` style.
+
+    The one renderer of pydantic locations (config problems here, receipt fields in
+    mapping): list indices in brackets, a discriminated union's tag (one of `tags`, right
+    after an index) left out, `top` for the whole document.
+    """
     out = ""
     previous_was_index = False
     for part in loc:
@@ -467,31 +477,35 @@ def format_location(loc: tuple[int | str, ...]) -> str:
             out += f"[{part}]"
             previous_was_index = True
             continue
-        if previous_was_index and part in _FORMAT_TAGS:
+        if previous_was_index and part in tags:
             previous_was_index = False  # the discriminated-union tag is not a key
             continue
         previous_was_index = False
         out += f".{part}" if out else str(part)
-    return out or "(top level)"
+    return out or top
 
 
-def _message(error: Any) -> str:
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        return "unknown key; check its spelling against config/example.yaml"
-    if kind == "missing":
-        return "required key is missing"
-    if kind == "union_tag_invalid":
-        return f"unknown format; use one of {', '.join(FORMATS)}"
-    if kind == "union_tag_not_found":
-        return f"`format` is required; use one of {', '.join(FORMATS)}"
-    message = str(error["msg"])
-    return message.removeprefix("Value error, ")
+def pydantic_message(error: Mapping[str, Any], ours: Mapping[str, str]) -> str:
+    """Given one pydantic error, return our sentence for its type, else pydantic's own
+    without its `Value error, ` prefix: the one place pydantic's wording is adapted."""
+    kind = str(error["type"])
+    return ours.get(kind) or str(error["msg"]).removeprefix("Value error, ")
+
+
+_CONFIG_MESSAGES = {
+    "extra_forbidden": "unknown key; check its spelling against config/example.yaml",
+    "missing": "required key is missing",
+    "union_tag_invalid": f"unknown format; use one of {', '.join(FORMATS)}",
+    "union_tag_not_found": f"`format` is required; use one of {', '.join(FORMATS)}",
+}
 
 
 def problems_from(error: ValidationError) -> list[tuple[str, str]]:
     """Given a pydantic ValidationError, return (path, message) pairs without input values."""
-    return [(format_location(tuple(e["loc"])), _message(e)) for e in error.errors()]
+    return [
+        (format_location(tuple(e["loc"])), pydantic_message(e, _CONFIG_MESSAGES))
+        for e in error.errors()
+    ]
 
 
 def resolve_config_path(path: str | os.PathLike[str] | None) -> Path:

@@ -49,7 +49,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from receipt_agent import ledger, totals
-from receipt_agent.config import SourceBase, receipt_id_placeholders
+from receipt_agent.config import (
+    SourceBase,
+    format_location,
+    pydantic_message,
+    receipt_id_placeholders,
+)
 from receipt_agent.invariants import check_invariants
 from receipt_agent.model import Receipt
 from receipt_agent.records import InvalidRecord, RawReceipt
@@ -137,7 +142,7 @@ def error_sentences(error: ValidationError) -> list[str]:
             if item is decimals[0]:
                 sentences.append(_decimal_amounts(decimals))
             continue
-        message = _without_input(_message(item["type"], item["msg"]), item.get("input"))
+        message = _without_input(pydantic_message(item, _RECEIPT_MESSAGES), item.get("input"))
         sentence = f"{field_path(tuple(item['loc']))}: {message}"
         if sentence not in sentences:
             sentences.append(sentence)
@@ -167,23 +172,14 @@ def _is_decimal_amount(item: Any) -> bool:
 
 def field_path(loc: tuple[int | str, ...]) -> str:
     """Given a pydantic location, return `items[2].tax_percent` (list indices in brackets)."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else part
-    return out or "(receipt)"
+    return format_location(loc, tags=(), top="(receipt)")
 
 
-def _message(kind: str, message: str) -> str:
-    if kind == "extra_forbidden":
-        return "unknown field; Dintero's receipt has no such field, check its spelling"
-    if kind == "missing":
-        return "required field is missing"
-    if kind == "timezone_aware":
-        return "the date-time has no offset; write it with one, e.g. +01:00 or Z"
-    return message.removeprefix("Value error, ")
+_RECEIPT_MESSAGES = {
+    "extra_forbidden": "unknown field; Dintero's receipt has no such field, check its spelling",
+    "missing": "required field is missing",
+    "timezone_aware": "the date-time has no offset; write it with one, e.g. +01:00 or Z",
+}
 
 
 def _without_input(message: str, value: object) -> str:
