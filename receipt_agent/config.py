@@ -18,8 +18,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-import string
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -40,6 +39,12 @@ from pydantic import (
 
 from receipt_agent import config_rules
 from receipt_agent.errors import ConfigError
+from receipt_agent.notation import (
+    format_location,
+    parse_host_port,
+    pydantic_message,
+    receipt_id_placeholders,
+)
 
 DEFAULT_CONFIG_PATH = Path("/etc/receipt-agent/config.yaml")
 CONFIG_ENV = "RECEIPT_AGENT_CONFIG"
@@ -237,27 +242,6 @@ _DEFAULT_PATTERNS = {
 _STREAMED_FORMATS = {"saft-cashregister", "poslog"}
 
 
-RECEIPT_ID_PLACEHOLDERS = ("store_id", "register_id", "number")
-
-
-def receipt_id_placeholders(template: str) -> list[str]:
-    """Given a `receipt_id_format`, return its placeholder names; the one rule for them.
-
-    Raise ValueError (the sentence check-config shows) for broken braces, no placeholder,
-    or a name other than RECEIPT_ID_PLACEHOLDERS.
-    """
-    try:
-        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
-    except ValueError:
-        raise ValueError("not a valid format; check its { } braces") from None
-    if not names or set(names) - set(RECEIPT_ID_PLACEHOLDERS):
-        raise ValueError(
-            "use only {store_id}, {register_id} and {number}, e.g. "
-            "'{store_id}-{register_id}-{number}'"
-        )
-    return names
-
-
 class SourceBase(_Model):
     name: Name
     path: ConfigPath
@@ -391,19 +375,6 @@ class ReconcileConfig(_Model):
         return ReportConfig._five_fields(value)  # the same crontab rule as reports
 
 
-def parse_host_port(host_port: str) -> tuple[str, int]:
-    """Given `127.0.0.1:9464` or `[::1]:9464`, return (host, port); the one host:port rule.
-
-    Port 0 (any free port) parses; `metrics.listen` refuses it, tests bind with it.
-
-    Raise ValueError naming the expected shape (not the refused text) otherwise.
-    """
-    host, separator, port = host_port.rpartition(":")
-    if not separator or not host or not port.isdigit() or int(port) > 65535:  # noqa: PLR2004
-        raise ValueError("not host:port with a port up to 65535; write e.g. 127.0.0.1:9464")
-    return host.removeprefix("[").removesuffix("]"), int(port)
-
-
 class MetricsConfig(_Model):
     textfile: ConfigPath | None = None
     listen: str | None = None
@@ -458,40 +429,6 @@ class AgentConfig(_Model):
 _FORMAT_TAGS = set(FORMATS)
 
 
-def format_location(
-    loc: tuple[int | str, ...],
-    *,
-    tags: Collection[str] = _FORMAT_TAGS,
-    top: str = "(top level)",
-) -> str:
-    """Given a pydantic error location, return `sources[0].mapping.columns` style.
-
-    The one renderer of pydantic locations (config problems here, receipt fields in
-    mapping): list indices in brackets, a discriminated union's tag (one of `tags`, right
-    after an index) left out, `top` for the whole document.
-    """
-    out = ""
-    previous_was_index = False
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-            previous_was_index = True
-            continue
-        if previous_was_index and part in tags:
-            previous_was_index = False  # the discriminated-union tag is not a key
-            continue
-        previous_was_index = False
-        out += f".{part}" if out else str(part)
-    return out or top
-
-
-def pydantic_message(error: Mapping[str, Any], ours: Mapping[str, str]) -> str:
-    """Given one pydantic error, return our sentence for its type, else pydantic's own
-    without its `Value error, ` prefix: the one place pydantic's wording is adapted."""
-    kind = str(error["type"])
-    return ours.get(kind) or str(error["msg"]).removeprefix("Value error, ")
-
-
 _CONFIG_MESSAGES = {
     "extra_forbidden": "unknown key; check its spelling against config/example.yaml",
     "missing": "required key is missing",
@@ -503,7 +440,7 @@ _CONFIG_MESSAGES = {
 def problems_from(error: ValidationError) -> list[tuple[str, str]]:
     """Given a pydantic ValidationError, return (path, message) pairs without input values."""
     return [
-        (format_location(tuple(e["loc"])), pydantic_message(e, _CONFIG_MESSAGES))
+        (format_location(tuple(e["loc"]), tags=_FORMAT_TAGS), pydantic_message(e, _CONFIG_MESSAGES))
         for e in error.errors()
     ]
 

@@ -49,14 +49,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from receipt_agent import ledger, totals
-from receipt_agent.config import (
-    SourceBase,
-    format_location,
-    pydantic_message,
-    receipt_id_placeholders,
-)
+from receipt_agent.config import SourceBase
 from receipt_agent.invariants import check_invariants
 from receipt_agent.model import Receipt
+from receipt_agent.notation import format_location, pydantic_message, receipt_id_placeholders
 from receipt_agent.records import InvalidRecord, RawReceipt
 from receipt_agent.refused import refused
 

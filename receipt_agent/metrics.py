@@ -49,7 +49,7 @@ from prometheus_client import (
 from prometheus_client.exposition import ThreadingWSGIServer
 
 from receipt_agent import __version__
-from receipt_agent.config import parse_host_port
+from receipt_agent.notation import parse_host_port
 
 RECEIPT_OUTCOMES = ("queued", "sent", "duplicate", "rejected")
 FILE_OUTCOMES = ("accepted", "quarantined")

@@ -14,9 +14,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from support import base_config
 
 from receipt_agent import __version__
-from receipt_agent.config import load_config, parse_host_port
+from receipt_agent.config import load_config
 from receipt_agent.errors import ConfigError
 from receipt_agent.metrics import AgentMetrics
+from receipt_agent.notation import parse_host_port
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
