@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import structlog
+import support
 import yaml
 from hypothesis import settings
 from support import CLIENT_ID, SECRET, base_config
@@ -56,6 +57,17 @@ def no_thread_leaks() -> Iterator[None]:
         time.sleep(0.05)
         leaked = [t for t in leaked if t.is_alive()]
     assert not leaked, f"threads left running: {[t.name for t in leaked]}"
+
+
+@pytest.fixture(autouse=True)
+def no_agent_leaks() -> Iterator[None]:
+    """An agent process a test started and did not stop (it failed first) is killed here."""
+    yield
+    while support.STARTED_AGENTS:
+        process = support.STARTED_AGENTS.pop()
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=30)
 
 
 @pytest.fixture(autouse=True)

@@ -69,15 +69,23 @@ def cli(*args: str, timeout: float = 60, **kwargs: Any) -> subprocess.CompletedP
     )
 
 
+# Every agent process start_agent started; conftest's autouse `no_agent_leaks` kills the
+# ones a failed test left running (a daemon outliving its test loads the machine for the
+# rest of the run: one was found 13 minutes later in a fresh-clone .ci/run).
+STARTED_AGENTS: list[subprocess.Popen[str]] = []
+
+
 def start_agent(config: Path, *extra: str) -> subprocess.Popen[str]:
     """Start `receipt-agent run` as a subprocess (for signals and kill -9); stop with stop_agent."""
-    return subprocess.Popen(
+    process = subprocess.Popen(
         [str(BIN / "receipt-agent"), "run", "-c", str(config), *extra],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
+    STARTED_AGENTS.append(process)
+    return process
 
 
 def stop_agent(
