@@ -6,9 +6,10 @@ Dintero-shaped item and payment dicts in integer minor units. The rules (CONTRAC
 
 - **Returns** (`mapping.sign_convention`). `auto` (the default): a minus sign on a line's
   quantity *or* its amount makes it a return, and then quantity, amounts and discounts are
-  all negative (`is_return_item: true`). Tills write a return as `-1;89,90`, `1;-89,90` or
-  `-1;-89,90`; each is the same -89.90 return, never a +89.90 sale. `signed`: the signs are
-  taken as written, and a line whose quantity and amount disagree rejects its receipt.
+  all negative (`is_return_item: true`). Tills write a return as `-1;89,90`, `1;-89,90`,
+  `-1;-89,90`, `1;89,90-` or `1;(89,90)`; each is the same -89.90 return, never a +89.90
+  sale. `signed`: the signs are taken as written, and a line whose quantity and amount
+  disagree rejects its receipt.
 - **Refunds.** Under `auto`, a receipt whose lines add up to a negative net and whose
   payments are all written without a sign is paid back: its payments are negated. Under
   `signed` they stay as written (and a mismatch rejects the receipt).

@@ -407,7 +407,9 @@ def _number(
 ) -> int | Decimal:
     """A quantity or rate: an int when whole, else the exact Decimal."""
     try:
-        value = parse_decimal(cells[name], decimal_separator=mapping.decimal_separator)
+        value = parse_decimal(
+            _leading_sign(cells[name]), decimal_separator=mapping.decimal_separator
+        )
     except AmountError as error:
         raise _CellError(f"line {line}, column {titles[name]!r}: {error}") from None
     return int(value) if value == value.to_integral_value() else value.normalize()
@@ -422,7 +424,9 @@ def _amount(
     titles: dict[str, str],
 ) -> int:
     try:
-        value = parse_decimal(cells[name], decimal_separator=mapping.decimal_separator)
+        value = parse_decimal(
+            _leading_sign(cells[name]), decimal_separator=mapping.decimal_separator
+        )
         if mapping.amounts == "major":
             return to_minor(value, currency)
         if value != value.to_integral_value():
@@ -449,3 +453,13 @@ def _parse_time(text: str, mapping: CsvMapping, source: CsvSource, line: int, ti
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=source.tz, fold=0)
     return moment.isoformat()
+
+
+def _leading_sign(text: str) -> str:
+    """`89,90-` (a trailing minus, as ERP exports write it) and `(89,90)` → `-89,90`."""
+    cleaned = text.strip()
+    if len(cleaned) > 1 and cleaned.endswith("-") and not cleaned.startswith("-"):
+        return "-" + cleaned[:-1]
+    if len(cleaned) > 2 and cleaned.startswith("(") and cleaned.endswith(")"):  # noqa: PLR2004
+        return "-" + cleaned[1:-1]
+    return text

@@ -255,3 +255,12 @@ def test_csv_payment_types_map_to_token_type_known_names_and_configured_ones() -
         "Gavekort",
         "Kasse 7",
     ]
+
+
+@pytest.mark.parametrize("amount", ["89,90-", "(89,90)"], ids=["trailing-minus", "parentheses"])
+def test_csv_trailing_minus_and_parentheses_are_negative_amounts(amount: str) -> None:
+    """ERP spellings of -89,90 (`89,90-`, `(89,90)`) are a return, never a +89.90 sale."""
+    data = receipt_of(csv(f"7010;{WHEN};Kaffe;1;25;{amount};;;Kort;{amount}"))
+    (item,) = data["items"]
+    assert (item["quantity"], item["gross_amount"], item["is_return_item"]) == (-1, -8990, True)
+    assert data["payments"][0]["amount"] == -8990
