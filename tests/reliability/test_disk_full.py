@@ -53,7 +53,9 @@ def _fill(folder: Path) -> Path:
     """Write a filler file until the filesystem says ENOSPC; return it."""
     filler = folder / "filler.bin"
     chunk = b"\xff" * 65536
-    with filler.open("wb") as handle:
+    # Unbuffered: a buffered writer keeps the part of a chunk that did not fit and raises
+    # ENOSPC again when the file is closed (depending on how full the disk already was).
+    with filler.open("wb", buffering=0) as handle:
         while True:
             try:
                 handle.write(chunk)
