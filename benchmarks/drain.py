@@ -20,10 +20,15 @@ from typing import Any
 import harness
 
 
-def run_drain(receipts: int, per_file: int, *, sample_s: float = 0.1) -> dict[str, Any]:
+def run_drain(
+    receipts: int, per_file: int, *, sample_s: float = 0.1, sandbox_flags: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """Fill a spool, run `receipt-agent run --once` against a sandbox process; return figures."""
     harness.pin(harness.OTHER_CPU)
-    with harness.workdir("drain") as work, harness.SandboxProcess(work) as sandbox:
+    with (
+        harness.workdir("drain") as work,
+        harness.SandboxProcess(work, *sandbox_flags) as sandbox,
+    ):
         config = harness.write_config(work, sandbox.base_url)
         files = harness.fill_spool(work / "spool", receipts, per_file)
         before = sandbox.stats()

@@ -67,7 +67,7 @@ def machine() -> dict[str, str]:
 
 def make_receipt(number: int, *, store_id: str = "sc029", amount: int = 12500) -> dict[str, Any]:
     """A realistic receipt: the shape of tests/support.py's make_receipt (one item, VAT 25 %)."""
-    net = amount * 4 // 5
+    basis = amount * 4 // 5  # before VAT; amounts are VAT-inclusive (the totals rule)
     return {
         "store": {"id": store_id},
         "receipt_id": f"R{number:07d}",
@@ -82,9 +82,9 @@ def make_receipt(number: int, *, store_id: str = "sc029", amount: int = 12500) -
                 "description": "Kaffe",
                 "quantity": 1,
                 "gross_amount": amount,
-                "net_amount": net,
+                "net_amount": amount,
                 "tax_percent": 25,
-                "tax_lines": [{"amount": amount - net, "percentage": 25, "tax_basis": net}],
+                "tax_lines": [{"amount": amount - basis, "percentage": 25, "tax_basis": basis}],
             }
         ],
         "payments": [{"amount": amount, "type_id": "CARD", "line_id": 1}],
@@ -117,8 +117,9 @@ def fill_spool(folder: Path, receipts: int, per_file: int, *, first: int = 0) ->
 class SandboxProcess:
     """`python -m receipt_agent.sandbox` in its own process on the other core."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *flags: str) -> None:
         self.workdir = workdir
+        self.flags = flags  # fault flags, e.g. ("--delay-s", "0.05") for an API 50 ms away
         self.port_file = workdir / "sandbox.port"
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
@@ -127,7 +128,7 @@ class SandboxProcess:
         command = [
             sys.executable, "-m", "receipt_agent.sandbox", "--port", "0",
             "--port-file", str(self.port_file), "--client-id", CLIENT_ID,
-            "--client-secret", SECRET,
+            "--client-secret", SECRET, *self.flags,
         ]  # fmt: skip
         self.process = subprocess.Popen(
             command,

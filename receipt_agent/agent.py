@@ -34,7 +34,7 @@ from receipt_agent.api import DinteroClient
 from receipt_agent.config import MAX_CONCURRENCY, AgentConfig, resolve_client_secret
 from receipt_agent.errors import ConfigError, StateStoreError
 from receipt_agent.file_faults import FileFaults
-from receipt_agent.intake import FileOutcome, sync_moves, take_in
+from receipt_agent.intake import FileOutcome, GroupCommit, sync_moves, take_in
 from receipt_agent.metrics import AgentMetrics, HealthCheck
 from receipt_agent.once_report import OnceSummary
 from receipt_agent.sender import FlushResult, Sender
@@ -107,7 +107,7 @@ class Agent:
         self.db.close()
         self._lock.close()
 
-    def _take(self, ready: spool.ReadyFile) -> FileOutcome | None:
+    def _take(self, ready: spool.ReadyFile, group: GroupCommit | None = None) -> FileOutcome | None:
         """Take in one file; return None when it stays in the spool.
 
         The per-file boundary (CONTRACT §3): whatever goes wrong with this file (read,
@@ -121,6 +121,7 @@ class Agent:
                 ready.path, ready.source, self.db, self.config,
                 hold_s=HOLD_FACTOR * ready.source.settle,
                 held_mtime=None if held is None else held[2],
+                defer=None if group is None else group.defer_for(key),
             )  # fmt: skip
         except StateStoreError as error:
             if self._intake_paused_since is None:
@@ -163,6 +164,30 @@ class Agent:
             self.metrics.receipts(outcome.source, "duplicate", outcome.duplicates)
         return outcome
 
+    def _commit_group(self, group: GroupCommit) -> None:
+        """Commit the intake group (one fsync), then move its files: each one's own fault."""
+        try:
+            after = group.commit()
+        except StateStoreError as error:  # nothing of the group recorded; all stay in spool
+            if self._intake_paused_since is None:
+                self._intake_paused_since = time.monotonic()
+                self._log.error(
+                    "intake.paused", error=f"{error}; the files stay in the spool and "
+                    f"intake retries every {STORE_RETRY_S:g}s",
+                )  # fmt: skip
+            return
+        for key, action in after:
+            try:
+                action()
+            except Exception as error:  # noqa: BLE001 - the per-file boundary: this file alone
+                source, name = key
+                if isinstance(error, FileNotFoundError):
+                    self._faults.cleared(source, name)
+                else:
+                    self._faults.failed(source, name, error)
+        if self._queued_since_flush >= self.config.batch.max_receipts:
+            self._flush_soon()
+
     # --- run --once ------------------------------------------------------------------------
 
     def run_once(self) -> int:
@@ -198,18 +223,23 @@ class Agent:
                 )
                 sending.start()
                 queued = 0
+                group = GroupCommit(self.db)
                 try:
                     for item in ready:
                         if self.stop_event.is_set():
                             break
-                        outcome = self._take(item)
+                        outcome = self._take(item, group)
                         taken = outcome is not None or taken
                         queued += outcome.receipts if outcome is not None else 0
                         _tally(summary, outcome)
-                        if queued >= self.config.batch.max_receipts:
-                            queued = 0
-                            batch_ready.set()
+                        if group.is_full():
+                            self._commit_group(group)
+                            if queued >= self.config.batch.max_receipts:
+                                queued = 0
+                                batch_ready.set()
+                    self._commit_group(group)
                 finally:
+                    group.abandon()
                     intake_done.set()
                     batch_ready.set()
                     sending.join()
@@ -381,11 +411,13 @@ class Agent:
         while not self.stop_event.is_set():
             self._wake.clear()
             timeout = RESCAN_INTERVAL_S
+            group = GroupCommit(self.db)
             try:
                 ready, next_due = self.spool.scan()
                 taken = False
                 for item in ready:
                     if self.stop_event.is_set():
+                        self._commit_group(group)
                         self._sync_moves(taken)
                         return
                     key = (item.source.name, item.path.name)
@@ -393,14 +425,15 @@ class Agent:
                         continue  # in its backoff after a failure; the others go on
                     if key in self._revisit and self._revisit[key][0] > time.monotonic():
                         continue  # read, queued, held in the spool a little longer
-                    outcome = self._take(item)
+                    outcome = self._take(item, group)
                     taken = outcome is not None or taken
                     if outcome is None and self._intake_paused_since is not None:
                         break
                     if outcome is not None:
                         self._queued_since_flush += outcome.receipts
-                        if self._queued_since_flush >= self.config.batch.max_receipts:
-                            self._flush_soon()
+                    if group.is_full():
+                        self._commit_group(group)  # and a full batch is sent at once
+                self._commit_group(group)
                 if self._queued_since_flush:
                     self._flush_soon()  # the pass is over: an idle sender sends at once
                 self._sync_moves(taken)
@@ -420,6 +453,7 @@ class Agent:
                         if due is not None:
                             timeout = min(timeout, due + 0.01)
             except Exception:  # noqa: BLE001 - the thread boundary: log and keep taking files in
+                group.abandon()  # its files stay in the spool, nothing of them recorded
                 self._log.exception("intake.failed")
                 timeout = STORE_RETRY_S
             self._wake.wait(timeout)

@@ -25,12 +25,14 @@ receipt.duplicate (where=local). Never deletes a spool file before its commit.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import stat
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -109,6 +111,7 @@ def take_in(
     *,
     hold_s: float = 0.0,
     held_mtime: float | None = None,
+    defer: Callable[[Callable[[], None]], None] | None = None,
 ) -> FileOutcome:
     """Given a ready spool file, record its receipts and archive it, or quarantine it.
 
@@ -118,6 +121,8 @@ def take_in(
     at a later visit, once it is old enough and unchanged (CONTRACT §3). `held_mtime`:
     the caller held this file after reading it, with this mtime; another mtime now means
     it changed since (`file.changed`), and no second `file.accepted` line is logged.
+    `defer`: inside a `GroupCommit` the records are not committed yet, so the move and
+    the outcome lines are handed to it, to run after the group's commit.
     Return the outcome. Raise StateStoreError (the file stays in the spool) when the
     state store cannot be written, OSError when archive or quarantine cannot be written.
     """
@@ -130,12 +135,21 @@ def take_in(
                 if db.has_file(digest):
                     if left := _leave_in_spool(stream, path, opened, hold_s, log):
                         return FileOutcome(source.name, path.name, left)
-                    _finish(path, source, config)
-                    if held_mtime is not None:  # held after its read: file.accepted was logged
-                        log.debug("file.archived")
-                        return FileOutcome(source.name, path.name, "archived")
-                    log.info("file.accepted", receipts=0, rejected=0, skipped={}, already_seen=True)
-                    return FileOutcome(source.name, path.name, "already_seen")
+                    held = held_mtime is not None
+                    seen = "archived" if held else "already_seen"
+
+                    def archive_seen() -> None:
+                        _finish(path, source, config)
+                        if held:  # held after its read: file.accepted was logged
+                            log.debug("file.archived")
+                        else:
+                            log.info(
+                                "file.accepted", receipts=0, rejected=0, skipped={},
+                                already_seen=True,
+                            )  # fmt: skip
+
+                    _now_or_after_commit(archive_seen, defer, path, opened, log)
+                    return FileOutcome(source.name, path.name, seen)
                 if held_mtime is not None and held_mtime != opened.st_mtime:
                     # Read, held, and grown since: read again (§3)
                     log.info("file.changed", size_bytes=opened.st_size)
@@ -149,24 +163,110 @@ def take_in(
             left = _leave_in_spool(stream, path, opened, hold_s, log)
     except InputFileError as error:
         return _quarantine(path, source, config, error, log)
-    # Commit happened inside _record; only now may the file leave the spool (§3.4).
-    if left is None:
-        _finish(path, source, config)
-    else:
+    if left is not None:
         outcome.outcome = left
-    for store_id, receipt_id, message in rejections[:_MAX_RECEIPT_LINES]:
-        log.warning("receipt.rejected", store_id=store_id, receipt_id=receipt_id, error=message)
-    for store_id, receipt_id in duplicates[:_MAX_RECEIPT_LINES]:
-        log.info("receipt.duplicate", store_id=store_id, receipt_id=receipt_id, where="local")
-    log.info(
-        "file.accepted",
-        receipts=outcome.receipts,
-        rejected=outcome.rejected,
-        duplicates=outcome.duplicates,
-        skipped=outcome.skipped,
-        **({} if left is None else {"archived": False}),
-    )
+
+    def archive_recorded() -> None:
+        # Only after the commit may the file leave the spool (§3.4).
+        if left is None:
+            _finish(path, source, config)
+        for store_id, receipt_id, message in rejections[:_MAX_RECEIPT_LINES]:
+            log.warning("receipt.rejected", store_id=store_id, receipt_id=receipt_id, error=message)
+        for store_id, receipt_id in duplicates[:_MAX_RECEIPT_LINES]:
+            log.info("receipt.duplicate", store_id=store_id, receipt_id=receipt_id, where="local")
+        log.info(
+            "file.accepted",
+            receipts=outcome.receipts,
+            rejected=outcome.rejected,
+            duplicates=outcome.duplicates,
+            skipped=outcome.skipped,
+            **({} if left is None else {"archived": False}),
+        )
+
+    _now_or_after_commit(archive_recorded, defer, path, opened, log)
     return outcome
+
+
+def _now_or_after_commit(
+    action: Callable[[], None],
+    defer: Callable[[Callable[[], None]], None] | None,
+    path: Path,
+    opened: os.stat_result,
+    log: Any,
+) -> None:
+    """Run `action` now (its commit is done), or hand it to the group to run after its commit.
+
+    Deferred, the file is checked again first: a till that appended to it while the group
+    was open gets `file.changed` and the file stays in the spool to be read again (its
+    queued receipts come back as local duplicates, not resent), never archived half-read.
+    """
+    if defer is None:
+        action()
+        return
+
+    def checked() -> None:
+        try:
+            listed = path.lstat()
+        except FileNotFoundError:
+            listed = None
+        if listed is not None and _fingerprint(listed) != _fingerprint(opened):
+            log.info("file.changed", size_bytes=listed.st_size, read_bytes=opened.st_size)
+            return
+        action()
+
+    defer(checked)
+
+
+class GroupCommit:
+    """Group commit at intake: many small ready files under ONE transaction (one fsync).
+
+    Each file is a savepoint of the group (a failing file rolls back alone: the per-file
+    boundary holds); its move waits for the group's commit (CONTRACT §3.4), so a crash
+    before the commit leaves every file of the group in the spool with nothing recorded,
+    and a crash after it leaves recorded files that the next pass archives as already
+    seen. The group commits after `max_files` files or `max_s` seconds, whichever first.
+    """
+
+    def __init__(self, db: statedb.StateDB, *, max_files: int = 64, max_s: float = 0.05) -> None:
+        self._db = db
+        self._max_files, self._max_s = max_files, max_s
+        self._stack: contextlib.ExitStack | None = None
+        self._files = 0
+        self._opened_at = 0.0
+        self._after: list[tuple[tuple[str, str], Callable[[], None]]] = []
+
+    def defer_for(self, key: tuple[str, str]) -> Callable[[Callable[[], None]], None]:
+        """Return the `defer` for one file's take_in; opens the group on first use."""
+        if self._stack is None:
+            stack = contextlib.ExitStack()
+            stack.enter_context(self._db.group())
+            self._stack, self._files, self._opened_at = stack, 0, time.monotonic()
+        self._files += 1
+        return lambda action: self._after.append((key, action))
+
+    def is_full(self) -> bool:
+        return self._stack is not None and (
+            self._files >= self._max_files or time.monotonic() - self._opened_at >= self._max_s
+        )
+
+    def commit(self) -> list[tuple[tuple[str, str], Callable[[], None]]]:
+        """Commit the group; return each file's (key, after-commit action), to be run next.
+
+        Raise StateStoreError when the commit failed: nothing of the group was recorded
+        and every file stays in the spool.
+        """
+        stack, after = self._stack, self._after
+        self._stack, self._after = None, []
+        if stack is not None:
+            stack.close()
+        return after
+
+    def abandon(self) -> None:
+        """Roll the open group back (shutdown mid-group): its files stay in the spool."""
+        stack, self._stack, self._after = self._stack, None, []
+        if stack is not None:
+            with contextlib.suppress(Exception):
+                stack.__exit__(RuntimeError, RuntimeError("abandoned"), None)
 
 
 def _leave_in_spool(

@@ -272,6 +272,12 @@ class StateDB:
         disk is full: nothing half-written remains.
         """
         conn = self._connect()
+        if getattr(self._local, "grouped", False):
+            # Inside this thread's group(): one savepoint, so a failing file rolls back
+            # alone and the group's one COMMIT carries the others.
+            with self._savepoint(conn):
+                yield conn
+            return
         with self._write_lock:
             with _sqlite_errors(self.path, "cannot start a write"):
                 conn.execute("BEGIN IMMEDIATE")
@@ -284,6 +290,43 @@ class StateDB:
                     with contextlib.suppress(sqlite3.Error):
                         conn.execute("ROLLBACK")
                     raise
+
+    @contextlib.contextmanager
+    def group(self) -> Iterator[None]:
+        """Group commit: this thread's transactions inside are savepoints of ONE transaction.
+
+        Committed on exit (one WAL fsync for the whole group). Raise StateStoreError when
+        the group could not be committed; then nothing of it was recorded.
+        """
+        with self.transaction():
+            self._local.grouped, self._local.broken = True, False
+            try:
+                yield
+                if self._local.broken:
+                    raise StateStoreError(f"{self.path}: a write of this group failed")
+            finally:
+                self._local.grouped = False
+
+    @contextlib.contextmanager
+    def _savepoint(self, conn: sqlite3.Connection) -> Iterator[None]:
+        if self._local.broken:
+            raise StateStoreError(f"{self.path}: an earlier write of this group failed")
+        rolled_back = "write failed and was rolled back"
+        with _sqlite_errors(self.path, rolled_back, "; check free disk space"):
+            conn.execute("SAVEPOINT intake_file")
+            try:
+                yield
+                conn.execute("RELEASE intake_file")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK TO intake_file")
+                    conn.execute("RELEASE intake_file")
+                # SQLite may have rolled the whole transaction back itself (SQLITE_FULL,
+                # IOERR): a later SAVEPOINT would then start and commit a new one without
+                # the files before it, whose moves wait for the group's commit. Refuse.
+                if not conn.in_transaction:
+                    self._local.broken = True
+                raise
 
     def _migrate(self) -> None:
         conn = self._connect()

@@ -1,0 +1,88 @@
+"""Issue 17's figures, each a ratio of two runs made side by side in the same process.
+
+- files of 1 receipt, loopback: the agent's `run --once` drain vs a naive per-file
+  forwarder (reads each file and POSTs it over one keep-alive connection as it finds it,
+  then deletes it: no queue, no state, no fsync);
+- files of 100, API 50 ms away (the sandbox's `--delay-s 0.05`): drain vs the same drain
+  on loopback.
+
+    python benchmarks/issue17.py [--files-of-one 2000] [--receipts 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import drain
+import harness
+import httpx
+
+FAR_S = 0.05
+
+
+def naive_forwarder(files: int) -> float:
+    """Receipts/s of the naive per-file forwarder over `files` files of one receipt."""
+    harness.pin(harness.AGENT_CPU)
+    with harness.workdir("naive") as work, harness.SandboxProcess(work) as sandbox:
+        spool = work / "spool"
+        harness.fill_spool(spool, files, 1, first=40_000_000)
+        headers = {"Authorization": f"Bearer {sandbox.token()}", "Content-Type": "application/json"}
+        url = f"{sandbox.base_url}/accounts/{harness.ACCOUNT}/receipts"
+        started = time.perf_counter()
+        with httpx.Client(headers=headers, timeout=30) as client:
+            for path in sorted(spool.iterdir()):
+                answer = client.post(url, content=b"[" + path.read_bytes() + b"]")
+                if answer.status_code != 200:  # noqa: PLR2004
+                    raise RuntimeError(f"sandbox refused a file: {answer.text[:300]}")
+                Path(path).unlink()
+        rate = files / (time.perf_counter() - started)
+    harness.pin(harness.OTHER_CPU)
+    return rate
+
+
+def run(files_of_one: int, receipts: int) -> dict[str, Any]:
+    one = drain.run_drain(files_of_one, 1)
+    naive = naive_forwarder(files_of_one)
+    near = drain.run_drain(receipts, 100)
+    far = drain.run_drain(receipts, 100, sandbox_flags=("--delay-s", str(FAR_S)))
+    return {
+        "files_of_one": files_of_one,
+        "one_rate": one["rate"],
+        "naive_rate": naive,
+        "one_vs_naive": one["rate"] / naive,
+        "receipts": receipts,
+        "near_rate": near["rate"],
+        "far_rate": far["rate"],
+        "far_vs_near": far["rate"] / near["rate"],
+        "far_posts": far["posts"],
+    }
+
+
+def rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    return [
+        (f"files of 1: agent drain ({result['files_of_one']:,} files)",
+         f"{result['one_rate']:,.0f} receipts/s"),
+        ("files of 1: naive per-file forwarder (keep-alive)",
+         f"{result['naive_rate']:,.0f} receipts/s"),
+        ("files of 1: agent / naive", f"{result['one_vs_naive']:.1f}×"),
+        (f"files of 100, loopback ({result['receipts']:,} receipts)",
+         f"{result['near_rate']:,.0f} receipts/s"),
+        (f"files of 100, API {FAR_S * 1000:.0f} ms away", f"{result['far_rate']:,.0f} receipts/s"),
+        ("far / loopback", f"{result['far_vs_near'] * 100:.0f} %"),
+    ]  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--files-of-one", type=int, default=2000)
+    parser.add_argument("--receipts", type=int, default=20_000)
+    arguments = parser.parse_args()
+    result = run(arguments.files_of_one, arguments.receipts)
+    print(harness.table("Issue 17: files of one, and an API 50 ms away", rows(result)))
+
+
+if __name__ == "__main__":
+    main()

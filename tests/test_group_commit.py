@@ -1,0 +1,117 @@
+"""Group commit at intake: many small files, one transaction, moves only after its commit."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import base_config, drop, make_receipt
+
+from receipt_agent.config import AgentConfig, load_config
+from receipt_agent.intake import GroupCommit, take_in
+from receipt_agent.statedb import StateDB
+
+
+@pytest.fixture
+def config(
+    tmp_path: Path, spool_dir: Path, state_dir: Path, secret_file: Path,
+    write_config: Callable[..., Path],
+) -> AgentConfig:  # fmt: skip
+    raw = base_config(
+        base_url="http://127.0.0.1:9/v1", spool_dir=spool_dir, state_dir=state_dir,
+        secret_file=secret_file, log_file=tmp_path / "agent.log",
+    )  # fmt: skip
+    return load_config(write_config(raw))
+
+
+@pytest.fixture
+def db(state_dir: Path) -> Iterator[StateDB]:
+    database = StateDB(state_dir / "state.db")
+    yield database
+    database.close()
+
+
+def _committed_receipts(state_dir: Path) -> int:
+    """Receipts another process sees (what survived a crash now)."""
+    conn = sqlite3.connect(f"file:{state_dir / 'state.db'}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM receipts").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _take_group(
+    paths: list[Path], config: AgentConfig, db: StateDB
+) -> tuple[GroupCommit, list[Any]]:
+    group = GroupCommit(db, max_files=100, max_s=60)
+    outcomes = [
+        take_in(p, config.sources[0], db, config, defer=group.defer_for(("till-1", p.name)))
+        for p in paths
+    ]
+    return group, outcomes
+
+
+def test_group_commit_moves_files_only_after_the_one_commit(
+    config: AgentConfig, db: StateDB, spool_dir: Path, state_dir: Path
+) -> None:
+    """Ten files taken in as a group stay in the spool, unrecorded elsewhere, until its commit."""
+    paths = [drop(spool_dir, f"f{n}.json", make_receipt(n)) for n in range(10)]
+    group, outcomes = _take_group(paths, config, db)
+    assert [o.receipts for o in outcomes] == [1] * 10
+    # Before the commit a crash would find every file in the spool and nothing recorded.
+    assert all(p.exists() for p in paths)
+    assert _committed_receipts(state_dir) == 0
+    for _, action in group.commit():
+        action()
+    assert _committed_receipts(state_dir) == 10
+    assert not any(p.exists() for p in paths)
+    assert len(list((state_dir / "archive/till-1").iterdir())) == 10
+
+
+def test_group_commit_with_a_bad_file_quarantines_it_and_keeps_the_others(
+    config: AgentConfig, db: StateDB, spool_dir: Path, state_dir: Path
+) -> None:
+    """A file that cannot be parsed in the middle of a group fails alone; the rest is queued."""
+    paths = [drop(spool_dir, f"f{n}.json", make_receipt(n)) for n in range(3)]
+    paths.insert(1, drop(spool_dir, "bad.json", b'[{"receipt_id": '))
+    group, outcomes = _take_group(paths, config, db)
+    for _, action in group.commit():
+        action()
+    assert [o.outcome for o in outcomes] == ["accepted", "quarantined", "accepted", "accepted"]
+    assert db.counts()["pending"] == 3
+    assert (state_dir / "quarantine/till-1/bad.json.error.json").exists()
+    assert sorted(p.name for p in (state_dir / "archive/till-1").iterdir()) == [
+        "f0.json", "f1.json", "f2.json",
+    ]  # fmt: skip
+
+
+def test_group_commit_abandoned_leaves_every_file_and_records_nothing(
+    config: AgentConfig, db: StateDB, spool_dir: Path, state_dir: Path
+) -> None:
+    """A group that ends without its commit (a stop, a crash) leaves its files to be read again."""
+    paths = [drop(spool_dir, f"f{n}.json", make_receipt(n)) for n in range(5)]
+    group, _ = _take_group(paths, config, db)
+    group.abandon()
+    assert all(p.exists() for p in paths)
+    assert db.counts()["pending"] == 0
+    # Read again later: queued once.
+    again, _ = _take_group(paths, config, db)
+    for _, action in again.commit():
+        action()
+    assert db.counts()["pending"] == 5
+
+
+def test_group_commit_keeps_a_file_appended_to_before_the_commit_in_the_spool(
+    config: AgentConfig, db: StateDB, spool_dir: Path
+) -> None:
+    """A till appending while the group is open: the file is not archived with unread rows."""
+    path = drop(spool_dir, "grow.json", [make_receipt(1)])
+    group, _ = _take_group([path], config, db)
+    with path.open("ab") as handle:
+        handle.write(b"\n")
+    for _, action in group.commit():
+        action()
+    assert path.exists()
