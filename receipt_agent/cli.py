@@ -50,6 +50,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     version = f"receipt-agent {__version__}"
     parser.add_argument("--version", action="version", version=version)
+    # CONTRACT §1: every command takes -c; also before the command (`receipt-agent -c F run`)
+    # and a command group's action (`queue -c F list`), under their own dests (_config_of).
+    parser.add_argument("-c", "--config", dest="global_config", help=argparse.SUPPRESS)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--version", action="version", version=version)  # `run --version` too
     common.add_argument(
@@ -84,6 +87,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
 
     queue = sub.add_parser("queue", help="inspect and act on the queue")
+    queue.add_argument("-c", "--config", dest="group_config", help=argparse.SUPPRESS)
     queue_sub = queue.add_subparsers(dest="queue_command", required=True, metavar="ACTION")
     listing = queue_sub.add_parser("list", parents=[common], help="list receipts")
     listing.add_argument("--state", choices=["pending", "sent", "rejected"])
@@ -100,12 +104,14 @@ def _build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--older-than", required=True, type=parse_duration)
 
     report = sub.add_parser("report", help="report generation")
+    report.add_argument("-c", "--config", dest="group_config", help=argparse.SUPPRESS)
     report_sub = report.add_subparsers(dest="report_command", required=True, metavar="ACTION")
     generate = report_sub.add_parser("generate", parents=[common], help="run a report now")
     generate.add_argument("name")
     generate.add_argument("--period-start", help="YYYY-MM-DD: the period to report on")
 
     settlement = sub.add_parser("settlement", help="settlement reports")
+    settlement.add_argument("-c", "--config", dest="group_config", help=argparse.SUPPRESS)
     settlement_sub = settlement.add_subparsers(
         dest="settlement_command", required=True, metavar="ACTION"
     )
@@ -125,7 +131,9 @@ def _build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--remote", choices=["none", "sample", "all"], default="none")
     reconcile.add_argument("--json", action="store_true")
 
-    demo = sub.add_parser("demo", help="the whole pipeline against a local sandbox")
+    demo = sub.add_parser(
+        "demo", parents=[common], help="the whole pipeline against a local sandbox"
+    )  # -c is accepted and not needed: the demo writes its own config
     demo.add_argument("--keep", action="store_true", help="keep the temporary folder")
 
     # Listed for --help only: main() hands `sandbox ...` to the sandbox before parsing.
@@ -396,12 +404,14 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 def main(argv: Sequence[str] | None = None) -> None:
     """The console script: parse, dispatch, present errors, exit with a named code."""
     raw = list(sys.argv[1:] if argv is None else argv)
-    if raw[:1] == ["sandbox"]:
-        # The sandbox owns its flags (port, credentials, every fault switch).
+    if _without_config(raw)[:1] == ["sandbox"]:
+        # The sandbox owns its flags (port, credentials, every fault switch); it needs no
+        # config, so a -c given to it (CONTRACT §1: every command takes one) is dropped.
         from receipt_agent.sandbox.__main__ import main as sandbox_main
 
-        sys.exit(sandbox_main(raw[1:], prog="receipt-agent sandbox"))
+        sys.exit(sandbox_main(_without_config(raw)[1:], prog="receipt-agent sandbox"))
     args = _build_parser().parse_args(raw)
+    args.config = _config_of(args)
     # Until the config names a log file, warnings and errors go to stderr (STYLE §5).
     logs.configure(file="-", format="console", level="warning")
     try:
@@ -414,6 +424,29 @@ def main(argv: Sequence[str] | None = None) -> None:
         os.dup2(devnull, sys.stdout.fileno())
         code = FAILED
     sys.exit(code)
+
+
+def _without_config(raw: list[str]) -> list[str]:
+    """Given the command line, return it without its `-c PATH` / `--config[=]PATH` options."""
+    out: list[str] = []
+    skip = False
+    for arg in raw:
+        if skip:
+            skip = False
+        elif arg in ("-c", "--config"):
+            skip = True
+        elif not arg.startswith(("--config=", "-c")):  # `-cPATH` too: no sandbox flag is `-c…`
+            out.append(arg)
+    return out
+
+
+def _config_of(args: argparse.Namespace) -> str | None:
+    """The -c given after the command wins over one before its action or before it."""
+    for name in ("config", "group_config", "global_config"):
+        value = getattr(args, name, None)
+        if value:
+            return str(value)
+    return None
 
 
 def _dispatch(args: argparse.Namespace) -> int:

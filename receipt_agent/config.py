@@ -149,6 +149,12 @@ class LogConfig(_Model):
     format: Literal["json", "console"] = "json"
     level: Literal["debug", "info", "warning", "error"] = "info"
 
+    @field_validator("file")
+    @classmethod
+    def _relative_to_config(cls, value: str, info: ValidationInfo) -> str:
+        """`-` is stderr; any other relative path is relative to the config's folder."""
+        return value if value == "-" else str(_resolve_path(Path(value), info))
+
 
 class StoreAddress(_Model):
     address_line: str

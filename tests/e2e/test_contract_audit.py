@@ -1,0 +1,64 @@
+"""Deviations from CONTRACT.md found by trying the installed CLI as store IT would."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from support import cli, drop, make_receipt, read_log
+
+pytestmark = pytest.mark.e2e
+
+
+def test_relative_log_file_is_relative_to_the_config_folder_not_the_cwd(
+    tmp_path: Path, make_agent_config: Callable[..., Path], spool_dir: Path
+) -> None:
+    """`log.file: logs/agent.log` lands next to the config when run from another folder (§2).
+
+    1. A config whose log.file is relative, its folder created. 2. `run --once` started
+    with the working directory elsewhere. Result: the log is in the config's folder and
+    nothing is written in the working directory.
+    """
+    config = make_agent_config(log={"file": "logs/agent.log", "format": "json"})
+    (tmp_path / "logs").mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    drop(spool_dir, "a.json", [make_receipt(1)])
+
+    result = cli("run", "--once", "-c", str(config), cwd=elsewhere)
+
+    assert result.returncode == 0, result.stderr
+    events = [line["event"] for line in read_log(tmp_path / "logs/agent.log")]
+    assert "file.accepted" in events
+    assert "batch.sent" in events
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_config_option_is_taken_before_the_command_and_before_its_action(
+    agent_config: Path,
+) -> None:
+    """`-c` works wherever an operator puts it (§1: every command takes -c); the last one wins.
+
+    1. A valid config and one `run --once` (the state store exists). 2. status / queue
+    list / check-config with -c before the command, before the action, after it. Result:
+    exit 0 each time (the config was found).
+    """
+    assert cli("run", "--once", "-c", str(agent_config)).returncode == 0
+    config = str(agent_config)
+    for argv in (
+        ["-c", config, "status"],
+        [f"--config={config}", "check-config"],
+        ["queue", "-c", config, "list"],
+        ["queue", "list", "-c", config],
+        ["-c", "/nowhere.yaml", "queue", "list", "-c", config],
+    ):
+        result = cli(*argv)
+
+        assert result.returncode == 0, (argv, result.stderr)
+
+
+def test_demo_and_sandbox_accept_a_config_option_they_do_not_need() -> None:
+    """`demo -c F` and `sandbox -c F` are not usage errors (§1: every command takes -c)."""
+    assert cli("demo", "-c", "/etc/receipt-agent/config.yaml", "--help").returncode == 0
+    assert cli("sandbox", "-c", "/etc/receipt-agent/config.yaml", "--help").returncode == 0
