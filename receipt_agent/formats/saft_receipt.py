@@ -51,8 +51,6 @@ from typing import Any
 from xml.etree.ElementTree import Element
 
 from receipt_agent.formats.saft_adjust import (
-    Raise,
-    choose_raises,
     discount_before,
     line_kind,
     note_inside,
@@ -61,8 +59,8 @@ from receipt_agent.formats.saft_adjust import (
     raise_item,
     read_raises,
     spread_discounts,
-    unread_hint,
 )
+from receipt_agent.formats.saft_checks import reading, totals, why
 from receipt_agent.formats.saft_lines import (
     Amounts,
     SignConvention,
@@ -182,27 +180,6 @@ def _sign(amount: int) -> int:
     return (amount > 0) - (amount < 0)
 
 
-def _reading(
-    total: int,
-    lines_net: int,
-    item_discount: int,
-    trans_discount: int,
-    trans_raises: list[Raise],
-    line_raises: list[Raise],
-) -> tuple[bool, list[Raise], list[Raise]]:
-    """How this vendor writes its amounts, decided by the one reading that reaches
-    transAmntIn (saft_adjust docstring): lineAmntIn after its line discount (the usual
-    reading) or before it, and which raises are outside the lines. Returns
-    (lineAmntIn is before its discount, raises outside the lines, raises inside them)."""
-    readings = [False, True] if item_discount else [False]
-    for before in readings:
-        base = lines_net - trans_discount - (item_discount if before else 0)
-        choice = choose_raises(total, base, trans_raises, line_raises)
-        if choice is not None:
-            return before, *choice
-    return False, trans_raises + line_raises, []
-
-
 def _tag_kind(item: dict[str, Any], kind: str, master: MasterData) -> None:
     """A deposit or gift-card line: tagged, and described by its code when it has no text."""
     del master
@@ -274,7 +251,7 @@ def build_receipt(
         oriented(entry, trans_sign)
         for entry in read_raises(element, trans_factor, amounts, master, "cashtransaction")
     ]
-    before_discount, outside, inside = _reading(
+    before_discount, outside, inside = reading(
         net_amount, lines_net, item_discount, trans_discount, trans_raises, line_raises
     )
     if before_discount:  # this vendor's lineAmntIn is before the line's own discount
@@ -327,9 +304,9 @@ def build_receipt(
         data["_rounding"] = rounding
         if currency in COIN_MINOR:
             data["round_off_to_coin"] = COIN_MINOR[currency]
-    problems = amounts.errors or problems or _totals(data, rounding, currency)
+    problems = amounts.errors or problems or totals(data, rounding, currency)
     if problems and not amounts.errors:
-        problems += _why(element, data, outside, rounding, currency)
+        problems += why(element, data, outside, rounding, currency)
     if problems:
         raise TransactionError(problems + tx.notes)
     return data
@@ -387,61 +364,3 @@ def _extra_info(
             }
         )
     return extra
-
-
-def _totals(data: dict[str, Any], rounding: int, currency: str) -> list[str]:
-    """The cross-checks of the module docstring; one sentence per contradiction, in kroner."""
-
-    def major(minor: int) -> str:
-        return f"{minor_to_major(minor, currency)} {currency}"
-
-    problems: list[str] = []
-    items = data["items"]
-    net_amount = data["net_amount"]
-    if items:
-        line_net = sum(item["net_amount"] for item in items)
-        if line_net != net_amount:
-            problems.append(
-                f"the lines add up to {major(line_net)} but "
-                f"transAmntIn is {major(net_amount)}; the export does not add up"
-            )
-    payments = data.get("payments")
-    if payments:
-        paid = sum(payment["amount"] for payment in payments)
-        if paid != net_amount + rounding:
-            hint = ""
-            if not rounding and abs(paid) > abs(net_amount):
-                hint = " (the till may record the cash handed over rather than the amount paid)"
-            problems.append(
-                f"the payments add up to {major(paid)} but transAmntIn {major(net_amount)} "
-                f"plus rounding {major(rounding)} is {major(net_amount + rounding)}{hint}"
-            )
-    return problems
-
-
-def _why(
-    element: Element, data: dict[str, Any], outside: list[Raise], rounding: int, currency: str
-) -> list[str]:
-    """When the lines do not reach transAmntIn (or the payments it): an element not read
-    whose amount is the difference, or the raises that were counted."""
-    hints: list[str] = []
-    if data["items"]:
-        difference = data["net_amount"] - sum(item["net_amount"] for item in data["items"])
-        hint = unread_hint(element, difference, currency)
-        if hint:
-            hints.append(hint)
-        elif difference and outside:
-            named = ", ".join(
-                f"{entry.where} {minor_to_major(entry.amount, currency)}" for entry in outside
-            )
-            hints.append(
-                f"the raise elements ({named}) were counted as tips outside the lines; with or "
-                "without them the lines do not reach transAmntIn"
-            )
-    payments = data.get("payments")
-    if payments:
-        paid = sum(payment["amount"] for payment in payments)
-        hint = unread_hint(element, paid - data["net_amount"] - rounding, currency)
-        if hint and hint not in hints:
-            hints.append(hint)
-    return hints
