@@ -446,9 +446,18 @@ _CONFIG_MESSAGES = {
 def problems_from(error: ValidationError) -> list[tuple[str, str]]:
     """Given a pydantic ValidationError, return (path, message) pairs without input values."""
     return [
-        (format_location(tuple(e["loc"]), tags=_FORMAT_TAGS), pydantic_message(e, _CONFIG_MESSAGES))
+        (
+            # A source's bad or missing `format` is reported at the source; name the key.
+            format_location(
+                (*e["loc"], "format") if e["type"] in _TAG_ERRORS else e["loc"], tags=_FORMAT_TAGS
+            ),
+            pydantic_message(e, _CONFIG_MESSAGES),
+        )
         for e in error.errors()
     ]
+
+
+_TAG_ERRORS = ("union_tag_invalid", "union_tag_not_found")
 
 
 def resolve_config_path(path: str | os.PathLike[str] | None) -> Path:

@@ -28,6 +28,7 @@ from receipt_agent.config import (
     DinteroConfig,
     LogConfig,
     MetricsConfig,
+    ReconcileConfig,
     ReportConfig,
     SourceConfig,
     read_config_mapping,
@@ -39,6 +40,7 @@ from receipt_agent.errors import ConfigError
 
 Problem = tuple[str, str]
 _INDEXED = re.compile(r"^(sources|reports)\[(\d+)\]")
+_INDEX_IN_TEXT = re.compile(r"(?:sources|reports)\[\d+\]")
 _DEFAULT_STATE_DIR = Path("/var/lib/receipt-agent")
 
 
@@ -56,9 +58,17 @@ def collect_problems(path: Path) -> tuple[AgentConfig | None, list[Problem], lis
     checked = _Salvaged(config, {}) if config is not None else _salvage(raw, path)
     found, warnings = environment_problems(checked.config)
     found += cron_problems(checked.config)
+    if config is None:
+        # The cross-field rules validate_mapping runs only on a whole config: a production
+        # account over http:// and overlapping folders are reported with the schema's.
+        found += config_rules.transport_problems(checked.config.dintero)
+        found += config_rules.overlap_problems(checked.config.sources)
     # The salvaged config numbers only the sources/reports that validated; put back
-    # the index each one has in the file.
-    found = [(checked.renumber(key), message) for key, message in found]
+    # the index each one has in the file (in the key and in a message naming another).
+    found = [
+        (checked.renumber(key), _INDEX_IN_TEXT.sub(lambda m: checked.renumber(m[0]), message))
+        for key, message in found
+    ]
     return config, _merge(problems, found), warnings
 
 
@@ -199,8 +209,11 @@ def _salvage(raw: dict[str, Any], path: Path) -> _Salvaged:
     if dintero is None:
         # Only the two paths are looked at; each validated alone (a bad one is left out).
         path_adapter = TypeAdapter(ConfigPath | None)
+        # and base_url/account_id when each is well-formed, for the P… + http:// rule.
         dintero = DinteroConfig.model_construct(
-            account_id="",
+            account_id=_well_formed(dintero_raw.get("account_id"), r"[PT]\d{8}") or "",
+            base_url=_well_formed(dintero_raw.get("base_url"), r"https?://\S+")
+            or "https://api.dintero.com/v1",
             client_id="",
             ca_file=part(path_adapter, dintero_raw.get("ca_file"), None),
             client_secret_file=part(path_adapter, dintero_raw.get("client_secret_file"), None),
@@ -213,8 +226,13 @@ def _salvage(raw: dict[str, Any], path: Path) -> _Salvaged:
         sources=sources,
         reports=reports,
         metrics=part(TypeAdapter(MetricsConfig), raw.get("metrics", {}), None) or MetricsConfig(),
+        reconcile=part(TypeAdapter(ReconcileConfig | None), raw.get("reconcile"), None),
     )
     return _Salvaged(config, {"sources": source_indices, "reports": report_indices})
+
+
+def _well_formed(value: Any, pattern: str) -> str | None:
+    return value if isinstance(value, str) and re.fullmatch(pattern, value) else None
 
 
 def _valid_items(items: Any, adapter: Any, part: Any) -> tuple[list[Any], list[int]]:

@@ -146,12 +146,17 @@ def test_load_config_collects_every_problem_including_duplicate_names(
 def test_load_config_with_unknown_format_lists_the_formats(
     tmp_path: Path, write_config: Callable[..., Path]
 ) -> None:
-    """An unknown `format:` lists the four supported ones."""
+    """An unknown `format:` lists the four supported ones, at the key (a missing one too)."""
     config = _minimal(
-        tmp_path, sources=[{"name": "a", "path": "s", "format": "excel", "store": {"id": "s"}}]
+        tmp_path,
+        sources=[
+            {"name": "a", "path": "s", "format": "excel", "store": {"id": "s"}},
+            {"name": "b", "path": "t", "store": {"id": "t"}},
+        ],
     )
     problems = dict(_problems(write_config, config))
-    assert "saft-cashregister" in problems["sources[0]"]
+    assert "saft-cashregister" in problems["sources[0].format"]
+    assert "required" in problems["sources[1].format"]
 
 
 def test_resolve_client_secret_prefers_file_then_env_then_credentials_directory(

@@ -62,3 +62,46 @@ def test_demo_and_sandbox_accept_a_config_option_they_do_not_need() -> None:
     """`demo -c F` and `sandbox -c F` are not usage errors (§1: every command takes -c)."""
     assert cli("demo", "-c", "/etc/receipt-agent/config.yaml", "--help").returncode == 0
     assert cli("sandbox", "-c", "/etc/receipt-agent/config.yaml", "--help").returncode == 0
+
+
+def test_check_config_with_a_schema_error_still_reports_http_production_and_overlaps(
+    tmp_path: Path, write_config: Callable[..., Path], secret_file: Path
+) -> None:
+    """One run names every problem (§1): a typo does not hide P… over http:// or shared folders.
+
+    1. A config with an unknown key, a source with a bad format first, two sources on the
+    same folder, a P… account over plain http:// and a bad reconcile cron. 2. check-config.
+    Result: exit 2 and every one of them named at its key, the overlap with the indices the
+    sources have in the file.
+    """
+    (tmp_path / "spool").mkdir()
+    source = {"format": "dintero-json", "store": {"id": "s"}}
+    config = write_config(
+        {
+            "dintero": {
+                "base_url": "http://api.dintero.com/v1",
+                "account_id": "P12345678",
+                "client_id": "c",
+                "client_secret_file": str(secret_file),
+                "typo": 1,
+            },
+            "state_dir": "state",
+            "log": {"file": "-"},
+            "sources": [
+                {**source, "name": "x", "path": "other", "format": "excel"},
+                {**source, "name": "a", "path": "spool"},
+                {**source, "name": "b", "path": "./spool/"},
+            ],
+            "reconcile": {"cron": "61 * * * *"},
+        }
+    )
+
+    result = cli("check-config", "-c", str(config))
+
+    assert result.returncode == 2
+    problems = dict(line.split(": ", 1) for line in result.stderr.splitlines() if ": " in line)
+    assert "unknown key" in problems["dintero.typo"]
+    assert "unknown format" in problems["sources[0].format"]
+    assert "production account" in problems["dintero.base_url"]
+    assert "same folder as source 'a' (sources[1].path" in problems["sources[2].path"]
+    assert "61" in problems["reconcile.cron"]
