@@ -256,7 +256,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from receipt_agent.mapping import ValidReceipt, finish_receipt
 
     config = _load(args, configure_logs=False)
-    source = config.source(args.source)
+    source = config.source(_known(args.source, [s.name for s in config.sources], "--source"))
     receipts: list[bytes] = []
     problems = skipped = 0
     try:
@@ -342,6 +342,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from receipt_agent import reports
 
     config = _load(args)
+    _known(args.name, [report.name for report in config.reports], "report")
     return reports.cli_generate(config, args.name, args.period_start)
 
 
@@ -362,6 +363,8 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     from receipt_agent import reconcile, reconcile_view
 
     config = _load(args, configure_logs=False)
+    if args.source is not None:
+        _known(args.source, [source.name for source in config.sources], "--source")
     db = _open_db(config, readonly=False)
     client = None
     if args.remote != "none":
@@ -426,6 +429,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     sys.exit(code)
 
 
+def _known(name: str, names: list[str], option: str) -> str:
+    """Given a name from the command line, return it when the config has it; else UsageError."""
+    if name not in names:
+        raise UsageError(
+            f"{option}: no {option.lstrip('-')} named {name!r} in the config; "
+            f"it has: {', '.join(names) or 'none'}"
+        )
+    return name
+
+
 def _without_config(raw: list[str]) -> list[str]:
     """Given the command line, return it without its `-c PATH` / `--config[=]PATH` options."""
     out: list[str] = []
@@ -458,7 +471,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     except ConfigError as error:
         for path, message in error.problems:
             print(f"{path}: {message}", file=sys.stderr)
-        structlog.get_logger("receipt_agent").error("config.invalid", problems=len(error.problems))
+        # Problems of the command line (`--count: …`) are not a config fault: never logged.
+        if not all(path.startswith("--") for path, _ in error.problems):
+            structlog.get_logger("receipt_agent").error(
+                "config.invalid", problems=len(error.problems)
+            )
         return USAGE
     except ReceiptAgentError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -105,3 +105,27 @@ def test_check_config_with_a_schema_error_still_reports_http_production_and_over
     assert "production account" in problems["dintero.base_url"]
     assert "same folder as source 'a' (sources[1].path" in problems["sources[2].path"]
     assert "61" in problems["reconcile.cron"]
+
+
+def test_command_line_mistakes_exit_2_and_never_reach_the_daemon_log(
+    tmp_path: Path, agent_config: Path
+) -> None:
+    """A bad option or an unknown name is a usage error: exit 2, said on stderr, not logged.
+
+    The config's log file is the daemon's; monitoring alerts on `config.invalid` there, so
+    an operator's typo at the shell must not write one. 1. settlement test-report --count 0,
+    convert/reconcile --source and report generate with names the config lacks. Result:
+    exit 2, the option named on stderr, and the log file holds no config.invalid line.
+    """
+    config = str(agent_config)
+    for argv, words in (
+        (["settlement", "test-report", "--count", "0"], "--count"),
+        (["convert", "--source", "nope", str(tmp_path / "a.json")], "no source named 'nope'"),
+        (["reconcile", "--source", "nope"], "no source named 'nope'"),
+        (["report", "generate", "nope"], "no report named 'nope'"),
+    ):
+        result = cli(*argv, "-c", config)
+
+        assert result.returncode == 2, (argv, result.stderr)
+        assert words in result.stderr
+    assert [line for line in read_log(tmp_path / "agent.log") if "config" in line["event"]] == []
