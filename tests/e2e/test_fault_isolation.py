@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,10 @@ needs_root = pytest.mark.skipif(
 )
 
 
+def _without_coverage(environ: Mapping[str, str]) -> dict[str, str]:
+    return {name: value for name, value in environ.items() if not name.startswith("COVERAGE_")}
+
+
 class Workspace:
     """A folder tree owned by `nobody`, outside pytest's root-only tmp folder."""
 
@@ -120,7 +124,9 @@ class Workspace:
         """Run `receipt-agent ARGS` as nobody; a finished process, or a running one."""
         kwargs: dict[str, Any] = {
             "user": NOBODY, "group": NOBODY, "extra_groups": [], "cwd": self.root,
-            "env": {**os.environ, "HOME": str(self.root)},
+            # No coverage in processes run as nobody: it cannot write the data file in the
+            # checkout, and coverage's at-exit traceback would land in the stderr we check.
+            "env": {**_without_coverage(os.environ), "HOME": str(self.root)},
         }  # fmt: skip
         assert NOBODY_ARGV is not None
         argv = [*NOBODY_ARGV, *args]
