@@ -197,12 +197,19 @@ def record_result(
     *,
     now: float,
 ) -> None:
-    """Remember reconciliation results, and the overall verdict `status` reads (meta)."""
-    overall = "complete"
+    """Remember reconciliation results, and the overall verdict `status` reads (meta).
+
+    The verdict is kept per source (`reconcile_result:<source>`): a run that checks only
+    one source (`reconcile --source`) clears that source's mismatch, never another's.
+    """
+    verdicts: dict[str, str] = {}
+    for result in results:
+        if result["result"] != "complete":
+            verdicts[result["source"]] = "mismatch"
+        else:
+            verdicts.setdefault(result["source"], "complete")
     with db.transaction() as tx:
         for result in results:
-            if result["result"] != "complete":
-                overall = "mismatch"
             tx.execute(
                 "INSERT OR REPLACE INTO reconciliations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -217,6 +224,15 @@ def record_result(
                     now,
                 ),
             )
+        for source, verdict in verdicts.items():
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                (f"reconcile_result:{source}", verdict),
+            )
+        still = tx.execute(
+            "SELECT COUNT(*) FROM meta WHERE key LIKE 'reconcile_result:%' AND value = 'mismatch'"
+        ).fetchone()[0]
+        overall = "mismatch" if still else "complete"
         for key, value in (
             ("reconcile_result", overall),
             ("reconcile_at", str(now)),

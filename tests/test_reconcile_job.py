@@ -174,3 +174,27 @@ def test_migration_of_a_version_1_state_store_keeps_every_row(tmp_path: Path) ->
             assert reader.execute("SELECT COUNT(*) FROM ledger").fetchone()[0] == 0
     finally:
         db.close()
+
+
+def test_recorded_verdict_of_one_source_never_clears_another_sources_mismatch(
+    tmp_path: Path,
+) -> None:
+    """1. Source a and b reconcile: b has a mismatch → status verdict mismatch.
+    2. A by-hand run of source a alone is complete → still mismatch (b is not re-checked).
+    3. Source b is complete later → the verdict clears."""
+    from receipt_agent import ledger_store, statedb
+
+    def result(source: str, verdict: str) -> dict[str, Any]:
+        return {"source": source, "store_id": "s", "register": "1", "date": "2026-01-15",
+                "result": verdict, "gaps": 0, "mismatches": int(verdict != "complete")}  # fmt: skip
+
+    db = statedb.StateDB(tmp_path / "state.db")
+    try:
+        ledger_store.record_result(db, [result("a", "complete"), result("b", "mismatch")], now=1)
+        assert db.meta()["reconcile_result"] == "mismatch"
+        ledger_store.record_result(db, [result("a", "complete")], now=2)
+        assert db.meta()["reconcile_result"] == "mismatch"
+        ledger_store.record_result(db, [result("b", "complete")], now=3)
+        assert db.meta()["reconcile_result"] == "complete"
+    finally:
+        db.close()
