@@ -9,12 +9,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 from support import ACCOUNT, SECRET, base_config, drop, events, make_receipt, wait_until
 
-from receipt_agent import logs
+from receipt_agent import intake, logs
 from receipt_agent.agent import Agent
 from receipt_agent.config import load_config
 from receipt_agent.file_faults import FileFaults
@@ -176,3 +177,41 @@ def test_daemon_quarantines_a_fresh_corrupt_file_after_its_hold_without_file_cha
     assert len(events(log, "file.quarantined")) == 1
     assert events(log, "file.changed") == []
     assert events(log, "file.unreadable") == []
+
+
+def test_take_in_quarantines_a_file_its_reader_crashes_on_and_queues_nothing(
+    tmp_path: Path,
+    two_sources: dict[str, Any],
+    write_config: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reader bug on one file sends that file to quarantine, with the type and code line.
+
+    Substitute: a reader that raises after its first receipt stands in for a parser bug,
+    which cannot be produced on purpose. Result: the file in quarantine; its sidecar
+    names the exception type and where it was raised, never its message; the receipt
+    read before the crash was rolled back with the file's transaction.
+    """
+    config = load_config(write_config(two_sources))
+    real = intake.get_parser("dintero-json")
+
+    def crashing(stream: Any, source: Any) -> Any:
+        records = real(stream, source)
+        yield next(records)
+        raise ZeroDivisionError("kari.nordmann@example.no")  # a message that must not leak
+
+    monkeypatch.setattr(intake, "get_parser", lambda _: crashing)
+    path = drop(tmp_path / "a", "r.json", [make_receipt(1, store_id="a"), make_receipt(2)])
+    db = StateDB(config.db_path)
+    try:
+        outcome = intake.take_in(path, config.sources[0], db, config)
+        assert db.counts()["pending"] == 0
+    finally:
+        db.close()
+    assert outcome.outcome == "quarantined"
+    sidecar = orjson.loads(
+        (config.quarantine_dir(config.sources[0]) / "r.json.error.json").read_bytes()
+    )
+    assert "ZeroDivisionError" in sidecar["error"]
+    assert "test_fault_isolation.py" in sidecar["detail"]
+    assert "kari.nordmann" not in orjson.dumps(sidecar).decode()
