@@ -134,6 +134,11 @@ def take_in(
                 digest = files.digest_stream(stream)
                 if db.has_file(digest):
                     if left := _leave_in_spool(stream, path, opened, hold_s, log):
+                        if left == "held" and held_mtime is None:  # its one line, as below
+                            log.info(
+                                "file.accepted", receipts=0, rejected=0, skipped={},
+                                already_seen=True, archived=False,
+                            )  # fmt: skip
                         return FileOutcome(source.name, path.name, left)
                     held = held_mtime is not None
                     seen = "archived" if held else "already_seen"

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from support import cli, drop, make_receipt, read_log
+from support import cli, drop, events, make_receipt, read_log, start_agent, stop_agent, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -129,3 +129,35 @@ def test_command_line_mistakes_exit_2_and_never_reach_the_daemon_log(
         assert result.returncode == 2, (argv, result.stderr)
         assert words in result.stderr
     assert [line for line in read_log(tmp_path / "agent.log") if "config" in line["event"]] == []
+
+
+def test_daemon_logs_a_file_it_has_already_taken_in_once_as_already_seen(
+    tmp_path: Path, make_agent_config: Callable[..., Path], spool_dir: Path, state_dir: Path
+) -> None:
+    """A copy of an exported file is archived by the daemon with one `file.accepted` line (§3.4).
+
+    Under `run` a fresh file is held in the spool for 3 x settle after it is read; a copy
+    of a file already taken in went to the archive with no info line at all (run --once
+    logs it). 1. The daemon takes in a.json. 2. The same bytes arrive as b.json. Result:
+    b.json archived, one file.accepted for it with receipts 0 and already_seen, nothing
+    queued or sent twice.
+    """
+    sources = [
+        {"name": "till-1", "path": str(spool_dir), "format": "dintero-json", "settle": "0.5s",
+         "store": {"id": "sc029"}},
+    ]  # fmt: skip
+    agent = start_agent(make_agent_config(sources=sources))
+    try:
+        drop(spool_dir, "a.json", [make_receipt(1), make_receipt(2)])
+        wait_until((state_dir / "archive/till-1/a.json").exists, timeout=60)
+        (spool_dir / "b.json").write_bytes((state_dir / "archive/till-1/a.json").read_bytes())
+        wait_until((state_dir / "archive/till-1/b.json").exists, timeout=60)
+    finally:
+        code, stderr = stop_agent(agent)
+    assert code == 0, stderr
+    accepted = {line["file"]: line for line in events(tmp_path / "agent.log", "file.accepted")}
+    assert accepted["a.json"]["receipts"] == 2
+    assert accepted["b.json"]["receipts"] == 0
+    assert accepted["b.json"]["already_seen"] is True
+    assert len(events(tmp_path / "agent.log", "file.accepted")) == 2
+    assert sum(line["receipts"] for line in events(tmp_path / "agent.log", "batch.sent")) == 2
