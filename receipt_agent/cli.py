@@ -214,7 +214,8 @@ def _health(config: AgentConfig) -> tuple[bool, dict[str, Any]]:
 
     db = _open_db(config, readonly=True)
     try:
-        report = status.build_status(db, max_age_s=DEFAULT_HEALTH_AGE_S)
+        # With the config, as `status` does: spools, quarantine, rejections count too.
+        report = status.build_status(db, max_age_s=DEFAULT_HEALTH_AGE_S, config=config)
     finally:
         db.close()
     return report.healthy, {

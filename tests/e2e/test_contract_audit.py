@@ -5,8 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
-from support import cli, drop, events, make_receipt, read_log, start_agent, stop_agent, wait_until
+from support import (
+    cli,
+    drop,
+    events,
+    free_port,
+    make_receipt,
+    read_log,
+    start_agent,
+    stop_agent,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -161,3 +172,29 @@ def test_daemon_logs_a_file_it_has_already_taken_in_once_as_already_seen(
     assert accepted["b.json"]["already_seen"] is True
     assert len(events(tmp_path / "agent.log", "file.accepted")) == 2
     assert sum(line["receipts"] for line in events(tmp_path / "agent.log", "batch.sent")) == 2
+
+
+def test_health_endpoint_gives_the_verdict_of_status_for_a_quarantined_file(
+    tmp_path: Path, make_agent_config: Callable[..., Path], spool_dir: Path
+) -> None:
+    """GET /health agrees with `status` (issue 16) when a file was just quarantined.
+
+    /health built the status without the config, so spools, quarantine and rejections were
+    not looked at: it said healthy while `status` exited 1. 1. The daemon with
+    metrics.listen. 2. A truncated export is quarantined. Result: `status` exits 1 and
+    /health answers 503 "degraded" naming the quarantine.
+    """
+    port = free_port()
+    config = make_agent_config(metrics={"listen": f"127.0.0.1:{port}"})
+    agent = start_agent(config)
+    try:
+        drop(spool_dir, "bad.json", b'[{"receipt_id": ')
+        wait_until(lambda: events(tmp_path / "agent.log", "file.quarantined"), timeout=60)
+        assert cli("status", "-c", str(config)).returncode == 1
+        answer = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10)
+    finally:
+        code, stderr = stop_agent(agent)
+    assert code == 0, stderr
+    assert answer.status_code == 503
+    assert answer.json()["status"] == "degraded"
+    assert any("quarantined" in problem for problem in answer.json()["problems"])
