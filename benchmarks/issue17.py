@@ -19,6 +19,7 @@ from typing import Any
 import drain
 import harness
 import httpx
+import limits
 
 FAR_S = 0.05
 
@@ -43,12 +44,22 @@ def naive_forwarder(files: int) -> float:
     return rate
 
 
+def api_ceiling(receipts: int) -> float:
+    """The API stand-in's own ceiling: a bare client POSTing 100-receipt batches back to back."""
+    with harness.workdir("ceiling") as work, harness.SandboxProcess(work) as sandbox:
+        return limits.sandbox_ceiling(sandbox, receipts, first=50_000_000)
+
+
 def run(files_of_one: int, receipts: int) -> dict[str, Any]:
+    ceiling_before = api_ceiling(receipts)
     one = drain.run_drain(files_of_one, 1)
     naive = naive_forwarder(files_of_one)
     near = drain.run_drain(receipts, 100)
     far = drain.run_drain(receipts, 100, sandbox_flags=("--delay-s", str(FAR_S)))
+    ceiling = (ceiling_before + api_ceiling(receipts)) / 2
     return {
+        "ceiling_rate": ceiling,
+        "near_vs_ceiling": near["rate"] / ceiling,
         "files_of_one": files_of_one,
         "one_rate": one["rate"],
         "naive_rate": naive,
@@ -72,6 +83,9 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str]]:
          f"{result['near_rate']:,.0f} receipts/s"),
         (f"files of 100, API {FAR_S * 1000:.0f} ms away", f"{result['far_rate']:,.0f} receipts/s"),
         ("far / loopback", f"{result['far_vs_near'] * 100:.0f} %"),
+        ("API stand-in ceiling (bare client, 100-receipt POSTs; mean of before and after)",
+         f"{result['ceiling_rate']:,.0f} receipts/s"),
+        ("files of 100, loopback / API ceiling", f"{result['near_vs_ceiling'] * 100:.0f} %"),
     ]  # fmt: skip
 
 

@@ -242,7 +242,7 @@ def test_power_cut_at_random_moments_loses_nothing_ci_size(
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(3600)
 @pytest.mark.usefixtures("loop_mounts")
 def test_power_cut_at_random_moments_loses_nothing_full_size(
     tmp_path: Path, sandbox: Sandbox
