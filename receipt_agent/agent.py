@@ -76,6 +76,7 @@ class Agent:
         self._faults = FileFaults()
         # Files read and queued but held in the spool → (monotonic time to visit again, path).
         self._revisit: dict[tuple[str, str], tuple[float, Path, float]] = {}  # … and its mtime
+        self._once = False  # run_once: no hold (one pass, no later visit)
         self._token_refreshes_seen = 0
         self._scheduler: Any = None  # set once the daemon's scheduler exists
         self._watcher: spool.SpoolWatcher | None = None  # the daemon's folder watches
@@ -116,10 +117,14 @@ class Agent:
         """
         key = (ready.source.name, ready.path.name)
         held = self._revisit.get(key)
+        # The hold guards against a writer that keeps the file open and appends after a
+        # pause; a file its writer closed needs none, and `run --once` (one pass, no
+        # later visit) takes in what is settled and archives it, as CONTRACT §3 says.
+        hold_s = 0.0 if ready.closed or self._once else HOLD_FACTOR * ready.source.settle
         try:
             outcome = take_in(
                 ready.path, ready.source, self.db, self.config,
-                hold_s=HOLD_FACTOR * ready.source.settle,
+                hold_s=hold_s,
                 held_mtime=None if held is None else held[2],
                 defer=None if group is None else group.defer_for(key),
             )  # fmt: skip
@@ -198,6 +203,7 @@ class Agent:
         summary line is left in `self.once_summary` for the CLI to print.
         """
         self._open()
+        self._once = True
         summary = self.once_summary = OnceSummary()
         try:
             with self._signal_handlers():

@@ -61,6 +61,7 @@ class ReadyFile:
     source: SourceBase
     path: Path
     mtime: float
+    closed: bool = False  # its writer closed it (close-write seen) and it is unchanged since
 
 
 class Spool:
@@ -123,12 +124,13 @@ class Spool:
                 still_present.add(key)
                 present_paths.add(entry.path)
                 wait = self._settle_wait(key, info, source.settle, now, mono, source.poll)
+                was_closed = False
                 if self._closed and not source.poll:
                     closed = self._closed.get(entry.path)
                     if closed is not None and closed[:2] == (info.st_size, info.st_mtime_ns):
-                        wait = 0.0  # closed by its writer and unchanged since
+                        wait, was_closed = 0.0, True  # closed by its writer and unchanged since
                 if ignore_settle or wait <= 0 or not stat.S_ISREG(info.st_mode):
-                    ready.append(ReadyFile(source, Path(entry.path), info.st_mtime))
+                    ready.append(ReadyFile(source, Path(entry.path), info.st_mtime, was_closed))
                     if debug:
                         self._tell(key, "spool.ready", size_bytes=info.st_size)
                 else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import orjson
@@ -155,3 +156,29 @@ def test_run_once_log_never_holds_secret_or_customer_contact(
     read_log(_log_file(agent_config))  # every line parses as JSON
     for canary in (SECRET, "kari.nordmann@example.no", "+4791234567", "91234567"):
         assert canary not in text
+
+
+def test_run_once_archives_a_settled_file_at_once_without_the_daemons_hold(
+    tmp_path: Path, agent_config: Path, spool_dir: Path, state_dir: Path, sandbox: Sandbox
+) -> None:
+    """`run --once` is one pass: a settled file is taken in AND archived in that pass.
+
+    1. A source with settle 2s; drop a file and let it settle (2.1 s), not 3 × settle.
+    2. `receipt-agent run --once`.
+    Result: exit 0, its receipts at the sandbox, the spool empty, the file in the archive
+    (the daemon's hold for writers that keep a file open has no later visit in --once).
+    """
+    settings = yaml.safe_load(agent_config.read_text())
+    settings["sources"][0]["settle"] = "2s"
+    agent_config.write_text(yaml.safe_dump(settings))
+    drop(spool_dir, "z-001.json", [make_receipt(i) for i in range(3)])
+    deadline = (spool_dir / "z-001.json").stat().st_mtime + 2.1
+    while (now := time.time()) < deadline:
+        time.sleep(deadline - now)
+
+    result = cli("run", "--once", "-c", str(agent_config))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(sandbox.receipt_ids(ACCOUNT)) == 3
+    assert list(spool_dir.iterdir()) == []
+    assert [p.name for p in (state_dir / "archive" / "till-1").iterdir()] == ["z-001.json"]
