@@ -81,8 +81,8 @@ def test_daemon_with_a_file_it_cannot_move_takes_in_every_other_file_of_both_sou
         store = "sc029" if number < 10 else "sc030"
         drop(folder, f"r-{number:02d}.json", [make_receipt(number, store_id=store)])
     run_agent(two_sources)
-    wait_until(lambda: len(sandbox.receipt_ids(ACCOUNT)) == 20, timeout=15)
-    wait_until(lambda: events(log, "file.unreadable"), timeout=5)
+    wait_until(lambda: len(sandbox.receipt_ids(ACCOUNT)) == 20, timeout=60)
+    wait_until(lambda: events(log, "file.unreadable"), timeout=30)
     assert [p.name for p in (tmp_path / "a").iterdir()] == [bad_name]
     assert list((tmp_path / "b").iterdir()) == []
     unreadable = events(log, "file.unreadable")
@@ -169,10 +169,10 @@ def test_daemon_quarantines_a_fresh_corrupt_file_after_its_hold_without_file_cha
     """
     log = tmp_path / "agent.log"
     run_agent(two_sources)
-    wait_until(lambda: events(log, "agent.started"), timeout=10)
+    wait_until(lambda: events(log, "agent.started"), timeout=30)
     drop(tmp_path / "a", "half.json", b'[{"receipt_id": ')
     quarantine = tmp_path / "state" / "quarantine" / "a"
-    wait_until((quarantine / "half.json.error.json").exists, timeout=10)
+    wait_until((quarantine / "half.json.error.json").exists, timeout=30)
     assert (quarantine / "half.json").exists()
     assert len(events(log, "file.quarantined")) == 1
     assert events(log, "file.changed") == []

@@ -103,7 +103,7 @@ def test_full_state_disk_pauses_intake_keeps_spool_files_and_resumes_when_space_
     try:
         wait_for_event(log, "agent.started")
         drop(spool, "a-000.json", [make_receipt(n) for n in range(10)])
-        wait_until(lambda: len(sandbox.receipt_ids(ACCOUNT)) == 10, timeout=20)
+        wait_until(lambda: len(sandbox.receipt_ids(ACCOUNT)) == 10, timeout=60)
         wait_until(lambda: all_files(archive) == ["a-000.json"])
 
         filler = _fill(tiny_fs)

@@ -101,7 +101,7 @@ def test_hostile_files_are_quarantined_with_reasons_and_good_files_still_deliver
     try:
         wait_for_event(log, "agent.started")
         drop(json_dir, "good-1.json", [make_receipt(n) for n in range(10)])
-        wait_until(lambda: len(sandbox.receipt_ids(ACCOUNT)) == 10, timeout=20)
+        wait_until(lambda: len(sandbox.receipt_ids(ACCOUNT)) == 10, timeout=60)
         rchar_before = _rchar(agent.pid)
 
         # A till still writing: 10 receipts as NDJSON, one line every 0.2 s, straight
@@ -251,7 +251,7 @@ def test_slow_file_on_share_with_clock_behind_is_read_only_after_it_settled(
         assert writer.wait(20) == 0
         wait_until(lambda: (state / "archive" / "till-1" / "slow.json").exists()
                    or (state / "quarantine" / "till-1").exists(), timeout=20)  # fmt: skip
-        wait_until(lambda: len(sandbox.receipt_ids(ACCOUNT)) == 10, timeout=20)
+        wait_until(lambda: len(sandbox.receipt_ids(ACCOUNT)) == 10, timeout=60)
         agent.signal(signal.SIGTERM)
         assert agent.wait_exit(40) == 0, agent.stderr()
     finally:
