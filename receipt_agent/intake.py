@@ -35,7 +35,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, get_args
 
 import orjson
 import structlog
@@ -50,6 +50,7 @@ from receipt_agent.errors import (
 )
 from receipt_agent.formats import InvalidRecord, RawReceipt, SkippedRecord, get_parser
 from receipt_agent.mapping import ValidReceipt, finish_receipt
+from receipt_agent.records import SkipReason
 
 # Per-receipt log lines per file; beyond this a file's outcome line carries the counts.
 _MAX_RECEIPT_LINES = 100
@@ -136,7 +137,7 @@ def take_in(
                     if left := _leave_in_spool(stream, path, opened, hold_s, log):
                         if left == "held" and held_mtime is None:  # its one line, as below
                             log.info(
-                                "file.accepted", receipts=0, rejected=0, skipped={},
+                                "file.accepted", receipts=0, rejected=0, skipped=_NO_SKIPS,
                                 already_seen=True, archived=False,
                             )  # fmt: skip
                         return FileOutcome(source.name, path.name, left)
@@ -149,7 +150,7 @@ def take_in(
                             log.debug("file.archived")
                         else:
                             log.info(
-                                "file.accepted", receipts=0, rejected=0, skipped={},
+                                "file.accepted", receipts=0, rejected=0, skipped=_NO_SKIPS,
                                 already_seen=True,
                             )  # fmt: skip
 
@@ -368,8 +369,16 @@ def _record(
             tx, digest=digest, source=source.name, name=path.name,
             receipts=outcome.receipts, rejected=outcome.rejected, now=now,
         )  # fmt: skip
-    outcome.skipped = dict(skipped)
+    outcome.skipped = _skip_counts(skipped)
     return outcome, rejections, duplicates
+
+
+def _skip_counts(skipped: Counter[str]) -> dict[str, int]:
+    """`file.accepted`'s skipped: every reason of CONTRACT §2 (non_sale, training, voided)."""
+    return {reason: skipped[reason] for reason in get_args(SkipReason)}
+
+
+_NO_SKIPS = _skip_counts(Counter())
 
 
 def _crash_site(error: BaseException) -> str:

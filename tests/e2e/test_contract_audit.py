@@ -198,3 +198,35 @@ def test_health_endpoint_gives_the_verdict_of_status_for_a_quarantined_file(
     assert answer.status_code == 503
     assert answer.json()["status"] == "degraded"
     assert any("quarantined" in problem for problem in answer.json()["problems"])
+
+
+def test_file_accepted_counts_every_skip_reason_even_when_zero(
+    tmp_path: Path, make_agent_config: Callable[..., Path], spool_dir: Path
+) -> None:
+    """`skipped` in file.accepted always holds non_sale, training and voided (§2), 0 included.
+
+    1. The bundled SAF-T sample of 2026-01-15 (one training, one non-sale transaction) in a
+    saft-cashregister source, and a dintero-json file (nothing skipped). 2. run --once.
+    Result: {non_sale: 1, training: 1, voided: 0} and {non_sale: 0, training: 0, voided: 0}.
+    """
+    samples = Path(__file__).resolve().parents[2] / "receipt_agent/samples/saft"
+    saft_dir = tmp_path / "saft"
+    saft_dir.mkdir()
+    sample = samples / "SAF-T_Cash_Register_999888777_20260115230000_1_1.xml"
+    (saft_dir / sample.name).write_bytes(sample.read_bytes())
+    drop(spool_dir, "a.json", [make_receipt(1)])
+    sources = [
+        {"name": "till-1", "path": str(spool_dir), "format": "dintero-json", "settle": 0,
+         "store": {"id": "sc029"}},
+        {"name": "saft", "path": str(saft_dir), "format": "saft-cashregister", "settle": 0,
+         "store": {"id": "sc031"}},
+    ]  # fmt: skip
+
+    result = cli("run", "--once", "-c", str(make_agent_config(sources=sources)))
+
+    assert result.returncode == 0, result.stderr
+    skipped = {
+        line["file"]: line["skipped"] for line in events(tmp_path / "agent.log", "file.accepted")
+    }
+    assert skipped[sample.name] == {"non_sale": 1, "training": 1, "voided": 0}
+    assert skipped["a.json"] == {"non_sale": 0, "training": 0, "voided": 0}
