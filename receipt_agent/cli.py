@@ -193,7 +193,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         config_path=resolve_config_path(args.config),
     )  # fmt: skip
     if args.once:
-        code = agent.run_once()
+        code = _run_once(agent)
         if agent.once_summary is not None:
             print(agent.once_summary.line())
         return code
@@ -206,6 +206,39 @@ def cmd_run(args: argparse.Namespace) -> int:
         logging.shutdown()
         os._exit(code)
     return code
+
+
+def _run_once(agent: Any) -> int:
+    """`run --once`, with a progress bar on stderr when that is a terminal (CONTRACT §1).
+
+    The bar follows the pass's live counts (the summary line's text) from a thread; the
+    pass itself stays on the main thread (its signal handlers need it). Transient: only
+    the summary line stays on screen. Not a terminal (cron, tests): no bar at all.
+    """
+    if not sys.stderr.isatty():
+        return int(agent.run_once())
+    import threading
+
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
+
+    done = threading.Event()
+    bar = Progress(SpinnerColumn(), BarColumn(), TextColumn("{task.description}"),
+                   console=Console(stderr=True), transient=True)  # fmt: skip
+    task = bar.add_task("starting", total=None)
+
+    def follow() -> None:
+        while not done.wait(0.2):
+            if agent.once_summary is not None:
+                bar.update(task, description=agent.once_summary.line())
+
+    with bar:
+        follower = threading.Thread(target=follow, name="progress", daemon=True)
+        follower.start()
+        try:
+            return int(agent.run_once())
+        finally:
+            done.set()
+            follower.join()
 
 
 def _health(config: AgentConfig) -> tuple[bool, dict[str, Any]]:

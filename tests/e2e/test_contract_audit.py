@@ -230,3 +230,53 @@ def test_file_accepted_counts_every_skip_reason_even_when_zero(
     }
     assert skipped[sample.name] == {"non_sale": 1, "training": 1, "voided": 0}
     assert skipped["a.json"] == {"non_sale": 0, "training": 0, "voided": 0}
+
+
+def test_run_once_shows_a_progress_bar_on_a_terminal_and_none_in_a_pipe(
+    agent_config: Path, spool_dir: Path
+) -> None:
+    """`run --once` draws a progress bar on a terminal (§1); stdout keeps just the summary.
+
+    1. Two files; run --once with stderr on a pseudo-terminal, stdout a pipe. 2. Again
+    with both piped. Result: the terminal got the bar (a line drawn, then cleared);
+    stdout is the one summary line both times; the pipe got no bar.
+    """
+    import os
+    import pty
+    import subprocess
+
+    from support import BIN
+
+    drop(spool_dir, "a.json", [make_receipt(1)])
+    drop(spool_dir, "b.json", [make_receipt(2)])
+    leader, follower = pty.openpty()
+    try:
+        process = subprocess.run(
+            [str(BIN / "receipt-agent"), "run", "--once", "-c", str(agent_config)],
+            stdout=subprocess.PIPE, stderr=follower, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        os.close(follower)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(leader)
+    assert process.returncode == 0
+    assert process.stdout.splitlines() == [
+        "files: 2 taken in, 0 quarantined, 0 left in the spool; "
+        "receipts: 2 sent, 0 duplicate, 0 rejected, 0 pending"
+    ]
+    assert b"\x1b[2K" in drawn  # a line drawn and cleared: rich's live progress
+
+    drop(spool_dir, "c.json", [make_receipt(3)])
+    piped = cli("run", "--once", "-c", str(agent_config))
+
+    assert piped.returncode == 0
+    assert piped.stdout.count("\n") == 1
+    assert "\x1b[" not in piped.stderr
