@@ -354,9 +354,9 @@ def cmd_queue(args: argparse.Namespace) -> int:
         return OK
     db = _open_db(config, readonly=False)
     if args.queue_command == "retry":
-        if not args.ids and not args.all_rejected:
+        if bool(args.ids) == args.all_rejected:  # CONTRACT §1: [ID…|--all-rejected]
             raise UsageError(
-                "queue retry: name receipt ids (from `queue list`) or give --all-rejected"
+                "queue retry: name receipt ids (from `queue list`) or give --all-rejected, not both"
             )
         moved = db.retry(None if args.all_rejected else args.ids, now=time.time())
         print(f"{moved} receipts moved back to pending")

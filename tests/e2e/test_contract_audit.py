@@ -280,3 +280,13 @@ def test_run_once_shows_a_progress_bar_on_a_terminal_and_none_in_a_pipe(
     assert piped.returncode == 0
     assert piped.stdout.count("\n") == 1
     assert "\x1b[" not in piped.stderr
+
+
+def test_queue_retry_takes_ids_or_all_rejected_not_both(agent_config: Path) -> None:
+    """`queue retry [ID…|--all-rejected]` (§1): both at once is a usage error, exit 2."""
+    assert cli("run", "--once", "-c", str(agent_config)).returncode == 0
+
+    result = cli("queue", "retry", "1", "--all-rejected", "-c", str(agent_config))
+
+    assert result.returncode == 2
+    assert "not both" in result.stderr
