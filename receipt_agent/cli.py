@@ -8,7 +8,6 @@ anything else is a bug and prints with one. The only module that calls sys.exit.
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import os
 import sys
@@ -188,8 +187,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     log = structlog.get_logger("receipt_agent")
     for warning in warnings:
         log.warning("config.warning", error=warning)
+    # /health reads the running config: after a SIGHUP reload, the sources it has now.
     agent = Agent(
-        config, secret, health=functools.partial(_health, config),
+        config, secret, health=lambda: _health(agent.config),
         config_path=resolve_config_path(args.config),
     )  # fmt: skip
     if args.once:

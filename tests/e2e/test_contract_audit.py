@@ -290,3 +290,50 @@ def test_queue_retry_takes_ids_or_all_rejected_not_both(agent_config: Path) -> N
 
     assert result.returncode == 2
     assert "not both" in result.stderr
+
+
+def test_health_after_a_reload_looks_at_the_sources_the_daemon_has_now(
+    tmp_path: Path, make_agent_config: Callable[..., Path], spool_dir: Path
+) -> None:
+    """/health follows a SIGHUP reload: a source added then quarantining a file degrades it.
+
+    1. The daemon with metrics.listen and one source; /health 200. 2. The config gains
+    source b and SIGHUP (config.reloaded). 3. A truncated export in b is quarantined.
+    Result: /health 503 naming b's quarantine (it read the config of the start before).
+    """
+    import signal
+
+    import yaml
+
+    port = free_port()
+    config = make_agent_config(metrics={"listen": f"127.0.0.1:{port}"})
+    url = f"http://127.0.0.1:{port}/health"
+
+    def health() -> httpx.Response | None:
+        try:
+            return httpx.get(url, timeout=5)
+        except httpx.TransportError:
+            return None
+
+    agent = start_agent(config)
+    try:
+        assert wait_until(health, timeout=60).status_code == 200
+        second = tmp_path / "spool-b"
+        second.mkdir()
+        raw = yaml.safe_load(config.read_text())
+        raw["sources"].append(
+            {"name": "b", "path": str(second), "format": "dintero-json", "settle": 0,
+             "store": {"id": "sb"}}
+        )  # fmt: skip
+        config.write_text(yaml.safe_dump(raw, sort_keys=False))
+        agent.send_signal(signal.SIGHUP)
+        wait_until(lambda: events(tmp_path / "agent.log", "config.reloaded"), timeout=60)
+        drop(second, "bad.json", b'[{"receipt_id": ')
+        wait_until(lambda: events(tmp_path / "agent.log", "file.quarantined"), timeout=60)
+        answer = health()
+    finally:
+        code, stderr = stop_agent(agent)
+    assert code == 0, stderr
+    assert answer is not None
+    assert answer.status_code == 503
+    assert any(problem.startswith("b:") for problem in answer.json()["problems"])
