@@ -49,9 +49,9 @@ def check_invariants(data: Mapping[str, Any], private: Mapping[str, Any]) -> lis
     _check_sums(data, items, problems)
     _check_tax(data, items, problems)
     _check_payments(data, private, problems)
-    gross, net, discount = (
-        _int(data.get(key)) for key in ("gross_amount", "net_amount", "total_discount")
-    )
+    gross = _int(data.get("gross_amount"))
+    net = _int(data.get("net_amount"))
+    discount = _int(data.get("total_discount"))
     if gross is not None and net is not None and discount is not None and gross - net != discount:
         problems.append(
             f"invariant gross_amount − net_amount = total_discount is broken: {gross} − {net} "
@@ -99,8 +99,11 @@ def _tax_sum(tax_lines: object) -> tuple[int, int] | None:
 
 def _check_tax(data: Mapping[str, Any], items: list[dict[str, Any]], problems: list[str]) -> None:
     covered = 0
+    any_item_split = False  # whether some item carries VAT-inclusive tax lines
     for index, item in enumerate(items):
         split, net = _tax_sum(item.get("tax_lines")), _int(item.get("net_amount"))
+        if split is not None:
+            any_item_split = True
         if split is None or net is None:
             continue
         covered += net
@@ -112,7 +115,7 @@ def _check_tax(data: Mapping[str, Any], items: list[dict[str, Any]], problems: l
                 f"(difference {net - total}, at most {count} allowed for rounding)"
             )
     split = _tax_sum(data.get("tax_lines"))
-    if split is None or not any(_tax_sum(item.get("tax_lines")) for item in items):
+    if split is None or not any_item_split:
         return
     total, count = split
     whole = _int(data.get("net_amount"))
@@ -156,12 +159,22 @@ def _check_payments(
 
 
 def _sign(value: object) -> int:
+    kind = type(value)
+    if kind is int or kind is float:  # the common case, without the isinstance checks
+        return (value > 0) - (value < 0)  # type: ignore[operator]
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         return 0
     return (value > 0) - (value < 0)
 
 
 def _return_sign(item: Mapping[str, Any]) -> str | None:
+    is_return = item.get("is_return_item") is True
+    if not is_return and (
+        _sign(item.get("quantity")) >= 0
+        and _sign(item.get("gross_amount")) >= 0
+        and _sign(item.get("net_amount")) >= 0
+    ):
+        return None  # no negative sign and not a return: nothing to say (the common sale)
     signs = {key: _sign(item.get(key)) for key in ("quantity", "gross_amount", "net_amount")}
     present = {key: sign for key, sign in signs.items() if sign}
     negative = [key for key, sign in present.items() if sign < 0]
@@ -172,7 +185,6 @@ def _return_sign(item: Mapping[str, Any]) -> str | None:
             f"{' and '.join(negative)} negative but {' and '.join(positive)} positive "
             f"({described}); a return has every sign negative, a sale every sign positive"
         )
-    is_return = item.get("is_return_item") is True
     if negative and not is_return and item.get("voided") is not True:
         return f"{described} is negative but is_return_item is not true"
     if is_return and positive:
@@ -193,10 +205,14 @@ def _has_offset(value: object) -> bool:
 
 
 def _int(value: object) -> int | None:
+    if type(value) is int:  # the common case, without the isinstance checks
+        return value
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _dicts(value: object) -> list[dict[str, Any]]:
+    if value is None:
+        return []
     if isinstance(value, Sequence) and not isinstance(value, str):
         return [item for item in value if isinstance(item, dict)]
     return []

@@ -88,7 +88,10 @@ def finish_receipt(raw: RawReceipt, source: SourceBase) -> ValidReceipt | Invali
     the invariant and its numbers). Never mutates `raw`.
     """
     data = dict(raw.data)
-    private = {key: data.pop(key) for key in PRIVATE_KEYS if key in data}
+    private: dict[str, Any] = {}
+    for key in PRIVATE_KEYS:
+        if key in data:
+            private[key] = data.pop(key)
     data["store"] = _merge_store(data.get("store"), source)
     if data.get("currency") is None:
         data["currency"] = source.currency
@@ -216,14 +219,15 @@ def _merge_store(store: object, source: SourceBase) -> object:
 
     A non-dict `store` is left as it is for validation to report.
     """
-    defaults = source.store.model_dump(mode="json", exclude_none=True)
+    defaults = _store_defaults(source)
     if store is None:
-        return defaults
+        return _copy_store(defaults)
     if not isinstance(store, dict):
         return store
     if store.get("id") not in (None, defaults["id"]):
         return dict(store)
-    merged = {**defaults, **{key: value for key, value in store.items() if value is not None}}
+    merged = _copy_store(defaults)
+    merged.update((key, value) for key, value in store.items() if value is not None)
     default_address, own_address = defaults.get("address"), store.get("address")
     if isinstance(default_address, dict) and isinstance(own_address, dict):
         merged["address"] = {
@@ -231,6 +235,33 @@ def _merge_store(store: object, source: SourceBase) -> object:
             **{key: value for key, value in own_address.items() if value is not None},
         }
     return merged
+
+
+# id(source.store) → (that store, its defaults dumped): the dump is the same for every
+# receipt of a source; a reload builds new config objects, so the identity check misses.
+_DEFAULTS: dict[int, tuple[object, dict[str, Any]]] = {}
+_MAX_DEFAULTS = 256  # reloads add entries: keep the cache small
+
+
+def _store_defaults(source: SourceBase) -> dict[str, Any]:
+    """`source.store` as JSON values without Nones, dumped once per config object."""
+    cached = _DEFAULTS.get(id(source.store))
+    if cached is not None and cached[0] is source.store:
+        return cached[1]
+    defaults = source.store.model_dump(mode="json", exclude_none=True)
+    if len(_DEFAULTS) >= _MAX_DEFAULTS:
+        _DEFAULTS.clear()
+    _DEFAULTS[id(source.store)] = (source.store, defaults)
+    return defaults
+
+
+def _copy_store(defaults: dict[str, Any]) -> dict[str, Any]:
+    """A copy a receipt may own: the cached defaults (and their address) are never shared."""
+    copy = dict(defaults)
+    address = copy.get("address")
+    if isinstance(address, dict):
+        copy["address"] = dict(address)
+    return copy
 
 
 def _format_receipt_id(

@@ -1,0 +1,157 @@
+"""The intake hot path, stage by stage: µs of CPU per receipt on this machine, in this run.
+
+One dintero-json file of N receipts (harness.make_receipt, the shape the issue-17 drains
+use) goes through what `intake._record` does for it, each stage timed alone:
+
+- parse: `dintero_json.parse` of the whole file (orjson, local-time check);
+- finish_receipt: the whole of `mapping.finish_receipt`, and its parts measured alone:
+  store merge, `Receipt.model_validate`, `check_invariants`, the JSON payload, the ledger
+  entry;
+- statedb: `statedb.insert_receipt` + `ledger_store.record_entry` per receipt, 100
+  receipts per transaction (WAL, synchronous=FULL, as the daemon opens it).
+
+CPU time (process_time), best of `--repeat` runs per stage (the machine is shared: the
+minimum is the least disturbed figure).
+
+    python benchmarks/hot_path.py [--receipts 20000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import io
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import harness
+import orjson
+import yaml
+
+
+def _best(repeat: int, count: int, run: Callable[[], object]) -> float:
+    """The fastest of `repeat` runs of `run`, in µs per receipt."""
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.process_time()
+        run()
+        best = min(best, time.process_time() - started)
+    return best / count * 1e6
+
+
+def _each(values: list[Any], work: Callable[[Any], object]) -> None:
+    """Run `work` on every value, keeping no result (as the daemon: one receipt at a time).
+
+    Keeping 20,000 results alive would make every garbage collection scan them, a cost
+    the daemon (files of at most a few thousand receipts) does not pay.
+    """
+    for value in values:
+        work(value)
+
+
+def measure(receipts: int, repeat: int) -> dict[str, float]:
+    """µs per receipt for each stage of the hot path (module docstring)."""
+    from receipt_agent import ledger, ledger_store, mapping, statedb
+    from receipt_agent.config import AgentConfig
+    from receipt_agent.formats import RawReceipt, dintero_json
+    from receipt_agent.invariants import check_invariants
+    from receipt_agent.model import Receipt
+
+    with harness.workdir("hot-path-config") as work:
+        config = AgentConfig.model_validate(
+            yaml.safe_load(harness.write_config(work, "http://127.0.0.1:1/v1").read_text())
+        )
+    source = config.sources[0]
+    body = orjson.dumps([harness.make_receipt(n) for n in range(receipts)])
+
+    def parse() -> list[Any]:
+        return list(dintero_json.parse(io.BytesIO(body), source))
+
+    raws = [raw for raw in parse() if isinstance(raw, RawReceipt)]
+    assert len(raws) == receipts
+    finished = [mapping.finish_receipt(raw, source) for raw in raws]
+    valid = [item for item in finished if isinstance(item, mapping.ValidReceipt)]
+    assert len(valid) == receipts, "every benchmark receipt must be valid"
+
+    def merged(raw: RawReceipt) -> dict[str, Any]:
+        data = dict(raw.data)
+        data["store"] = mapping._merge_store(data.get("store"), source)
+        return data
+
+    datas = [merged(raw) for raw in raws]
+    models = [Receipt.model_validate(data) for data in datas]
+    payloads = [model.__pydantic_serializer__.to_json(model, exclude_none=True) for model in models]
+    # The inputs stay alive for the whole run; frozen, the garbage collector does not scan
+    # them again and again (the daemon holds one file's receipts, not 20,000 of them).
+    gc.collect()
+    gc.freeze()
+    results: dict[str, float] = {}
+    results["parse"] = _best(repeat, receipts, parse)
+    results["finish_receipt (all)"] = _best(
+        repeat, receipts, lambda: _each(raws, lambda raw: mapping.finish_receipt(raw, source))
+    )
+    results["  store merge"] = _best(repeat, receipts, lambda: _each(raws, merged))
+    results["  model_validate"] = _best(
+        repeat, receipts, lambda: _each(datas, Receipt.model_validate)
+    )
+    results["  check_invariants"] = _best(
+        repeat, receipts, lambda: _each(datas, lambda data: check_invariants(data, {}))
+    )
+    results["  payload to_json"] = _best(
+        repeat,
+        receipts,
+        lambda: _each(models, lambda m: m.__pydantic_serializer__.to_json(m, exclude_none=True)),
+    )
+    results["  ledger entry"] = _best(
+        repeat,
+        receipts,
+        lambda: _each(
+            list(zip(models, payloads, strict=True)),
+            lambda pair: ledger.receipt_entry(pair[0], {}, pair[1], source.tz),
+        ),
+    )
+
+    with tempfile.TemporaryDirectory(prefix="hot-path-db-") as folder:
+        db = statedb.StateDB(Path(folder) / "state.db")
+        runs = iter(range(repeat))
+
+        def store() -> None:
+            prefix = f"run{next(runs)}-"
+            now = time.time()
+            for first in range(0, receipts, 100):
+                with db.transaction() as tx:
+                    for item in valid[first : first + 100]:
+                        statedb.insert_receipt(
+                            tx, source=source.name, store_id=item.store_id,
+                            receipt_id=prefix + item.receipt_id, payload=item.payload,
+                            file="f.json", now=now,
+                        )  # fmt: skip
+                        assert item.entry is not None
+                        ledger_store.record_entry(
+                            tx, source=source.name, store_id=item.store_id,
+                            receipt_id=prefix + item.receipt_id, entry=item.entry,
+                            file="f.json", now=now,
+                        )  # fmt: skip
+
+        results["statedb insert + ledger row"] = _best(repeat, receipts, store)
+        db.close()
+    return results
+
+
+def main() -> None:
+    """Print µs per receipt per stage."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--receipts", type=int, default=20_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    results = measure(args.receipts, args.repeat)
+    print(f"hot path, {args.receipts} receipts, best of {args.repeat}")
+    for stage, micros in results.items():
+        print(f"{stage:<32} {micros:8.2f} µs/receipt")
+
+
+if __name__ == "__main__":
+    main()
