@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 
 def check_invariants(data: Mapping[str, Any], private: Mapping[str, Any]) -> list[str]:
@@ -75,7 +75,7 @@ def _check_sums(data: Mapping[str, Any], items: list[dict[str, Any]], problems: 
         lines = [_int(item.get(key)) for item in items]
         if not lines or total is None or None in lines:
             continue
-        line_sum = sum(line for line in lines if line is not None)
+        line_sum = sum(cast("list[int]", lines))  # no None: checked above
         if line_sum != total:
             problems.append(
                 f"invariant Σ items.{key} = {key} is broken: the {len(lines)} items sum to "
@@ -134,14 +134,14 @@ def _check_payments(
     paid_lines = [_int(payment.get("amount")) for payment in payments]
     if not paid_lines or None in paid_lines:
         return
-    key = next(
-        (k for k in ("amount_due", "net_amount", "gross_amount") if _int(data.get(k)) is not None),
-        None,
-    )
-    if key is None:
+    for key in ("amount_due", "net_amount", "gross_amount"):
+        found = _int(data.get(key))
+        if found is not None:
+            break
+    else:
         return
-    due = _int(data.get(key)) or 0
-    paid = sum(amount for amount in paid_lines if amount is not None)
+    due = found or 0
+    paid = sum(cast("list[int]", paid_lines))  # no None: checked above
     change = _int(private.get("_change")) or 0
     rounding = _int(private.get("_rounding"))
     coin = _int(data.get("round_off_to_coin")) or 0

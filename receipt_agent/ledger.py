@@ -13,6 +13,7 @@ content it is a number the till used twice, which reconciliation names.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ class LedgerEntry:
     payments_minor: dict[str, int] = field(default_factory=dict)  # type id → amount
 
 
+@functools.lru_cache(maxsize=256)  # a handful of rates, met on every receipt
 def rate_key(percent: float | int | str) -> str:
     """A VAT rate as a stable key: 25, 25.0, "25.00" → "25"; 12.5 → "12.5"."""
     number = float(percent)

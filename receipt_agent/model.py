@@ -58,6 +58,8 @@ _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 def _number(value: object) -> int | float:
     """A JSON number: int stays int, finite float stays float; str/bool are refused."""
+    if type(value) is int:  # the common case first (called for every quantity and rate)
+        return value
     if isinstance(value, Decimal) and value.is_finite():
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, bool) or not isinstance(value, int | float):
