@@ -105,7 +105,8 @@ class Agent:
         self._send_pool.shutdown(wait=self.drained, cancel_futures=True)
         for client in [*self._retired_clients, self.client]:
             client.close()
-        self.db.close()
+        if self.drained:  # else a thread may still use a connection; the process exits hard
+            self.db.close()
         self._lock.close()
 
     def _take(self, ready: spool.ReadyFile, group: GroupCommit | None = None) -> FileOutcome | None:
@@ -604,7 +605,10 @@ class Agent:
             time.sleep(0.05)
         for observer in observers:
             observer.join(timeout=max(0.1, deadline - time.monotonic()))
-        return not intake_thread.is_alive() and not self.sender.busy.is_set()
+        # A job that was already running (backlog, metrics, a report) finishes before the
+        # state store closes under it; past the bound the cli exits hard instead.
+        jobs_done = scheduler.RUNNING_JOBS.wait_idle(max(0.0, deadline - time.monotonic()))
+        return jobs_done and not intake_thread.is_alive() and not self.sender.busy.is_set()
 
     @contextlib.contextmanager
     def _signal_handlers(self) -> Any:

@@ -9,6 +9,7 @@ log its own exceptions (huey's rule), which `guarded` does.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -37,14 +38,40 @@ def build_scheduler() -> Any:
     )
 
 
+class _RunningJobs:
+    """How many guarded jobs are running now, so a drain can wait for them (bounded)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.changed = threading.Condition()
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Return True once no guarded job runs, False if one still runs after `timeout_s`."""
+        with self.changed:
+            return self.changed.wait_for(lambda: self.count == 0, timeout=timeout_s)
+
+
+RUNNING_JOBS = _RunningJobs()
+
+
 def guarded(name: str, func: Callable[[], object]) -> Callable[[], None]:
-    """Wrap a job so an exception is logged with its traceback and the job runs again."""
+    """Wrap a job so an exception is logged with its traceback and the job runs again.
+
+    Running jobs are counted in RUNNING_JOBS: the scheduler's shutdown(wait=False) does not
+    stop a job that already runs, and the state store must not close under it.
+    """
 
     def run() -> None:
+        with RUNNING_JOBS.changed:
+            RUNNING_JOBS.count += 1
         try:
             func()
         except Exception:  # noqa: BLE001 - a job boundary: log and keep the scheduler alive
             structlog.get_logger("receipt_agent").exception("job.failed", job=name)
+        finally:
+            with RUNNING_JOBS.changed:
+                RUNNING_JOBS.count -= 1
+                RUNNING_JOBS.changed.notify_all()
 
     return run
 
