@@ -10,6 +10,11 @@ a receipt rejected, a source folder missing); else 0. Pure: counts in, text and 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from receipt_agent.intake import FileOutcome
+    from receipt_agent.sender import FlushResult
 
 EXIT_OK, EXIT_FAILED, EXIT_NEEDS_A_PERSON = 0, 1, 3
 
@@ -28,6 +33,23 @@ class OnceSummary:
     pending: int = 0
     missing_folders: list[str] = field(default_factory=list)
     store_refused: bool = False
+
+    def count_file(self, outcome: FileOutcome | None) -> None:
+        """Count one file of the pass (None: it stays in the spool)."""
+        if outcome is None:
+            return
+        if outcome.outcome == "quarantined":
+            self.quarantined += 1
+        else:
+            self.taken_in += outcome.outcome != "archived"
+            self.duplicate += outcome.duplicates
+            self.rejected += outcome.rejected
+
+    def count_sent(self, result: FlushResult) -> None:
+        """Count what the pass's sending did."""
+        self.sent += result.sent
+        self.duplicate += result.duplicates
+        self.rejected += result.rejected
 
     def line(self) -> str:
         """Return the one summary line."""
