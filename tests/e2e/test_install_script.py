@@ -52,6 +52,7 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+@pytest.mark.slow  # 30 s of pip installs: run by `make e2e`; the offline stub test stays fast
 @pytest.mark.timeout(600)
 def test_install_script_twice_into_staging_root_is_idempotent(tmp_path: Path) -> None:
     """1. Run install.sh --root STAGE: venv, unit, logrotate file, examples, config.
