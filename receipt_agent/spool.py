@@ -26,7 +26,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,25 @@ def is_candidate(name: str, pattern: str) -> bool:
     if name.startswith(".") or name.lower().endswith(_TEMPORARY_SUFFIXES):
         return False
     return fnmatch.fnmatch(name, pattern)
+
+
+def list_candidates(
+    folder: Path | str, pattern: str
+) -> Iterator[tuple[os.DirEntry[str], os.stat_result]]:
+    """Yield (entry, lstat) of each entry the spool considers, sub-folders left out.
+
+    Raise OSError when the folder cannot be listed; an entry removed between listing and
+    stat is skipped.
+    """
+    for entry in list(os.scandir(folder)):
+        if not is_candidate(entry.name, pattern):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue  # removed between listing and stat
+        if not stat.S_ISDIR(info.st_mode):
+            yield entry, info
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,20 +125,11 @@ class Spool:
         still_present: set[tuple[str, str]] = set()
         present_paths: set[str] = set()
         for source in self.sources:
-            pattern = source.glob
             try:
-                entries = list(os.scandir(source.path))
+                candidates = list(list_candidates(source.path, source.glob))
             except OSError:
                 continue  # a vanished share; the next scan tries again
-            for entry in entries:
-                if not is_candidate(entry.name, pattern):
-                    continue
-                try:
-                    info = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue  # removed between listing and stat
-                if stat.S_ISDIR(info.st_mode):
-                    continue
+            for entry, info in candidates:
                 key = (source.name, entry.name)
                 still_present.add(key)
                 present_paths.add(entry.path)

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from receipt_agent.config import AgentConfig
-from receipt_agent.spool import is_candidate
+from receipt_agent.spool import list_candidates
 
 FAULTS_META_KEY = "file_faults"  # written by the agent, a JSON list of FileFaults.snapshot()
 _SIDECAR = ".error.json"
@@ -109,21 +109,13 @@ def as_json(views: list[SourceFolders]) -> list[dict[str, Any]]:
 
 def _spool(folder: Path, pattern: str) -> tuple[int, float | None, str | None]:
     try:
-        entries = list(os.scandir(folder))
+        candidates = list(list_candidates(folder, pattern))
     except FileNotFoundError:
         return 0, None, "missing"
     except OSError as error:
         return 0, None, f"cannot be listed by this user ({error.strerror})"
     waiting, oldest = 0, None
-    for entry in entries:
-        if not is_candidate(entry.name, pattern):
-            continue
-        try:
-            info = entry.stat(follow_symlinks=False)
-        except OSError:
-            continue
-        if entry.is_dir(follow_symlinks=False):
-            continue
+    for _, info in candidates:
         waiting += 1
         oldest = info.st_mtime if oldest is None else min(oldest, info.st_mtime)
     return waiting, oldest, None
