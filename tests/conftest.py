@@ -24,7 +24,9 @@ import yaml
 from hypothesis import settings
 from support import CLIENT_ID, SECRET, base_config
 
+from receipt_agent.config import AgentConfig, load_config
 from receipt_agent.sandbox import Sandbox
+from receipt_agent.statedb import StateDB
 
 # Property tests draw the same examples on every run and keep no example database: a
 # failure reproduces on the next run, and a run never passes because of the last one.
@@ -142,3 +144,17 @@ def make_agent_config(
 def agent_config(make_agent_config: Callable[..., Path]) -> Path:
     """A config for one dintero-json source sending to the sandbox."""
     return make_agent_config()
+
+
+@pytest.fixture
+def make_config(make_agent_config: Callable[..., Path]) -> Callable[..., AgentConfig]:
+    """Build a loaded AgentConfig for the sandbox (keyword overrides as make_agent_config)."""
+    return lambda **overrides: load_config(make_agent_config(**overrides))
+
+
+@pytest.fixture
+def db(state_dir: Path) -> Iterator[StateDB]:
+    """A real state store in the test's state folder, closed after the test."""
+    database = StateDB(state_dir / "state.db")
+    yield database
+    database.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +25,6 @@ def config(
         secret_file=secret_file, log_file=tmp_path / "agent.log",
     )  # fmt: skip
     return load_config(write_config(raw))
-
-
-@pytest.fixture
-def db(state_dir: Path) -> Iterator[StateDB]:
-    database = StateDB(state_dir / "state.db")
-    yield database
-    database.close()
 
 
 def _committed_receipts(state_dir: Path) -> int:

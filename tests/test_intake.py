@@ -33,13 +33,6 @@ def config(
     return make
 
 
-@pytest.fixture
-def db(state_dir: Path) -> StateDB:
-    database = StateDB(state_dir / "state.db")
-    yield database  # type: ignore[misc]
-    database.close()
-
-
 def _sidecar(state_dir: Path, name: str) -> dict[str, Any]:
     return orjson.loads((state_dir / "quarantine/till-1" / f"{name}.error.json").read_bytes())
 

@@ -4,32 +4,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import orjson
-import pytest
 from pydantic import SecretStr
 from support import ACCOUNT, SECRET, make_receipt
 
 from receipt_agent import statedb
 from receipt_agent.api import DinteroClient
-from receipt_agent.config import AgentConfig, load_config
+from receipt_agent.config import AgentConfig
 from receipt_agent.sandbox import Sandbox
 from receipt_agent.sender import Sender
-
-
-@pytest.fixture
-def make_config(make_agent_config: Callable[..., Path]) -> Callable[..., AgentConfig]:
-    return lambda **overrides: load_config(make_agent_config(**overrides))
-
-
-@pytest.fixture
-def db(state_dir: Path) -> Iterator[statedb.StateDB]:
-    database = statedb.StateDB(state_dir / "state.db")
-    yield database
-    database.close()
 
 
 def _queue(db: statedb.StateDB, count: int, *, start: int = 0) -> None:

@@ -11,7 +11,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import orjson
 import pytest
@@ -20,22 +19,10 @@ from support import ACCOUNT, SECRET, make_receipt
 
 from receipt_agent import statedb
 from receipt_agent.api import DinteroClient
-from receipt_agent.config import AgentConfig, load_config
+from receipt_agent.config import AgentConfig
 from receipt_agent.sandbox import Sandbox
 from receipt_agent.sandbox.state import RecordedRequest
 from receipt_agent.sender import Sender
-
-
-@pytest.fixture
-def make_config(make_agent_config: Callable[..., Path]) -> Callable[..., AgentConfig]:
-    return lambda **overrides: load_config(make_agent_config(**overrides))
-
-
-@pytest.fixture
-def db(state_dir: Path) -> Iterator[statedb.StateDB]:
-    database = statedb.StateDB(state_dir / "state.db")
-    yield database
-    database.close()
 
 
 @pytest.fixture
