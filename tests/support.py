@@ -202,3 +202,16 @@ def read_log(path: Path) -> list[dict[str, Any]]:
 
 def events(path: Path, name: str) -> list[dict[str, Any]]:
     return [line for line in read_log(path) if line.get("event") == name]
+
+
+def queue_receipts(db: Any, count: int, *, start: int = 0) -> None:
+    """Queue `count` pending receipts (make_receipt numbers from `start`) in a real StateDB."""
+    from receipt_agent import statedb
+
+    with db.transaction() as tx:
+        for number in range(start, start + count):
+            receipt = make_receipt(number)
+            statedb.insert_receipt(
+                tx, source="till-1", store_id="sc029", receipt_id=receipt["receipt_id"],
+                payload=orjson.dumps(receipt), file="f.json", now=time.time(),
+            )  # fmt: skip

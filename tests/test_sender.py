@@ -7,25 +7,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 from pydantic import SecretStr
-from support import ACCOUNT, SECRET, make_receipt
+from support import ACCOUNT, SECRET, queue_receipts
 
 from receipt_agent import statedb
 from receipt_agent.api import DinteroClient
 from receipt_agent.config import AgentConfig
 from receipt_agent.sandbox import Sandbox
 from receipt_agent.sender import Sender
-
-
-def _queue(db: statedb.StateDB, count: int, *, start: int = 0) -> None:
-    with db.transaction() as tx:
-        for number in range(start, start + count):
-            receipt = make_receipt(number)
-            statedb.insert_receipt(
-                tx, source="till-1", store_id="sc029", receipt_id=receipt["receipt_id"],
-                payload=orjson.dumps(receipt), file="f.json", now=time.time(),
-            )  # fmt: skip
 
 
 def _sender(config: AgentConfig, db: statedb.StateDB) -> tuple[Sender, DinteroClient]:
@@ -38,14 +27,14 @@ def test_flush_splits_by_max_receipts_and_max_bytes(
 ) -> None:
     """250 receipts with max_receipts 100 go in 3 POSTs; a 4 KB cap makes every POST small."""
     sender, client = _sender(make_config(batch={"max_receipts": 100}), db)
-    _queue(db, 250)
+    queue_receipts(db, 250)
     result = sender.flush(threading.Event())
     client.close()
     assert (result.sent, result.batches) == (250, 3)
     assert [r.receipts for r in sandbox.requests if r.path.endswith("/receipts")] == [100, 100, 50]
 
     small, client = _sender(make_config(batch={"max_receipts": 100, "max_bytes": "4KB"}), db)
-    _queue(db, 20, start=1000)
+    queue_receipts(db, 20, start=1000)
     small.flush(threading.Event())
     client.close()
     sizes = [r.receipts for r in sandbox.requests if r.path.endswith("/receipts")][3:]
@@ -59,7 +48,7 @@ def test_flush_on_413_splits_until_batches_fit(
     """An API that refuses batches over 10 receipts with 413 still gets all 40, in halves."""
     sandbox.set_faults(max_batch_receipts=10)
     sender, client = _sender(make_config(), db)
-    _queue(db, 40)
+    queue_receipts(db, 40)
     result = sender.flush(threading.Event())
     client.close()
     assert result.sent == 40
@@ -73,7 +62,7 @@ def test_flush_on_403_keeps_everything_pending_and_backs_off(
     """A 403 (wrong scopes) keeps every receipt pending and pauses the sender."""
     sandbox.set_faults(forbidden=True, endpoints=frozenset({"receipts"}))
     sender, client = _sender(make_config(), db)
-    _queue(db, 5)
+    queue_receipts(db, 5)
     result = sender.flush(threading.Event())
     client.close()
     assert result.failed
@@ -90,7 +79,7 @@ def test_flush_after_give_up_after_rejects_receipts_older_than_the_limit(
     sender, client = _sender(
         make_config(retry={"initial": "0.1s", "max": "1s", "give_up_after": "1s"}), db
     )
-    _queue(db, 2)
+    queue_receipts(db, 2)
     with db.transaction() as tx:
         tx.execute("UPDATE receipts SET created_at = created_at - 10")
     sender.flush(threading.Event())
@@ -106,7 +95,7 @@ def test_flush_after_413_keeps_later_batches_under_the_learned_size(
     """Once the API said 413, later batches start small enough: few refusals, not one per batch."""
     sandbox.set_faults(max_batch_receipts=10)
     sender, client = _sender(make_config(), db)
-    _queue(db, 500)
+    queue_receipts(db, 500)
     result = sender.flush(threading.Event())
     client.close()
     assert result.sent == 500
@@ -151,7 +140,7 @@ def test_one_refused_receipt_is_isolated_and_the_rest_delivered(
     config = make_config()
     client = DinteroClient(config.dintero, SecretStr(SECRET))
     sender = Sender(db, client, config, observer=recorder)
-    _queue(db, 16)
+    queue_receipts(db, 16)
     result = sender.flush(threading.Event())
     client.close()
     assert (result.sent, result.rejected) == (15, 1)
@@ -175,7 +164,7 @@ def test_retry_after_above_retry_max_is_honoured_and_nothing_is_posted_meanwhile
     """
     sandbox.set_faults(rate_limit_every=1, retry_after_s=3, endpoints=frozenset({"receipts"}))
     sender, client = _sender(make_config(), db)
-    _queue(db, 5)
+    queue_receipts(db, 5)
     before = time.time()
     first = sender.flush(threading.Event())
     assert first.failed
@@ -195,7 +184,7 @@ def test_once_waits_out_a_short_backoff_and_delivers(
     """`run --once` semantics: two 503s in a row are waited out and the batch still arrives."""
     sandbox.set_faults(fail_next=2, fail_next_status=503, endpoints=frozenset({"receipts"}))
     sender, client = _sender(make_config(), db)
-    _queue(db, 5)
+    queue_receipts(db, 5)
     result = sender.flush(threading.Event(), once=True)
     client.close()
     assert result.sent == 5
@@ -212,13 +201,13 @@ def test_receipts_the_api_already_holds_are_marked_sent_not_resent_forever(
     2. Flush: the API answers them as duplicates; all are `sent`, none rejected.
     """
     sender, client = _sender(make_config(), db)
-    _queue(db, 10)
+    queue_receipts(db, 10)
     sender.flush(threading.Event())
     client.close()
     fresh = statedb.StateDB(db.path.parent / "again.db")
     try:
         again, client = _sender(make_config(), fresh)
-        _queue(fresh, 10)
+        queue_receipts(fresh, 10)
         result = again.flush(threading.Event())
         client.close()
         assert (result.sent, result.duplicates) == (10, 10)
@@ -234,11 +223,11 @@ def test_an_expired_token_is_renewed_and_the_batch_delivered(
     """Tokens that live 1 s: a flush after expiry fetches a new token once and sends."""
     sandbox.set_faults(token_lifetime_s=1)
     sender, client = _sender(make_config(), db)
-    _queue(db, 3)
+    queue_receipts(db, 3)
     sender.flush(threading.Event())
     issued = sandbox.token_issues
     time.sleep(1.2)  # let the real token expire at the sandbox
-    _queue(db, 3, start=100)
+    queue_receipts(db, 3, start=100)
     result = sender.flush(threading.Event())
     client.close()
     assert result.sent == 3
@@ -251,7 +240,7 @@ def test_a_set_stop_event_posts_nothing(
 ) -> None:
     """A flush asked to stop before it starts leaves every receipt pending and sends no request."""
     sender, client = _sender(make_config(), db)
-    _queue(db, 5)
+    queue_receipts(db, 5)
     stop = threading.Event()
     stop.set()
     result = sender.flush(stop)

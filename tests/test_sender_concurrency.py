@@ -12,10 +12,9 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-import orjson
 import pytest
 from pydantic import SecretStr
-from support import ACCOUNT, SECRET, make_receipt
+from support import ACCOUNT, SECRET, queue_receipts
 
 from receipt_agent import statedb
 from receipt_agent.api import DinteroClient
@@ -30,16 +29,6 @@ def pool() -> Iterator[ThreadPoolExecutor]:
     executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="send")
     yield executor
     executor.shutdown(wait=True)
-
-
-def _queue(db: statedb.StateDB, count: int, *, start: int = 0) -> None:
-    with db.transaction() as tx:
-        for number in range(start, start + count):
-            receipt = make_receipt(number)
-            statedb.insert_receipt(
-                tx, source="till-1", store_id="sc029", receipt_id=receipt["receipt_id"],
-                payload=orjson.dumps(receipt), file="f.json", now=time.time(),
-            )  # fmt: skip
 
 
 def _posts(sandbox: Sandbox) -> list[RecordedRequest]:
@@ -79,7 +68,7 @@ def test_flush_with_concurrency_keeps_that_many_batches_in_flight(
     sandbox.set_faults(delay_s=0.2)
     config = make_config(batch={"max_receipts": 50, "concurrency": concurrency})
     sender, client = _sender(config, db, pool)
-    _queue(db, 400)
+    queue_receipts(db, 400)
     result = sender.flush(threading.Event())
     client.close()
     posts = _posts(sandbox)
@@ -100,9 +89,9 @@ def test_flush_with_concurrency_never_sends_a_receipt_in_two_batches(
     """Receipts queued while batches are in flight each go out once: the API sees no duplicate."""
     sandbox.set_faults(delay_s=0.05)
     sender, client = _sender(make_config(batch={"max_receipts": 20}), db, pool)
-    _queue(db, 100)
+    queue_receipts(db, 100)
     feeding = threading.Thread(
-        target=lambda: [_queue(db, 20, start=1000 + 20 * n) for n in range(10)]
+        target=lambda: [queue_receipts(db, 20, start=1000 + 20 * n) for n in range(10)]
     )
     feeding.start()
     sender.flush(threading.Event())
@@ -126,7 +115,7 @@ def test_flush_with_concurrency_pauses_once_for_an_outage(
         batch={"max_receipts": 50, "concurrency": 4}, retry={"initial": "5s", "max": "60s"}
     )
     sender, client = _sender(config, db, pool)
-    _queue(db, 400)
+    queue_receipts(db, 400)
     result = sender.flush(threading.Event())
     posted = len(_posts(sandbox))
     again = sender.flush(threading.Event())
@@ -151,7 +140,7 @@ def test_flush_with_concurrency_honours_retry_after_of_any_batch(
     """A 429 with Retry-After 30 on one of the batches in flight pauses the sender 30 s."""
     sandbox.set_faults(delay_s=0.1, rate_limit_every=3, retry_after_s=30)
     sender, client = _sender(make_config(batch={"max_receipts": 50}), db, pool)
-    _queue(db, 400)
+    queue_receipts(db, 400)
     result = sender.flush(threading.Event())
     client.close()
     assert result.failed
@@ -171,7 +160,7 @@ def test_flush_with_concurrency_splits_the_batch_holding_a_bad_receipt(
     """One refused receipt among four batches in flight is rejected alone; the rest is sent."""
     sandbox.set_faults(delay_s=0.05, refuse_receipt_id="^R000123$")
     sender, client = _sender(make_config(batch={"max_receipts": 50}), db, pool)
-    _queue(db, 200)
+    queue_receipts(db, 200)
     result = sender.flush(threading.Event())
     client.close()
     assert (result.sent, result.rejected) == (199, 1)
@@ -189,7 +178,7 @@ def test_flush_with_stop_waits_for_every_batch_in_flight(
     """A stop during four POSTs returns only after all four were answered and recorded sent."""
     sandbox.set_faults(delay_s=0.5)
     sender, client = _sender(make_config(batch={"max_receipts": 50}), db, pool)
-    _queue(db, 400)
+    queue_receipts(db, 400)
     stop = threading.Event()
     timer = threading.Timer(0.2, stop.set)
     timer.start()
