@@ -30,8 +30,9 @@ import orjson
 import structlog
 from pydantic import SecretStr
 
-from receipt_agent import __version__, config_rules, refused
+from receipt_agent import __version__, refused
 from receipt_agent.config import DinteroConfig
+from receipt_agent.config.rules import ca_file_problems
 from receipt_agent.errors import (
     ConfigError,
     MisconfiguredError,
@@ -132,7 +133,7 @@ def network_settings(config: DinteroConfig) -> dict[str, Any]:
     if config.proxy is not None:
         settings["proxy"] = config.proxy
     if config.ca_file is not None:
-        if problems := config_rules.ca_file_problems(config.ca_file):
+        if problems := ca_file_problems(config.ca_file):
             raise ConfigError(problems)
         context = httpx.create_ssl_context()
         context.load_verify_locations(cafile=str(config.ca_file))

@@ -152,7 +152,7 @@ def _iso_date(text: str) -> str:
 
 
 def _load(args: argparse.Namespace, *, configure_logs: bool = True) -> AgentConfig:
-    from receipt_agent.config_check import cron_problems
+    from receipt_agent.config.check import cron_problems
 
     config = load_config(resolve_config_path(args.config))
     if problems := cron_problems(config):
@@ -261,7 +261,7 @@ def _health(config: AgentConfig) -> tuple[bool, dict[str, Any]]:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from receipt_agent.config_check import collect_problems
+    from receipt_agent.config.check import collect_problems
 
     config, problems, warnings = collect_problems(resolve_config_path(args.config))
     for warning in warnings:

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from receipt_agent.config import AgentConfig
-from receipt_agent.config_check import environment_problems
+from receipt_agent.config.environment import environment_problems
 
 Problem = tuple[str, str]
 _STATE_FILES = ("state.db", "state.db-wal", "state.db-shm", "agent.lock")

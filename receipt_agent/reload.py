@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from receipt_agent.config import AgentConfig
-from receipt_agent.config_check import collect_problems
+from receipt_agent.config.check import collect_problems
 
 Problem = tuple[str, str]
 

@@ -2,7 +2,7 @@
 
 Owns the `NOTIFY_SOCKET` datagram protocol (sd_notify(3)) that `Type=notify` and
 `WatchdogSec=` in `systemd/receipt-agent.service` rely on. The `LoadCredential=` lookup
-in `$CREDENTIALS_DIRECTORY` has one home, config.py's secret lookup order (CONTRACT §2),
+in `$CREDENTIALS_DIRECTORY` has one home, config/environment.py's secret lookup (CONTRACT §2),
 which sits below this module in the import layers. Reads environment variables and sends
 datagrams; never writes a file, never raises because systemd is absent: outside a unit
 every call is a cheap no-op returning False or None.

@@ -18,7 +18,7 @@ from receipt_agent.config import (
     parse_size,
     resolve_client_secret,
 )
-from receipt_agent.config_check import environment_problems as check_environment
+from receipt_agent.config.environment import environment_problems as check_environment
 from receipt_agent.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]

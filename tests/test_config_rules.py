@@ -12,8 +12,8 @@ import pytest
 
 from receipt_agent.api import network_settings
 from receipt_agent.config import load_config
-from receipt_agent.config_check import environment_problems as check_environment
-from receipt_agent.config_rules import is_loopback_host
+from receipt_agent.config.environment import environment_problems as check_environment
+from receipt_agent.config.rules import is_loopback_host
 from receipt_agent.errors import ConfigError
 
 

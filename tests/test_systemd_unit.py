@@ -117,7 +117,7 @@ def test_unit_declares_the_lifecycle_the_agent_implements() -> None:
     assert settings["Service.StateDirectory"] == ["receipt-agent"]
     assert settings["Service.LogsDirectory"] == ["receipt-agent"]
     assert settings["Service.ConfigurationDirectory"] == ["receipt-agent"]
-    # config.py looks for $CREDENTIALS_DIRECTORY/client_secret: the names must match.
+    # config/environment.py looks for $CREDENTIALS_DIRECTORY/client_secret: the names must match.
     assert settings["Service.LoadCredential"] == ["client_secret:/etc/receipt-agent/client_secret"]
 
 

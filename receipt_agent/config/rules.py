@@ -3,13 +3,13 @@
 Owns the checks that keep a config from leaking: a production account (`P…`) never
 talks plain `http://` to anything but this machine, `dintero.proxy` is a proxy URL
 httpx can use, `dintero.ca_file` is a readable PEM bundle, and no two sources share a
-folder. Each check returns `(path.to.key, message)` pairs in `config.py`'s shape, so
+folder. Each check returns `(path.to.key, message)` pairs in `load.py`'s shape, so
 that `check-config` prints them with the schema's problems. Reads the CA file (to check
 it); writes nothing, never contacts anything.
 
-Kept out of `config.py` (which holds the schema) and below it in the import layers:
-the rules take the config's values through small Protocols, not the models, so
-`config.py` can call them without an import cycle.
+The lowest module of the config package (its import-linter contract): the rules take
+the config's values through small Protocols, not the models, so `schema.py` can use
+`check_proxy_url` as a field validator without an import cycle.
 """
 
 from __future__ import annotations

@@ -1,121 +1,43 @@
-"""Configuration: YAML → frozen pydantic models (CONTRACT §2).
+"""The config's schema: frozen pydantic models of every key (CONTRACT §2).
 
-Owns the config schema, duration and size types, relative-path resolution, the secret
-lookup order and the rendering of every problem as `path.to.key: message`. Reads the
-config file and the secret; never writes anything, never contacts the API.
-
-Order of checks (borgmatic's): the schema first (all pydantic errors), then the logical
-checks that need the filesystem (`config_check.py`), all in the same `path: message`
-shape, collected, never stopping at the first.
-
-Over the 400-line target (under the 600 cap) on purpose: the schema is one document an
-operator's error paths are read against, and splitting it would split `sources[0].…`
-paths from the models that define them.
+Owns the models `AgentConfig` and its parts, with `extra="forbid"` at every level, and
+the field validators that need only the value (a base_url's scheme, a known encoding,
+the placeholders of `receipt_id_format`, a crontab line). Error paths an operator reads
+(`sources[0].settle`) are the paths of these models. Pure: reads no file and no
+environment variable; the value types live in `values.py`, cross-field rules in
+`load.py`, anything that looks at the machine in `environment.py`.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    SecretStr,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from receipt_agent import config_rules
-from receipt_agent.errors import ConfigError
-from receipt_agent.notation import (
-    format_location,
-    parse_host_port,
-    pydantic_message,
-    receipt_id_placeholders,
+from receipt_agent.config.rules import check_proxy_url
+from receipt_agent.config.values import (
+    ConfigPath,
+    Duration,
+    Name,
+    Size,
+    TimeZoneName,
+    resolve_path,
 )
+from receipt_agent.errors import ConfigError
+from receipt_agent.notation import parse_host_port, receipt_id_placeholders
 
-DEFAULT_CONFIG_PATH = Path("/etc/receipt-agent/config.yaml")
-CONFIG_ENV = "RECEIPT_AGENT_CONFIG"
-SECRET_ENV = "RECEIPT_AGENT_CLIENT_SECRET"  # noqa: S105 - a variable name, not a secret
 FORMATS = ("dintero-json", "csv", "saft-cashregister", "poslog")
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|kib|mib|gib)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {"b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30}
-
-
-def parse_duration(value: object) -> float:
-    """Given `30s`, `5m`, `2h`, `7d`, `250ms` or a number of seconds, return seconds."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or e.g. 30s, 5m, 2h, 7d")  # noqa: TRY004
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(str(value))
-        if not match:
-            raise ValueError(
-                f"{value!r} is not a duration; write a number of seconds or e.g. 30s, 5m, 2h, 7d"
-            )
-        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return seconds
-
-
-def parse_size(value: object) -> int:
-    """Given `2MB`, `512KB`, `2GB` (binary multiples) or a number of bytes, return bytes."""
-    if isinstance(value, bool):
-        raise ValueError("a size is a number of bytes or e.g. 2MB")  # noqa: TRY004
-    if isinstance(value, int):
-        size = value
-    else:
-        match = _SIZE.match(str(value))
-        if not match:
-            raise ValueError(f"{value!r} is not a size; write e.g. 512KB, 2MB, 2GB")
-        unit = (match.group(2) or "b").lower().replace("i", "")
-        size = int(float(match.group(1)) * _SIZE_UNITS[unit])
-    if size <= 0:
-        raise ValueError("a size must be greater than zero")
-    return size
-
-
-def _resolve_path(value: Path, info: ValidationInfo) -> Path:
-    """Relative paths are relative to the config file's folder (CONTRACT §2)."""
-    base = (info.context or {}).get("base_dir")
-    value = value.expanduser()
-    if not value.is_absolute() and base is not None:
-        value = Path(base) / value
-    return value
-
-
-def _check_timezone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"unknown time zone {value!r}; use an IANA name such as Europe/Oslo"
-        ) from None
-    return value
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Size = Annotated[int, BeforeValidator(parse_size)]
-ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
-TimeZoneName = Annotated[str, AfterValidator(_check_timezone)]
-Name = Annotated[str, Field(pattern=r"^[a-z0-9_-]+$", min_length=1, max_length=64)]
 
 
 class _Model(BaseModel):
@@ -128,8 +50,8 @@ class DinteroConfig(_Model):
     client_id: Annotated[str, Field(min_length=1)]
     client_secret_file: ConfigPath | None = None
     timeout: Duration = 30.0
-    proxy: Annotated[str, AfterValidator(config_rules.check_proxy_url)] | None = None
-    ca_file: ConfigPath | None = None  # checked by config_check (config_rules)
+    proxy: Annotated[str, AfterValidator(check_proxy_url)] | None = None
+    ca_file: ConfigPath | None = None  # checked by check-config (rules.ca_file_problems)
     receipt_token_expire_days: Annotated[int, Field(ge=1)] | None = None
 
     @field_validator("base_url")
@@ -153,7 +75,7 @@ class LogConfig(_Model):
     @classmethod
     def _relative_to_config(cls, value: str, info: ValidationInfo) -> str:
         """`-` is stderr; any other relative path is relative to the config's folder."""
-        return value if value == "-" else str(_resolve_path(Path(value), info))
+        return value if value == "-" else str(resolve_path(Path(value), info))
 
 
 class StoreAddress(_Model):
@@ -428,164 +350,3 @@ class AgentConfig(_Model):
     @property
     def db_path(self) -> Path:
         return self.state_dir / "state.db"
-
-
-# --- loading and problem rendering -------------------------------------------------------
-
-_FORMAT_TAGS = set(FORMATS)
-
-
-_CONFIG_MESSAGES = {
-    "extra_forbidden": "unknown key; check its spelling against config/example.yaml",
-    "missing": "required key is missing",
-    "union_tag_invalid": f"unknown format; use one of {', '.join(FORMATS)}",
-    "union_tag_not_found": f"`format` is required; use one of {', '.join(FORMATS)}",
-}
-
-
-def problems_from(error: ValidationError) -> list[tuple[str, str]]:
-    """Given a pydantic ValidationError, return (path, message) pairs without input values."""
-    return [
-        (
-            # A source's bad or missing `format` is reported at the source; name the key.
-            format_location(
-                (*e["loc"], "format") if e["type"] in _TAG_ERRORS else e["loc"], tags=_FORMAT_TAGS
-            ),
-            pydantic_message(e, _CONFIG_MESSAGES),
-        )
-        for e in error.errors()
-    ]
-
-
-_TAG_ERRORS = ("union_tag_invalid", "union_tag_not_found")
-
-
-def resolve_config_path(path: str | os.PathLike[str] | None) -> Path:
-    """Given the -c argument, return it, else $RECEIPT_AGENT_CONFIG, else the default."""
-    if path:
-        return Path(path)
-    env = os.environ.get(CONFIG_ENV)
-    return Path(env) if env else DEFAULT_CONFIG_PATH
-
-
-def load_config(path: Path) -> AgentConfig:
-    """Given a YAML path, return the validated config. Raise ConfigError with every problem."""
-    config, problems = validate_mapping(read_config_mapping(path), path)
-    if config is None or problems:
-        raise ConfigError(problems)
-    return config
-
-
-def read_config_mapping(path: Path) -> dict[str, Any]:
-    """Given a YAML path, return its top-level mapping. Raise ConfigError when unreadable."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(
-            [(str(path), f"cannot read the config file ({error.strerror})")]
-        ) from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(
-            [(where, f"not valid YAML ({getattr(error, 'problem', error)})")]
-        ) from None
-    if not isinstance(raw, dict):
-        raise ConfigError([(str(path), "the config must be a YAML mapping of keys")])
-    return raw
-
-
-def validate_mapping(
-    raw: dict[str, Any], path: Path
-) -> tuple[AgentConfig | None, list[tuple[str, str]]]:
-    """Given the YAML mapping of `path`, return (the config or None, schema+logical problems)."""
-    try:
-        config = AgentConfig.model_validate(raw, context={"base_dir": path.parent.resolve()})
-    except ValidationError as error:
-        return None, [*problems_from(error), *_duplicate_names(raw)]
-    return config, _logical_problems(config)
-
-
-def _duplicate_names(raw: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    for section in ("sources", "reports"):
-        seen: dict[str, int] = {}
-        items = raw.get(section)
-        if not isinstance(items, list):
-            continue
-        for index, item in enumerate(items):
-            name = item.get("name") if isinstance(item, dict) else None
-            if not isinstance(name, str):
-                continue
-            if name in seen:
-                yield (
-                    f"{section}[{index}].name",
-                    f"{name!r} is already used by {section}[{seen[name]}]; names must be unique",
-                )
-            seen.setdefault(name, index)
-
-
-def _logical_problems(config: AgentConfig) -> list[tuple[str, str]]:
-    """Cross-field rules that the schema cannot express."""
-    problems = list(_duplicate_names(config.model_dump(mode="json")))
-    problems += config_rules.transport_problems(config.dintero)
-    problems += config_rules.overlap_problems(config.sources)
-    for index, source in enumerate(config.sources):
-        if source.after == "archive" and config.archive_dir(source) == source.path:
-            problems.append(
-                (f"sources[{index}].archive_dir", "must not be the source folder itself")
-            )
-        if config.quarantine_dir(source) == source.path:
-            problems.append(
-                (f"sources[{index}].quarantine_dir", "must not be the source folder itself")
-            )
-    return problems
-
-
-def resolve_client_secret(dintero: DinteroConfig) -> tuple[SecretStr, list[str]]:
-    """Return the client secret and warnings, looked up in the contract's order.
-
-    Order: `dintero.client_secret_file` → $RECEIPT_AGENT_CLIENT_SECRET →
-    $CREDENTIALS_DIRECTORY/client_secret (systemd LoadCredential=). Raise ConfigError
-    when none of them yields a non-empty secret.
-    """
-    warnings: list[str] = []
-    if dintero.client_secret_file is not None:
-        path = dintero.client_secret_file
-        try:
-            mode = path.stat().st_mode
-            secret = path.read_text(encoding="utf-8").strip()
-        except OSError as error:
-            raise ConfigError(
-                [("dintero.client_secret_file", f"cannot read {path} ({error.strerror})")]
-            ) from None
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            warnings.append(
-                f"dintero.client_secret_file: {path} is readable by group or others; "
-                f"run chmod 600 {path}"
-            )
-        if not secret:
-            raise ConfigError([("dintero.client_secret_file", f"{path} is empty")])
-        return SecretStr(secret), warnings
-    from_env = os.environ.get(SECRET_ENV, "").strip()
-    if from_env:
-        return SecretStr(from_env), warnings
-    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
-    if credentials:
-        path = Path(credentials) / "client_secret"
-        try:
-            secret = path.read_text(encoding="utf-8").strip()
-        except OSError:
-            secret = ""
-        if secret:
-            return SecretStr(secret), warnings
-    raise ConfigError(
-        [
-            (
-                "dintero.client_secret_file",
-                f"no client secret found; set client_secret_file, ${SECRET_ENV}, "
-                "or systemd LoadCredential=client_secret:…",
-            )
-        ]
-    )

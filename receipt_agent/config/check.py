@@ -1,12 +1,11 @@
 """`check-config`: every problem of a config in one run (CONTRACT §1, issue 16).
 
 Owns the order borgmatic taught: the schema (every pydantic error, with unique names),
-then the logical rules (`config.validate_mapping`), then the environment: each spool,
-archive, quarantine and state folder, the log file's folder, the metrics textfile's
-folder, the CA file and the client secret, checked as the user running the command.
-The environment is checked even when the schema failed, on every part of the config
-that did validate, so an unknown key, a missing spool folder and an unwritable log
-folder come out of one run, not three.
+then the logical rules (`load.validate_mapping`), then the environment
+(`environment.environment_problems`: folders, files, the CA file and the client secret,
+checked as the user running the command). The environment is checked even when the
+schema failed, on every part of the config that did validate, so an unknown key, a
+missing spool folder and an unwritable log folder come out of one run, not three.
 
 Reads the config, the secret and the CA file and looks at folders (stat, access); never
 creates, writes or deletes anything, never contacts the API.
@@ -14,31 +13,28 @@ creates, writes or deletes anything, never contacts the API.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from receipt_agent import config_rules
-from receipt_agent.config import (
+from receipt_agent.config.environment import Problem, environment_problems
+from receipt_agent.config.load import read_config_mapping, validate_mapping
+from receipt_agent.config.rules import overlap_problems, transport_problems
+from receipt_agent.config.schema import (
     AgentConfig,
-    ConfigPath,
     DinteroConfig,
     LogConfig,
     MetricsConfig,
     ReconcileConfig,
     ReportConfig,
     SourceConfig,
-    read_config_mapping,
-    resolve_client_secret,
-    validate_mapping,
 )
+from receipt_agent.config.values import ConfigPath
 from receipt_agent.cron import crontab_trigger
 from receipt_agent.errors import ConfigError
 
-Problem = tuple[str, str]
 _INDEXED = re.compile(r"^(sources|reports)\[(\d+)\]")
 _INDEX_IN_TEXT = re.compile(r"(?:sources|reports)\[\d+\]")
 _DEFAULT_STATE_DIR = Path("/var/lib/receipt-agent")
@@ -61,8 +57,8 @@ def collect_problems(path: Path) -> tuple[AgentConfig | None, list[Problem], lis
     if config is None:
         # The cross-field rules validate_mapping runs only on a whole config: a production
         # account over http:// and overlapping folders are reported with the schema's.
-        found += config_rules.transport_problems(checked.config.dintero)
-        found += config_rules.overlap_problems(checked.config.sources)
+        found += transport_problems(checked.config.dintero)
+        found += overlap_problems(checked.config.sources)
     # The salvaged config numbers only the sources/reports that validated; put back
     # the index each one has in the file (in the key and in a message naming another).
     found = [
@@ -87,80 +83,6 @@ def cron_problems(config: AgentConfig) -> list[Problem]:
         except ValueError as error:
             problems.append(("reconcile.cron", str(error)))
     return problems
-
-
-def environment_problems(config: AgentConfig) -> tuple[list[Problem], list[str]]:
-    """Given a config, return (problems, warnings) about its folders, CA file and secret.
-
-    Checked as the user running this: what `run` will need to read, write and create.
-    """
-    problems: list[Problem] = []
-    state_problem = _folder_problem("state_dir", config.state_dir, "the queue database")
-    if state_problem is not None:
-        problems.append(state_problem)
-    for index, source in enumerate(config.sources):
-        key = f"sources[{index}]"
-        if not source.path.is_dir():
-            problems.append((f"{key}.path", f"{source.path} is not an existing folder; create it"))
-        elif not os.access(source.path, os.R_OK | os.W_OK | os.X_OK):
-            problems.append(
-                (
-                    f"{key}.path",
-                    f"{source.path} must be readable and writable by this user "
-                    "(files are moved to the archive)",
-                )
-            )
-        # Folders under state_dir are only checked on their own when state_dir is fine:
-        # otherwise the one state_dir problem says it all.
-        folders = [("quarantine_dir", source.quarantine_dir, config.quarantine_dir(source))]
-        if source.after == "archive":
-            folders.append(("archive_dir", source.archive_dir, config.archive_dir(source)))
-        for name, given, effective in folders:
-            if given is None and state_problem is not None:
-                continue
-            problem = _folder_problem(f"{key}.{name}", effective, f"the {name[:-4]} of files")
-            if problem is not None:
-                problems.append(problem)
-    if config.log.file != "-":
-        problems += _file_problems("log.file", Path(config.log.file), "the log")
-    if config.metrics.textfile is not None:
-        problems += _file_problems("metrics.textfile", config.metrics.textfile, "the metrics")
-    problems += config_rules.ca_file_problems(config.dintero.ca_file)
-    warnings: list[str] = []
-    try:
-        _, warnings = resolve_client_secret(config.dintero)
-    except ConfigError as error:
-        problems.extend(error.problems)
-    return problems, warnings
-
-
-def _folder_problem(key: str, folder: Path, holds: str) -> Problem | None:
-    """A folder the agent writes in must be writable, or creatable where it is missing."""
-    if folder.is_dir():
-        if os.access(folder, os.W_OK | os.X_OK):
-            return None
-        return key, f"{folder} is not writable by this user; it holds {holds}"
-    if folder.exists():
-        return key, f"{folder} is not a folder"
-    ancestor = folder.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if ancestor.is_dir() and os.access(ancestor, os.W_OK | os.X_OK):
-        return None
-    return key, (
-        f"{folder} does not exist and cannot be created by this user "
-        f"({ancestor} is not a writable folder); create it, writable by the service user"
-    )
-
-
-def _file_problems(key: str, file: Path, what: str) -> list[Problem]:
-    """A file the agent appends to or replaces: its folder writable, itself if present."""
-    if file.is_dir():
-        return [(key, f"{file} is a folder; name a file in it")]
-    if file.exists() and not os.access(file, os.W_OK):
-        return [(key, f"{file} is not writable by this user")]
-    problem = _folder_problem(key, file.parent, f"{what} file")
-    return [] if problem is None else [problem]
 
 
 def _merge(schema: list[Problem], environment: list[Problem]) -> list[Problem]:
