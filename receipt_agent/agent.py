@@ -377,9 +377,9 @@ class Agent:
     def _schedule_reports(self, sched: Any) -> None:
         if not self.config.reports:
             return
-        from receipt_agent import reports
+        from receipt_agent.reports.runner import ReportRunner
 
-        runner = reports.ReportRunner(self.config, self.client, self.db, stop_event=self.stop_event)
+        runner = ReportRunner(self.config, self.client, self.db, stop_event=self.stop_event)
         for report in self.config.reports:
             if report.cron:
                 scheduler.add_cron_job(

@@ -32,6 +32,7 @@ from pydantic import SecretStr
 
 from receipt_agent import __version__, refused
 from receipt_agent.config import DinteroConfig
+from receipt_agent.config.environment import resolve_client_secret
 from receipt_agent.config.rules import ca_file_problems
 from receipt_agent.errors import (
     ConfigError,
@@ -301,6 +302,16 @@ class DinteroClient:
             )
         raise_if_transient(response, "POST receipts")
         raise RemoteRejectedError(message, status=status)
+
+
+def open_client(config: DinteroConfig) -> DinteroClient:
+    """Given `dintero:`, return a client holding the secret found in the contract's order.
+
+    For the one-shot commands (the daemon keeps its secret for reloads). Raise ConfigError
+    when no secret can be read; close() the client when done.
+    """
+    secret, _warnings = resolve_client_secret(config)
+    return DinteroClient(config, secret)
 
 
 def search_receipt(client: DinteroClient, receipt_id: str) -> bool:

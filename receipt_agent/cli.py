@@ -373,24 +373,37 @@ def cmd_queue(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from receipt_agent import reports
+    from receipt_agent.reports.runner import generate_report
 
     config = _load(args)
     _known(args.name, [report.name for report in config.reports], "report")
-    return reports.cli_generate(config, args.name, args.period_start)
+    outcome = generate_report(config, args.name, args.period_start)
+    if outcome.skipped:
+        print(
+            f"report {args.name}: period {outcome.period_start} was already written to "
+            f"{outcome.file}; nothing to do"
+        )
+    else:
+        print(
+            f"report {args.name}: wrote {outcome.file} "
+            f"({outcome.bytes} bytes, HTTP {outcome.status})"
+        )
+    return OK
 
 
 def cmd_settlement(args: argparse.Namespace) -> int:
-    from receipt_agent import reports
+    from receipt_agent.reports.settlement import run_test_report
 
     config = _load(args)
-    return reports.cli_test_report(
+    message = run_test_report(
         config,
         transaction_ids=args.transaction_ids,
         count=args.count,
         date_from=args.date_from,
         date_to=args.date_to,
     )
+    print(message)  # the API's words, for created (201) and nothing to report (200)
+    return OK
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
@@ -402,9 +415,9 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     db = _open_db(config, readonly=False)
     client = None
     if args.remote != "none":
-        from receipt_agent.api import DinteroClient
+        from receipt_agent.api import open_client
 
-        client = DinteroClient(config.dintero, resolve_client_secret(config.dintero)[0])
+        client = open_client(config.dintero)
     try:
         runner = reconcile.Reconciler(config, db, client)
         results = runner.run(date=args.date, source=args.source, remote=args.remote)

@@ -34,8 +34,11 @@ from receipt_agent.api import DinteroClient
 from receipt_agent.config import AgentConfig, load_config, resolve_client_secret
 from receipt_agent.errors import ReceiptAgentError
 from receipt_agent.once_report import EXIT_NEEDS_A_PERSON
-from receipt_agent.report_periods import build_test_report_options
-from receipt_agent.reports import ReportRunner, request_test_settlement_report
+from receipt_agent.reports.runner import ReportRunner
+from receipt_agent.reports.settlement import (
+    build_test_report_options,
+    request_test_settlement_report,
+)
 from receipt_agent.sandbox import Sandbox
 from receipt_agent.statedb import StateDB
 

@@ -27,11 +27,12 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 from support import ACCOUNT, CLIENT_ID, SECRET
 
-from receipt_agent import report_periods, reports, scheduler
+from receipt_agent import reports, scheduler
 from receipt_agent.api import DinteroClient
 from receipt_agent.config import AgentConfig, load_config
 from receipt_agent.errors import ConfigError, MisconfiguredError, ReportError
-from receipt_agent.report_periods import (
+from receipt_agent.reports import periods, settlement
+from receipt_agent.reports.periods import (
     extension_for,
     last_fire_time,
     local_midnight,
@@ -159,7 +160,7 @@ def test_period_bounds_are_local_midnights_whatever_dst_does(
     period: str, now: datetime, data_from: str, data_to: str, hours: int
 ) -> None:
     """The previous period runs between Oslo midnights (with their own offsets) for its hours."""
-    found = report_periods.previous_period(period, "Europe/Oslo", now)
+    found = periods.previous_period(period, "Europe/Oslo", now)
     assert found.query() == {"data_from": data_from, "data_to": data_to}
     assert found.data_from is not None
     assert found.data_to is not None
@@ -171,8 +172,8 @@ def test_period_bounds_are_local_midnights_whatever_dst_does(
 def test_period_bounds_for_none_send_no_interval() -> None:
     """`period: none` sends no data_from/data_to and is named by the local date."""
     now = datetime(2026, 3, 31, 23, 30, tzinfo=UTC)
-    assert report_periods.previous_period("none", "Europe/Oslo", now).query() == {}
-    assert report_periods.previous_period("none", "Europe/Oslo", now).key == "2026-04-01"
+    assert periods.previous_period("none", "Europe/Oslo", now).query() == {}
+    assert periods.previous_period("none", "Europe/Oslo", now).key == "2026-04-01"
 
 
 def test_local_midnight_where_dst_skips_midnight_is_the_first_real_instant() -> None:
@@ -597,28 +598,30 @@ def test_report_output_dir_not_writable_fails_and_records_nothing(
     assert runner.db.report_done("monthly", "2026-03-01") is None
 
 
-def test_cli_generate_period_not_ended_is_refused_without_a_request(
+def test_generate_report_period_not_ended_is_refused_without_a_request(
     sandbox: Sandbox, report_config: Callable[..., AgentConfig]
 ) -> None:
     """`--period-start` of the current month would give a partial report: refused."""
     config = report_config(_report())
     this_month = datetime.now(OSLO).date().replace(day=1).isoformat()
     with pytest.raises(ConfigError, match="has not ended yet"):
-        reports.cli_generate(config, "monthly", this_month)
+        reports.generate_report(config, "monthly", this_month)
     assert sandbox.requests == []
 
 
-def test_cli_generate_prints_the_file_then_skips_the_same_period(
-    sandbox: Sandbox, report_config: Callable[..., AgentConfig], capsys: pytest.CaptureFixture[str]
+def test_generate_report_writes_the_file_then_skips_the_same_period(
+    sandbox: Sandbox, report_config: Callable[..., AgentConfig]
 ) -> None:
-    """`report generate NAME --period-start` writes once, then says it was already written."""
+    """`report generate NAME --period-start` writes once, then finds it already written."""
     config = report_config(_report())
+    pdf = config.report_dir(config.reports[0]) / "monthly-2026-03-01.pdf"
     with capture_logs():  # keep structlog's default stdout renderer out of the output
-        assert reports.cli_generate(config, "monthly", "2026-03-01") == 0
-        assert "wrote" in capsys.readouterr().out
-        assert reports.cli_generate(config, "monthly", "2026-03-01") == 0
-        assert "already written" in capsys.readouterr().out
-    assert (config.report_dir(config.reports[0]) / "monthly-2026-03-01.pdf").exists()
+        first = reports.generate_report(config, "monthly", "2026-03-01")
+        second = reports.generate_report(config, "monthly", "2026-03-01")
+    assert (first.file, first.bytes, first.status, first.skipped) == (
+        pdf, pdf.stat().st_size, 200, False
+    )  # fmt: skip
+    assert (second.file, second.status, second.skipped) == (pdf, None, True)
     assert len(_requests(sandbox, GENERATION)) == 1
 
 
@@ -666,7 +669,7 @@ def test_settlement_test_report_rule_broken_is_refused_without_a_request(
         "transaction_ids": None, "count": None, "date_from": None, "date_to": None, **options
     }  # fmt: skip
     with pytest.raises(ConfigError) as caught:
-        reports.cli_test_report(config, **arguments)
+        reports.run_test_report(config, **arguments)
     assert path in [where for where, _ in caught.value.problems]
     assert sandbox.requests == []
 
@@ -674,7 +677,7 @@ def test_settlement_test_report_rule_broken_is_refused_without_a_request(
 def test_settlement_test_report_collects_every_broken_rule() -> None:
     """Several mistakes are reported together, not one per try."""
     with pytest.raises(ConfigError) as caught:
-        report_periods.build_test_report_options(["T1.a"], 0, "2026-03-07", None)
+        settlement.build_test_report_options(["T1.a"], 0, "2026-03-07", None)
     assert [where for where, _ in caught.value.problems] == ["--transaction-id", "--count", "--to"]
 
 
@@ -684,7 +687,7 @@ def test_settlement_test_report_on_production_account_is_refused_before_any_requ
     """A P… account is refused at dintero.account_id: no token, no request."""
     config = report_config(account="P12345678")
     with pytest.raises(ConfigError) as caught:
-        reports.cli_test_report(config, transaction_ids=None, count=5, date_from=None, date_to=None)
+        reports.run_test_report(config, transaction_ids=None, count=5, date_from=None, date_to=None)
     assert caught.value.problems[0][0] == "dintero.account_id"
     assert "production" in caught.value.problems[0][1]
     client = DinteroClient(config.dintero, SecretStr(SECRET))
@@ -700,22 +703,20 @@ def test_settlement_test_report_on_production_account_is_refused_before_any_requ
     ("nothing", "message"),
     [(False, "Settlement report created"), (True, "No transactions to generate report")],
 )
-def test_settlement_test_report_201_and_200_print_the_message_and_exit_0(
+def test_settlement_test_report_201_and_200_return_the_message(
     sandbox: Sandbox,
     report_config: Callable[..., AgentConfig],
-    capsys: pytest.CaptureFixture[str],
     nothing: bool,
     message: str,
 ) -> None:
-    """Created (201) and nothing to report (200) are both success; the API's words are shown."""
+    """Created (201) and nothing to report (200) are both success; the API's words come back."""
     config = report_config()
     sandbox.set_faults(test_report_nothing=nothing)
-    with capture_logs():  # keep structlog's default stdout renderer out of the output
-        code = reports.cli_test_report(
+    with capture_logs():
+        shown = reports.run_test_report(
             config, transaction_ids=None, count=10, date_from="2026-03-01", date_to="2026-03-07"
         )
-    assert code == 0
-    assert capsys.readouterr().out.strip() == message
+    assert shown == message
     (request,) = _requests(sandbox, TEST_REPORT)
     assert request.status == (200 if nothing else 201)
 
@@ -724,15 +725,15 @@ def test_settlement_test_report_sends_the_options_the_spec_names(
     sandbox: Sandbox, report_config: Callable[..., AgentConfig]
 ) -> None:
     """The body is TestReportOptions; the sandbox validates it against the spec's rules."""
-    options = report_periods.build_test_report_options(None, 10, "2026-03-01", "2026-03-07")
+    options = settlement.build_test_report_options(None, 10, "2026-03-01", "2026-03-07")
     assert options == {
         "number_of_transactions": 10,
         "date_range": {"start_date": "2026-03-01", "end_date": "2026-03-07"},
     }
-    assert report_periods.build_test_report_options(["T1.a", "T1.b"], None, None, None) == {
+    assert settlement.build_test_report_options(["T1.a", "T1.b"], None, None, None) == {
         "transaction_ids": ["T1.a", "T1.b"]
     }
-    assert report_periods.build_test_report_options([], None, None, None) == {}
+    assert settlement.build_test_report_options([], None, None, None) == {}
     config = report_config()
     client = DinteroClient(config.dintero, SecretStr(SECRET))
     try:
@@ -777,7 +778,7 @@ def test_settlement_test_report_403_and_500_fail_with_the_api_message(
     config = report_config()
     sandbox.set_faults(endpoints="test_report", **faults)
     with pytest.raises(ReportError) as caught:
-        reports.cli_test_report(config, transaction_ids=None, count=3, date_from=None, date_to=None)
+        reports.run_test_report(config, transaction_ids=None, count=3, date_from=None, date_to=None)
     assert caught.value.status == status
     assert words in str(caught.value)
     assert len(_requests(sandbox, TEST_REPORT)) == 1
@@ -790,4 +791,4 @@ def test_settlement_test_report_401_after_refresh_is_a_misconfiguration(
     config = report_config()
     sandbox.set_faults(unauthorized_next=2, endpoints="test_report")
     with pytest.raises(MisconfiguredError, match="invalid JWT"):
-        reports.cli_test_report(config, transaction_ids=None, count=3, date_from=None, date_to=None)
+        reports.run_test_report(config, transaction_ids=None, count=3, date_from=None, date_to=None)

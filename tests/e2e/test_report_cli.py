@@ -82,14 +82,18 @@ def test_report_generate_writes_the_march_pdf_once(
     )
     assert first.returncode == 0, first.stderr
     pdf = tmp_path / "reports" / "monthly-settlement-pdf-2026-03-01.pdf"
-    assert str(pdf) in first.stdout
+    size = pdf.stat().st_size
+    assert first.stdout == f"report monthly-settlement-pdf: wrote {pdf} ({size} bytes, HTTP 200)\n"
     assert pdf.read_bytes().startswith(b"%PDF-")
 
     second = report_cli(
         "report", "generate", "monthly-settlement-pdf", "--period-start", "2026-03-01"
     )
     assert second.returncode == 0, second.stderr
-    assert "already written" in second.stdout
+    assert second.stdout == (
+        f"report monthly-settlement-pdf: period 2026-03-01 was already written to {pdf}; "
+        "nothing to do\n"
+    )
 
     (request,) = _requests(sandbox, GENERATION)
     query = {name: values[0] for name, values in parse_qs(request.query).items()}
@@ -159,7 +163,7 @@ def test_settlement_test_report_201_and_200_exit_0_with_the_message(
         "settlement", "test-report", "--count", "10", "--from", "2026-03-01", "--to", "2026-03-07"
     )
     assert result.returncode == 0, result.stderr
-    assert message in result.stdout
+    assert result.stdout == f"{message}\n"
     assert len(_requests(sandbox, TEST_REPORT)) == 1
 
 

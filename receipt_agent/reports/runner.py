@@ -1,11 +1,11 @@
-"""Reports: Dintero report generation on a schedule, and test settlement reports.
+"""Report runs: Dintero report generation on a schedule, at start-up and on demand.
 
-Implements CONTRACT §1 (`report generate`, `settlement test-report`), §2 (`reports`)
-and the events `report.generated` / `report.failed` of §6 (their only emitter).
+Implements CONTRACT §1 (`report generate`), §2 (`reports`) and the events
+`report.generated` / `report.failed` of §6 (their only emitter).
 
 Report generation (`POST /accounts/{aid}/reports/generation`, API-NOTES §4.1): every
 query parameter of the seed page comes from the report's config; `data_from`/`data_to`
-are the period of `report_periods` (half-open: `data_to` is the next period's start).
+are the period of `reports.periods` (half-open: `data_to` is the next period's start).
 Each 2xx answer becomes ONE file in `output_dir`, written atomically:
 
 - 200 → the body is the report: `<name>-<period start>.<ext>`, the extension from the
@@ -22,24 +22,18 @@ capped at `retry.max`, Retry-After honoured up to 15 min, at most 5 attempts); a
 answer fails the run at once. A failed period stays unrecorded, so the next start's
 catch-up runs it again.
 
-Test settlement reports (API-NOTES §4.2): the spec's rules and the test-account rule are
-checked before any request.
-
-May write only into a report's output folder; never logs or raises with a token, a
-header or a response body. Over the 400-line target on purpose: it is the one owner of
-both report endpoints, their events and their command-line glue; everything pure is in
-`report_periods`.
+May write only into a report's output folder; prints nothing (cli shows the outcome);
+never logs or raises with a token, a header or a response body. Everything pure is in
+`reports.periods`.
 """
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import orjson
@@ -47,8 +41,8 @@ import structlog
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential
 
-from receipt_agent.api import DinteroClient, error_message, raise_if_transient
-from receipt_agent.config import AgentConfig, ReportConfig, resolve_client_secret
+from receipt_agent.api import DinteroClient, error_message, open_client, raise_if_transient
+from receipt_agent.config import AgentConfig, ReportConfig
 from receipt_agent.errors import (
     ConfigError,
     ReportError,
@@ -57,9 +51,8 @@ from receipt_agent.errors import (
     TransientSendError,
 )
 from receipt_agent.files import atomic_write
-from receipt_agent.report_periods import (
+from receipt_agent.reports.periods import (
     Period,
-    build_test_report_options,
     extension_for,
     last_fire_time,
     parse_date,
@@ -359,65 +352,23 @@ class ReportRunner:
         return ReportError(message, status=status)
 
 
-# --- test settlement reports ---------------------------------------------------------------
+def generate_report(
+    config: AgentConfig, name: str, period_start: str | None, *, now: datetime | None = None
+) -> ReportOutcome:
+    """`report generate NAME [--period-start DATE]`: run one report now; return its outcome.
 
-
-def _production_problem(account_id: str) -> tuple[str, str]:
-    return (
-        "dintero.account_id",
-        f"{account_id} is a production account; test settlement reports exist only on "
-        "test accounts (T…), so use a test account's config",
-    )
-
-
-def request_test_settlement_report(
-    client: DinteroClient, account_id: str, options: dict[str, Any]
-) -> tuple[int, str]:
-    """Given a client, its account and TestReportOptions, return (status, message).
-
-    The message is the API's `message` for 200 and 201, its error message otherwise.
-    Raise ConfigError for a production account (before any request), SendError when the
-    request cannot be made (timeout, unreachable, 401 after a fresh token).
-    """
-    if account_id.startswith("P") or account_id != client.config.account_id:
-        problem = _production_problem(account_id)
-        if account_id != client.config.account_id:
-            problem = ("dintero.account_id", f"the client is for {client.config.account_id}")
-        raise ConfigError([problem])
-    response = client.request("POST", "/settlements/reports/generate-test-report", json=options)
-    status = response.status_code
-    if status in (200, 201):
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        message = body.get("message") if isinstance(body, dict) else None
-        return status, str(message or f"HTTP {status}")
-    return status, error_message(response)
-
-
-# --- command line (called by cli.py, which presents errors and exits) -----------------------
-
-
-def _client(config: AgentConfig) -> DinteroClient:
-    secret, _warnings = resolve_client_secret(config.dintero)
-    return DinteroClient(config.dintero, secret)
-
-
-def cli_generate(config: AgentConfig, name: str, period_start: str | None) -> int:
-    """`report generate NAME [--period-start DATE]`: run one report now; return 0.
-
-    Print the file written (or already written for that period). Raise ConfigError for
-    an unknown name or a bad/unfinished period, ReportError when the run fails.
+    Without `period_start` the period is the last full one. Raise ConfigError for an
+    unknown name or a bad/unfinished period (before any request), ReportError (logged
+    as report.failed) when the run fails.
     """
     report = config.report(name)
-    now = datetime.now(UTC)
+    current = now or datetime.now(UTC)
     if period_start is None:
-        period = previous_period(report.period, report.timezone, now)
+        period = previous_period(report.period, report.timezone, current)
     else:
         start = parse_date(period_start, "--period-start")
         period = period_starting(report.period, report.timezone, start)
-        if period.data_to is not None and period.data_to > now:
+        if period.data_to is not None and period.data_to > current:
             raise ConfigError(
                 [
                     (
@@ -427,56 +378,10 @@ def cli_generate(config: AgentConfig, name: str, period_start: str | None) -> in
                     )
                 ]
             )
-    client = _client(config)
+    client = open_client(config.dintero)
     db = StateDB(config.db_path)
     try:
-        outcome = ReportRunner(config, client, db).run_period(report, period)
+        return ReportRunner(config, client, db).run_period(report, period)
     finally:
         client.close()
         db.close()
-    if outcome.skipped:
-        print(  # noqa: T201 - the command's output; cli delegates it here
-            f"report {name}: period {outcome.period_start} was already written to "
-            f"{outcome.file}; nothing to do"
-        )
-    else:
-        print(  # noqa: T201 - the command's output; cli delegates it here
-            f"report {name}: wrote {outcome.file} ({outcome.bytes} bytes, HTTP {outcome.status})"
-        )
-    return 0
-
-
-def cli_test_report(
-    config: AgentConfig,
-    *,
-    transaction_ids: list[str] | None,
-    count: int | None,
-    date_from: str | None,
-    date_to: str | None,
-) -> int:
-    """`settlement test-report`: check every rule, ask Dintero, print its message; return 0.
-
-    Raise ConfigError (nothing sent) for a production account or broken option rules,
-    ReportError with the API's message for 400/401/403/500.
-    """
-    problems: list[tuple[str, str]] = []
-    if not config.dintero.is_test_account:
-        problems.append(_production_problem(config.dintero.account_id))
-    options: dict[str, Any] = {}
-    try:
-        options = build_test_report_options(transaction_ids, count, date_from, date_to)
-    except ConfigError as error:
-        problems.extend(error.problems)
-    if problems:
-        raise ConfigError(problems)
-    client = _client(config)
-    try:
-        status, message = request_test_settlement_report(client, config.dintero.account_id, options)
-    finally:
-        client.close()
-    if status in (200, 201):
-        print(message, file=sys.stdout)  # noqa: T201 - the command's output
-        return 0
-    raise ReportError(
-        f"settlement test-report: Dintero answered {status}: {message}", status=status
-    )

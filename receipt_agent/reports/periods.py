@@ -1,9 +1,8 @@
-"""The pure rules of `reports`: periods, cron fire times, file extensions, test options.
+"""The pure rules of report runs: periods, cron fire times, dates, file extensions.
 
 Pure functions from values to values (no I/O, no logging, no clock reads: `now` is
-always passed in), used by `reports` for CONTRACT §2 `reports[].period` and `cron`, for
-the output file's extension, and for the billing spec's TestReportOptions rules that
-`settlement test-report` checks before any request (CONTRACT §1).
+always passed in), used by `reports.runner` for CONTRACT §2 `reports[].period` and
+`cron` and for the output file's extension, and by `reports.settlement` for its dates.
 
 Periods are half-open intervals in the report's `timezone`: `data_from` is the local
 midnight that starts the period and `data_to` is the local midnight that starts the
@@ -26,18 +25,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from receipt_agent.cron import crontab_trigger
 from receipt_agent.errors import ConfigError
 
-PERIODS = ("previous_day", "previous_week", "previous_month", "none")
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _FIRST_WINDOW = timedelta(hours=1)
 CRON_LOOKBACK = timedelta(days=400)  # a yearly cron still has a fire inside this window
-MAX_TRANSACTION_IDS = 1000
-MAX_TRANSACTIONS = 10_000
 _EXTENSIONS = {
     "application/pdf": "pdf",
     "text/csv": "csv",
@@ -204,70 +199,3 @@ def extension_for(content_type: str | None, accept: str) -> str:
         if media_type in _EXTENSIONS:
             return _EXTENSIONS[media_type]
     return "bin"
-
-
-# --- test settlement report options (billing spec TestReportOptions) ----------------------
-
-
-def build_test_report_options(
-    transaction_ids: list[str] | None,
-    count: int | None,
-    date_from: str | None,
-    date_to: str | None,
-) -> dict[str, Any]:
-    """Given the command-line options, return the TestReportOptions body.
-
-    Raise ConfigError listing every rule of the spec that is broken (at most 1000 ids,
-    1 ≤ count ≤ 10000, ids not combined with count or dates, both dates given as valid
-    YYYY-MM-DD, from before to). An empty id list counts as none, as the API ignores it.
-    """
-    problems: list[tuple[str, str]] = []
-    ids = list(transaction_ids or [])
-    if len(ids) > MAX_TRANSACTION_IDS:
-        problems.append(
-            (
-                "--transaction-id",
-                f"at most {MAX_TRANSACTION_IDS} transaction ids per request, got {len(ids)}; "
-                "split them over several requests",
-            )
-        )
-    if any(not item.strip() for item in ids):
-        problems.append(("--transaction-id", "an empty transaction id was given"))
-    if ids and (count is not None or date_from is not None or date_to is not None):
-        problems.append(
-            (
-                "--transaction-id",
-                "cannot be combined with --count or --from/--to; give either ids, "
-                "or a count and/or a date range",
-            )
-        )
-    if count is not None and not 1 <= count <= MAX_TRANSACTIONS:
-        problems.append(("--count", f"must be from 1 to {MAX_TRANSACTIONS}, got {count}"))
-    start = end = None
-    if (date_from is None) != (date_to is None):
-        missing, given = ("--to", "--from") if date_to is None else ("--from", "--to")
-        problems.append((missing, f"is required with {given}; give both dates of the range"))
-    for where, value in (("--from", date_from), ("--to", date_to)):
-        if value is None:
-            continue
-        try:
-            parsed = parse_date(value, where)
-        except ConfigError as error:
-            problems.extend(error.problems)
-            continue
-        if where == "--from":
-            start = parsed
-        else:
-            end = parsed
-    if start is not None and end is not None and start >= end:
-        problems.append(("--from", f"{start} must be before --to {end}"))
-    if problems:
-        raise ConfigError(problems)
-    options: dict[str, Any] = {}
-    if ids:
-        options["transaction_ids"] = ids
-    if count is not None:
-        options["number_of_transactions"] = count
-    if start is not None and end is not None:
-        options["date_range"] = {"start_date": start.isoformat(), "end_date": end.isoformat()}
-    return options
