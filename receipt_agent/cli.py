@@ -152,11 +152,7 @@ def _iso_date(text: str) -> str:
 
 
 def _load(args: argparse.Namespace, *, configure_logs: bool = True) -> AgentConfig:
-    from receipt_agent.config.check import cron_problems
-
     config = load_config(resolve_config_path(args.config))
-    if problems := cron_problems(config):
-        raise ConfigError(problems)
     if configure_logs:
         try:
             logs.configure(file=config.log.file, format=config.log.format, level=config.log.level)

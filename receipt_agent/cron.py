@@ -4,14 +4,19 @@ APScheduler's `CronTrigger.from_crontab` numbers weekdays from Monday = 0, so th
 crontab line `0 6 * * 1` ("Mondays at 06:00") would fire on Tuesdays. `crontab_trigger`
 rewrites the day-of-week field into names first (0 and 7 = Sunday, as crontab(5) says),
 so a store's IT person gets what they wrote. The scheduler and the reports' catch-up both
-use it, so they agree. Imports apscheduler only.
+use it, so they agree.
+
+A crontab line is validated once, when the config loads: `check_crontab` is the field
+validator of `reports[].cron` and `reconcile.cron` (config/values.py), so a bad line is
+a `reports[0].cron: <reason>` problem of `check-config` and of every command that loads
+the config (exit 2), and the scheduler and `report_periods` only ever build triggers for
+lines that passed. Below config in the import layers; imports apscheduler only, and only
+when a trigger is built (so importing the config costs no apscheduler import).
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-from apscheduler.triggers.cron import CronTrigger
 
 _NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _DAYS_IN_WEEK = 7
@@ -54,11 +59,25 @@ def day_of_week_names(field: str) -> str:
     return ",".join(_NAMES[day] for day in sorted(days))
 
 
+def check_crontab(expression: str) -> str:
+    """Given a crontab line, return it when a trigger can be built from it: the one check.
+
+    Raise ValueError with a readable reason (the field, the range) otherwise. The fields'
+    meaning does not depend on the time zone, so the line is checked in UTC once for every
+    zone it will run in (reconcile runs in each source's zone).
+    """
+    crontab_trigger(expression, "UTC")
+    return expression
+
+
 def crontab_trigger(expression: str, timezone: str) -> Any:
     """Given a 5-field crontab line and an IANA zone, return an APScheduler CronTrigger.
 
-    Raise ValueError with a readable reason when the expression is not valid.
+    Raise ValueError with a readable reason when the expression is not valid (a config
+    has none: `check_crontab` refused them at load).
     """
+    from apscheduler.triggers.cron import CronTrigger  # here: loading a config stays light
+
     fields = expression.split()
     if len(fields) != 5:  # noqa: PLR2004 - crontab has five fields
         raise ValueError(f"{expression!r} is not a crontab line; write 5 fields, e.g. '15 6 1 * *'")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from support import cli
+from support import cli, report_entry
 
 from receipt_agent.config import (
     SECRET_ENV,
@@ -239,3 +239,36 @@ def test_load_config_with_bad_receipt_id_format_is_reported_by_check_config(
     }  # fmt: skip
     problems = dict(_problems(write_config, _minimal(tmp_path, sources=[source])))
     assert "sources[0].receipt_id_format" in problems
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("0 6 * *", "write 5 fields"),
+        ("0 6 * * 9", "day of week 9 is out of range"),
+        ("0 6 * * 5-1", "runs backwards"),
+        ("61 6 * * *", "61"),
+    ],
+)
+def test_load_config_with_bad_cron_names_the_key_once(
+    tmp_path: Path, write_config: Callable[..., Path], line: str, reason: str
+) -> None:
+    """A crontab line the scheduler could not run is one problem per key, at load."""
+    config = _minimal(
+        tmp_path, reports=[report_entry(cron=line)], reconcile={"cron": line, "remote": "none"}
+    )
+    problems = _problems(write_config, config)
+    for key in ("reports[0].cron", "reconcile.cron"):
+        messages = [message for where, message in problems if where == key]
+        assert len(messages) == 1
+        assert reason in messages[0]
+
+
+def test_status_with_bad_report_cron_exits_2_naming_the_key(
+    tmp_path: Path, write_config: Callable[..., Path]
+) -> None:
+    """Any command that loads the config, not only check-config, refuses a bad cron: exit 2."""
+    config = write_config(_minimal(tmp_path, reports=[report_entry(cron="0 6 * * 9")]))
+    result = cli("status", "-c", str(config))
+    assert result.returncode == 2
+    assert "reports[0].cron: day of week 9 is out of range" in result.stderr

@@ -9,7 +9,7 @@ import-linter contract in pyproject.toml keeps the order):
     environment.py  the client secret's lookup order ($CREDENTIALS_DIRECTORY included)
                     and the folder/file checks against this machine
     schema.py       the models, `extra="forbid"` and frozen at every level
-    values.py       durations, sizes, config-relative paths, time zones, names
+    values.py       durations, sizes, config-relative paths, time zones, names, crontab lines
     rules.py        security rules: transport, proxy URL, CA file, overlapping folders
 
 This module only re-exports the names the rest of the agent uses, so
@@ -52,6 +52,7 @@ from receipt_agent.config.schema import StoreAddress as StoreAddress
 from receipt_agent.config.schema import StoreDefaults as StoreDefaults
 from receipt_agent.config.schema import XmlMapping as XmlMapping
 from receipt_agent.config.values import ConfigPath as ConfigPath
+from receipt_agent.config.values import Crontab as Crontab
 from receipt_agent.config.values import Duration as Duration
 from receipt_agent.config.values import Name as Name
 from receipt_agent.config.values import Size as Size

@@ -32,7 +32,6 @@ from receipt_agent.config.schema import (
     SourceConfig,
 )
 from receipt_agent.config.values import ConfigPath
-from receipt_agent.cron import crontab_trigger
 from receipt_agent.errors import ConfigError
 
 _INDEXED = re.compile(r"^(sources|reports)\[(\d+)\]")
@@ -53,7 +52,6 @@ def collect_problems(path: Path) -> tuple[AgentConfig | None, list[Problem], lis
     config, problems = validate_mapping(raw, path)
     checked = _Salvaged(config, {}) if config is not None else _salvage(raw, path)
     found, warnings = environment_problems(checked.config)
-    found += cron_problems(checked.config)
     if config is None:
         # The cross-field rules validate_mapping runs only on a whole config: a production
         # account over http:// and overlapping folders are reported with the schema's.
@@ -66,23 +64,6 @@ def collect_problems(path: Path) -> tuple[AgentConfig | None, list[Problem], lis
         for key, message in found
     ]
     return config, _merge(problems, found), warnings
-
-
-def cron_problems(config: AgentConfig) -> list[Problem]:
-    """Given a config, return a problem for each report cron APScheduler cannot build."""
-    problems = []
-    for index, report in enumerate(config.reports):
-        if report.cron:
-            try:
-                crontab_trigger(report.cron, report.timezone)
-            except ValueError as error:
-                problems.append((f"reports[{index}].cron", str(error)))
-    if config.reconcile and config.reconcile.cron:
-        try:
-            crontab_trigger(config.reconcile.cron, "UTC")  # each source's zone: the same fields
-        except ValueError as error:
-            problems.append(("reconcile.cron", str(error)))
-    return problems
 
 
 def _merge(schema: list[Problem], environment: list[Problem]) -> list[Problem]:

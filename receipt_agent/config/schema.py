@@ -28,6 +28,7 @@ from pydantic import (
 from receipt_agent.config.rules import check_proxy_url
 from receipt_agent.config.values import (
     ConfigPath,
+    Crontab,
     Duration,
     Name,
     Size,
@@ -267,7 +268,7 @@ class ReportBodyItem(_Model):
 
 class ReportConfig(_Model):
     name: Name
-    cron: str | None = None
+    cron: Crontab | None = None
     timezone: TimeZoneName = "Europe/Oslo"
     template_id: Annotated[str, Field(min_length=1)]
     template_data_path: Annotated[str, Field(min_length=1)]
@@ -279,28 +280,14 @@ class ReportConfig(_Model):
     body: list[ReportBodyItem] = Field(default_factory=list)
     output_dir: ConfigPath | None = None
 
-    @field_validator("cron")
-    @classmethod
-    def _five_fields(cls, value: str | None) -> str | None:
-        if value is not None and len(value.split()) != 5:  # noqa: PLR2004 - crontab has 5
-            raise ValueError(
-                f"{value!r} is not a crontab expression; write 5 fields, e.g. '15 6 1 * *'"
-            )
-        return value
-
 
 class ReconcileConfig(_Model):
     """`reconcile:` (CONTRACT §2, §7): the daily completeness check."""
 
-    cron: str | None = None  # in each source's timezone; None: by hand only
+    cron: Crontab | None = None  # in each source's timezone; None: by hand only
     remote: Literal["none", "sample", "all"] = "sample"
     sample_size: Annotated[int, Field(ge=1, le=100_000)] = 50
     max_requests_per_second: Annotated[float, Field(gt=0, le=1000)] = 5.0
-
-    @field_validator("cron")
-    @classmethod
-    def _five_fields(cls, value: str | None) -> str | None:
-        return ReportConfig._five_fields(value)  # the same crontab rule as reports
 
 
 class MetricsConfig(_Model):

@@ -2,7 +2,8 @@
 
 Owns the value types the schema's fields are declared with: `30s`/`5m`/`2h` durations,
 `2MB` sizes (binary multiples), paths relative to the config file's folder, IANA time
-zone names and source/report names. Each raises ValueError with the sentence
+zone names, source/report names and crontab lines (checked by `cron.check_crontab`, the
+one crontab check). Each raises ValueError with the sentence
 `check-config` prints after `path.to.key: `. Pure: never touches a file (a path is only
 joined, not looked at).
 """
@@ -15,6 +16,8 @@ from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo
+
+from receipt_agent.cron import check_crontab
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -81,3 +84,4 @@ Size = Annotated[int, BeforeValidator(parse_size)]
 ConfigPath = Annotated[Path, AfterValidator(resolve_path)]
 TimeZoneName = Annotated[str, AfterValidator(_check_timezone)]
 Name = Annotated[str, Field(pattern=r"^[a-z0-9_-]+$", min_length=1, max_length=64)]
+Crontab = Annotated[str, AfterValidator(check_crontab)]  # 5 fields, crontab's weekdays
