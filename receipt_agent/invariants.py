@@ -211,6 +211,8 @@ def _int(value: object) -> int | None:
 
 
 def _dicts(value: object) -> list[dict[str, Any]]:
+    if type(value) is list:  # the common case (a JSON array), without the ABC isinstance
+        return [item for item in value if isinstance(item, dict)]
     if value is None:
         return []
     if isinstance(value, Sequence) and not isinstance(value, str):

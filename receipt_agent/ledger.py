@@ -76,22 +76,29 @@ def text_id(value: object) -> str | None:
 
 def digest(data: bytes) -> str:
     """A short content digest (16 hex digits of SHA-256)."""
-    return hashlib.sha256(data).hexdigest()[:16]
+    return hashlib.sha256(data).digest()[:8].hex()  # = hexdigest()[:16], one string less
 
 
 def receipt_entry(
     receipt: Receipt, private: Mapping[str, Any], payload: bytes, tz: ZoneInfo
 ) -> LedgerEntry:
     """Given a validated receipt, the parser's private keys and the payload, return its entry."""
-    day = valid_day(text_id(private.get("_business_day"))) or business_day(receipt.purchase_at, tz)
+    if private:
+        day = valid_day(text_id(private.get("_business_day")))
+        register = text_id(private.get("_register_id")) or ""
+        number = text_id(private.get("_number"))
+    else:  # dintero-json: no private keys (the common case, without six calls)
+        day, register, number = None, "", None
+    if day is None:
+        day = receipt.purchase_at.astimezone(tz).date().isoformat()  # = business_day()
     amount = receipt.net_amount
     if amount is None:
         amount = receipt.gross_amount
     if amount is None:
         amount = sum(item.net_amount or item.gross_amount or 0 for item in receipt.items or ())
     return LedgerEntry(
-        register=text_id(private.get("_register_id")) or "",
-        number=text_id(private.get("_number")),
+        register=register,
+        number=number,
         business_day=day,
         outcome=RECEIPT,
         content=digest(payload),
@@ -102,7 +109,7 @@ def receipt_entry(
 
 
 def _vat(receipt: Receipt) -> dict[str, int]:
-    lines: list[TaxItem] = list(receipt.tax_lines or ())
+    lines: list[TaxItem] | None = receipt.tax_lines
     if not lines:
         lines = [tax for item in receipt.items or () for tax in item.tax_lines or ()]
     totals: dict[str, int] = {}

@@ -62,6 +62,9 @@ _MAX_ECHO_DEPTH = 3
 PRIVATE_KEYS = ("_register_id", "_number", "_rounding", "_change", "_business_day")
 _NOT_AMOUNTS = frozenset({"line_id", "total_manual_percentage_discount"})  # ints, not money
 
+# `Receipt.model_validate` without its Python wrapper (the same validator, same result).
+_validate = Receipt.__pydantic_validator__.validate_python
+
 # Kept so that `from receipt_agent.mapping import check_totals` goes on working; new code
 # in `formats` imports `receipt_agent.totals` instead (formats may not import mapping).
 check_totals = totals.check_totals
@@ -104,7 +107,7 @@ def finish_receipt(raw: RawReceipt, source: SourceBase) -> ValidReceipt | Invali
             data["receipt_id"] = receipt_id
     receipt: Receipt | None = None
     try:
-        receipt = Receipt.model_validate(data)
+        receipt = _validate(data)
     except ValidationError as error:
         errors.extend(error_sentences(error))
     if receipt is not None and not errors:
@@ -227,7 +230,9 @@ def _merge_store(store: object, source: SourceBase) -> object:
     if store.get("id") not in (None, defaults["id"]):
         return dict(store)
     merged = _copy_store(defaults)
-    merged.update((key, value) for key, value in store.items() if value is not None)
+    for key, value in store.items():
+        if value is not None:
+            merged[key] = value
     default_address, own_address = defaults.get("address"), store.get("address")
     if isinstance(default_address, dict) and isinstance(own_address, dict):
         merged["address"] = {

@@ -58,9 +58,10 @@ def parse(stream: IO[bytes], source: SourceBase) -> Iterator[Record]:
             f"the file is larger than max_file_size ({limit} bytes); "
             "export smaller files or raise sources[].max_file_size"
         )
+    tz = source.tz  # a ZoneInfo cache lookup: once per file, not once per receipt
     for record in _records(raw):
         if isinstance(record, RawReceipt):
-            _localize(record.data, source.tz)
+            _localize(record.data, tz)
         yield record
 
 
