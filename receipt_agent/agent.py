@@ -9,10 +9,8 @@ acknowledged or left pending, bounded by DRAIN_TIMEOUT_S) → `agent.stopped`.
 Signal handlers only set flags; a second SIGTERM/SIGINT forces an immediate exit.
 Owns every thread: the intake worker, the watchdog observers, the APScheduler pool and
 the metrics listener. Every thread's top loop catches, logs and continues.
-
-Past the 600-line cap (about 640 lines), stated: the one owner of every thread keeps start,
-drain, the SIGHUP reload and the per-file boundary together, where their ordering is seen;
-the reload's apply step is the next piece to move out.
+The scheduled jobs (and which of them a reload schedules again) are `daemon_jobs`'; what a
+reload may change and what changed is `reload`'s; applying it is here.
 """
 
 from __future__ import annotations
@@ -35,8 +33,9 @@ from pydantic import SecretStr
 
 from receipt_agent import logs, reload, scheduler, spool, statedb, systemd
 from receipt_agent.api import DinteroClient
-from receipt_agent.config import MAX_CONCURRENCY, AgentConfig, resolve_client_secret
-from receipt_agent.errors import ConfigError, StateStoreError
+from receipt_agent.config import MAX_CONCURRENCY, AgentConfig
+from receipt_agent.daemon_jobs import DaemonJobs
+from receipt_agent.errors import StateStoreError
 from receipt_agent.file_faults import FileFaults
 from receipt_agent.intake import FileOutcome, GroupCommit, sync_moves, take_in
 from receipt_agent.metrics import AgentMetrics, HealthCheck
@@ -81,7 +80,6 @@ class Agent:
         # Files read and queued but held in the spool → (monotonic time to visit again, path).
         self._revisit: dict[tuple[str, str], tuple[float, Path, float]] = {}  # … and its mtime
         self._once = False  # run_once: no hold (one pass, no later visit)
-        self._token_refreshes_seen = 0
         self._scheduler: Any = None  # set once the daemon's scheduler exists
         self._watcher: spool.SpoolWatcher | None = None  # the daemon's folder watches
         self.once_summary: OnceSummary | None = None  # what `run --once` did, for the CLI
@@ -292,7 +290,11 @@ class Agent:
             with self._signal_handlers():
                 observers = self._observers = self._start_observers()  # a reload refills it
                 intake_thread.start()
-                self._schedule(sched)
+                self._jobs = DaemonJobs(
+                    self.config, db=self.db, client=self.client, metrics=self.metrics,
+                    stop_event=self.stop_event, flush=self._flush,
+                )  # fmt: skip
+                self._jobs.schedule(sched)
                 self._scheduler = sched
                 sched.start()
                 self._start_metrics()
@@ -329,6 +331,18 @@ class Agent:
             self._log.warning("spool.missing", source=source.name, path=str(source.path))
         return self._watcher.observers
 
+    def _watch_again(self, config: AgentConfig) -> None:
+        """A reload changed the sources: a new spool (keeping what the old one knew) and
+        new folder watches."""
+        fresh = spool.Spool(config.sources)
+        fresh.adopt(self.spool)
+        self.spool = fresh
+        for observer in self._observers:
+            observer.stop()
+        for observer in self._observers:
+            observer.join(timeout=5.0)
+        self._observers[:] = self._start_observers()
+
     def _check_folders(self) -> None:
         """Report source folders that went missing; watch again those that came back."""
         if self._watcher is None:
@@ -337,57 +351,6 @@ class Agent:
         for source in gone:
             self._log.warning("spool.missing", source=source.name, path=str(source.path))
 
-    def _schedule(self, sched: Any) -> None:
-        batch = self.config.batch
-        scheduler.add_interval_job(
-            sched, scheduler.FLUSH_JOB, self._flush, batch.flush_interval, start_now=True
-        )
-        scheduler.add_interval_job(
-            sched,
-            scheduler.BACKLOG_JOB,
-            self._backlog,
-            scheduler.BACKLOG_INTERVAL_S,
-            start_now=False,
-        )
-        if self.config.metrics.textfile is not None:
-            scheduler.add_interval_job(sched, "metrics", self._write_metrics, 15.0, start_now=True)
-        self._schedule_reports(sched)
-        self._schedule_reconcile(sched)
-
-    def _schedule_reconcile(self, sched: Any) -> None:
-        """`reconcile.cron` in each source's timezone: one job per zone (CONTRACT §2, §7)."""
-        settings = self.config.reconcile
-        if settings is None or not settings.cron:
-            return
-        for zone in sorted({source.timezone for source in self.config.sources}):
-            scheduler.add_cron_job(
-                sched, f"reconcile:{zone}", functools.partial(self._reconcile, zone),
-                settings.cron, zone,
-            )  # fmt: skip
-
-    def _reconcile(self, zone: str) -> None:
-        from receipt_agent import reconcile
-
-        results = reconcile.run_daily(
-            self.config, self.db, self.client, stop=self.stop_event, timezone=zone
-        )
-        for result in results:
-            self.metrics.reconciled(result["source"], result["result"], result["gaps"])
-
-    def _schedule_reports(self, sched: Any) -> None:
-        if not self.config.reports:
-            return
-        from receipt_agent.reports.runner import ReportRunner
-
-        runner = ReportRunner(self.config, self.client, self.db, stop_event=self.stop_event)
-        for report in self.config.reports:
-            if report.cron:
-                scheduler.add_cron_job(
-                    sched, f"report:{report.name}", functools.partial(runner.run_scheduled, report),
-                    report.cron, report.timezone,
-                )  # fmt: skip
-        sched.add_job(scheduler.guarded("reports:catch-up", runner.catch_up), id="reports:catch-up")
-
     def _start_metrics(self) -> None:
         if self.config.metrics.listen:
             self.metrics.start_listener(self.config.metrics.listen, health=self._health)
@@ -395,27 +358,7 @@ class Agent:
     def _flush(self) -> None:
         self._queued_since_flush = 0
         self.sender.flush(self.stop_event)
-        self._update_queue_metrics()
-
-    def _backlog(self) -> None:
-        pending, oldest_age_s = self._update_queue_metrics()
-        if pending:
-            self._log.info("queue.backlog", pending=pending, oldest_age_s=oldest_age_s)
-
-    def _update_queue_metrics(self) -> tuple[int, float | None]:
-        pending = self.db.pending_count()
-        oldest = self.db.oldest_pending_created_at()
-        oldest_age_s = None if oldest is None else round(max(0.0, time.time() - oldest), 1)
-        self.metrics.set_queue(pending, oldest_age_s)
-        refreshes = self.client.token_refreshes
-        for _ in range(refreshes - self._token_refreshes_seen):
-            self.metrics.token_refreshed()
-        self._token_refreshes_seen = refreshes
-        return pending, oldest_age_s
-
-    def _write_metrics(self) -> None:
-        if self.config.metrics.textfile is not None:
-            self.metrics.write_textfile(self.config.metrics.textfile)
+        self._jobs.update_queue_metrics()
 
     def _intake_loop(self) -> None:
         """The intake thread: scan, take in ready files, sleep until woken or due."""
@@ -527,16 +470,12 @@ class Agent:
         Runs on the main thread. Nothing in flight is touched: the file in hand and the
         batch in flight finish as they began; what comes next uses the new settings.
         """
-        try:
-            new, problems = reload.load_for_reload(path, self.config)
-            secret = self._secret if new is None else resolve_client_secret(new.dintero)[0]
-            if new is not None and new.log != self.config.log:
+        new, secret, problems = reload.read_new_config(path, self.config, self._secret)
+        if new is not None and new.log != self.config.log:
+            try:
                 logs.configure(file=new.log.file, format=new.log.format, level=new.log.level)
-        except (ConfigError, OSError) as error:
-            new = None
-            problems = (
-                error.problems if isinstance(error, ConfigError) else [("log.file", str(error))]
-            )
+            except OSError as error:
+                new, problems = None, [("log.file", str(error))]
         if new is None:
             self._log.error(
                 "config.invalid", problems=[f"{key}: {message}" for key, message in problems],
@@ -550,36 +489,9 @@ class Agent:
         old, self.config = self.config, new
         self.sender.reconfigure(new, self.client)
         if changes.has("sources"):
-            fresh = spool.Spool(new.sources)
-            fresh.adopt(self.spool)
-            self.spool = fresh
-            for observer in self._observers:
-                observer.stop()
-            for observer in self._observers:
-                observer.join(timeout=5.0)
-            self._observers[:] = self._start_observers()
+            self._watch_again(new)
         if self._scheduler is not None:
-            if changes.has("batch"):
-                scheduler.add_interval_job(
-                    self._scheduler, scheduler.FLUSH_JOB, self._flush, new.batch.flush_interval,
-                    start_now=True,
-                )  # fmt: skip
-            if changes.has("reports") or changes.has("dintero"):
-                for job in self._scheduler.get_jobs():
-                    if job.id.startswith(("report:", "reports:")):
-                        job.remove()
-                self._schedule_reports(self._scheduler)
-            if changes.has("reconcile") or changes.has("sources"):  # zones come from sources
-                for job in self._scheduler.get_jobs():
-                    if job.id.startswith("reconcile:"):
-                        job.remove()
-                self._schedule_reconcile(self._scheduler)
-            if changes.has("metrics") and self._scheduler.get_job("metrics") is not None:
-                self._scheduler.remove_job("metrics")
-            if changes.has("metrics") and new.metrics.textfile is not None:
-                scheduler.add_interval_job(
-                    self._scheduler, "metrics", self._write_metrics, 15.0, start_now=True
-                )
+            self._jobs.reconfigure(self._scheduler, new, self.client, changes)
         if old.metrics.listen != new.metrics.listen:
             self.metrics.stop()
             try:

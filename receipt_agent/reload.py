@@ -4,7 +4,8 @@ Owns two decisions the agent's tick loop asks for when SIGHUP was seen: whether 
 config file as it is now may replace the running one (every problem `check-config`
 would report, plus what cannot change under a running daemon), and what differs
 between the two (`changed`: the top-level sections, and sources by name: added, removed,
-changed). Applying the change is the agent's: it owns the threads.
+changed). Applying the change is the agent's (it owns the threads), and the jobs' part of
+it `daemon_jobs`'.
 
 Reads the config file, the secret and folders (as `check-config` does); never writes,
 never contacts the API.
@@ -16,8 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from receipt_agent.config import AgentConfig
+from pydantic import SecretStr
+
+from receipt_agent.config import AgentConfig, resolve_client_secret
 from receipt_agent.config.check import collect_problems
+from receipt_agent.errors import ConfigError
 
 Problem = tuple[str, str]
 
@@ -61,6 +65,21 @@ def load_for_reload(path: Path, running: AgentConfig) -> tuple[AgentConfig | Non
             )
         )
     return (config if not problems else None), problems
+
+
+def read_new_config(
+    path: Path, running: AgentConfig, running_secret: SecretStr
+) -> tuple[AgentConfig | None, SecretStr, list[Problem]]:
+    """Given the config path, the running config and its secret, return (new, secret, problems).
+
+    The new config is None when it has any problem, and the secret is then the running one.
+    """
+    try:
+        new, problems = load_for_reload(path, running)
+        secret = running_secret if new is None else resolve_client_secret(new.dintero)[0]
+    except ConfigError as error:
+        return None, running_secret, error.problems
+    return new, secret, problems
 
 
 def diff_configs(old: AgentConfig, new: AgentConfig) -> ConfigChanges:

@@ -19,6 +19,7 @@ from support import SECRET, cli, wait_until
 from receipt_agent import scheduler
 from receipt_agent.agent import Agent
 from receipt_agent.config import load_config
+from receipt_agent.daemon_jobs import DaemonJobs
 from receipt_agent.reconcile_core import DayInput, Row, reconcile_day
 
 OSLO = ZoneInfo("Europe/Oslo")
@@ -46,7 +47,7 @@ def test_daily_job_runs_at_reconcile_cron_and_status_is_degraded_until_a_complet
 
     1. Take in receipts 1, 2 and 4 of 2026-03-02 (`run --once`).
     2. The clock (time-machine, ticking) at 05:29:58.5 on 2026-03-03 in Oslo; the agent's
-       own `_schedule_reconcile` adds the job to a real scheduler, which fires it.
+       own job list (DaemonJobs) adds the job to a real scheduler, which fires it.
     3. `status --json`: exit 1, the problem names the reconciliation.
     4. Receipt 3 arrives in another file; `reconcile --date` by hand is complete.
     Result: status exits 0 again.
@@ -60,7 +61,10 @@ def test_daily_job_runs_at_reconcile_cron_and_status_is_degraded_until_a_complet
         capture_logs() as logs,
         time_machine.travel(datetime(2026, 3, 3, 5, 29, 58, 500_000, tzinfo=OSLO), tick=True),
     ):
-        agent._schedule_reconcile(sched)
+        DaemonJobs(
+            agent.config, db=agent.db, client=agent.client, metrics=agent.metrics,
+            stop_event=agent.stop_event, flush=lambda: None,
+        ).schedule_reconcile(sched)  # fmt: skip
         sched.start()
         try:
             assert agent.db.meta().get("reconcile_result") is None
