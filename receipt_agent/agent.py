@@ -6,7 +6,8 @@ scheduler, metrics; sd_notify READY=1; `agent.started`) → tick loop on the mai
 → drain (`agent.stopping`: no new files, the file in hand finished, the batch in flight
 acknowledged or left pending, bounded by DRAIN_TIMEOUT_S) → `agent.stopped`.
 
-Signal handlers only set flags; a second SIGTERM/SIGINT forces an immediate exit.
+Signal handlers only set flags; a second SIGTERM/SIGINT ends the drain at once (not
+drained, exit 1) and the cli exits hard: its one forced exit.
 Owns every thread: the intake worker, the watchdog observers, the APScheduler pool and
 the metrics listener. Every thread's top loop catches, logs and continues.
 The scheduled jobs (and which of them a reload schedules again) are `daemon_jobs`'; what a
@@ -21,13 +22,13 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import orjson
 import structlog
 from pydantic import SecretStr
 
@@ -41,7 +42,6 @@ from receipt_agent.intake import FileOutcome, GroupCommit, sync_moves, take_in
 from receipt_agent.metrics import AgentMetrics, HealthCheck
 from receipt_agent.once_report import OnceSummary
 from receipt_agent.sender import Sender
-from receipt_agent.spool_health import FAULTS_META_KEY
 
 RESCAN_INTERVAL_S = 60.0  # the folder listing is the truth; inotify only wakes us earlier
 DRAIN_TIMEOUT_S = 30.0  # systemd's TimeoutStopSec must be larger
@@ -71,7 +71,7 @@ class Agent:
         self.stop_event = threading.Event()
         self._wake = threading.Event()
         self._hup = threading.Event()
-        self._signals = 0
+        self._forced = threading.Event()  # a second SIGTERM/SIGINT: stop waiting, exit hard
         self._log = structlog.get_logger("receipt_agent")
         self.metrics = AgentMetrics(sources=[source.name for source in config.sources])
         self._queued_since_flush = 0
@@ -83,7 +83,9 @@ class Agent:
         self._scheduler: Any = None  # set once the daemon's scheduler exists
         self._watcher: spool.SpoolWatcher | None = None  # the daemon's folder watches
         self.once_summary: OnceSummary | None = None  # what `run --once` did, for the CLI
-        self.drained = True  # False after a drain that hit DRAIN_TIMEOUT_S (cli exits hard)
+        self.drained = (
+            True  # False after a drain cut short: bound or second signal (cli exits hard)
+        )
 
     # --- shared set-up -------------------------------------------------------------------
 
@@ -210,58 +212,84 @@ class Agent:
         summary = self.once_summary = OnceSummary()
         try:
             with self._signal_handlers():
-                for source in self.config.sources:
-                    if not source.path.is_dir():
-                        summary.missing_folders.append(source.name)
-                        self._log.warning(
-                            "spool.missing", source=source.name, path=str(source.path)
-                        )
-                ready, _ = self.spool.scan()
-                taken = False
-                # Full batches go out from a second thread while intake goes on, so the
-                # POSTs and their commits wait while this thread parses (the daemon's
-                # intake thread and flush job overlap the same way); the rest goes after.
-                intake_done, batch_ready = threading.Event(), threading.Event()
-                sending = threading.Thread(
-                    target=scheduler.guarded(
-                        scheduler.FLUSH_JOB,
-                        functools.partial(self._send_full_batches, intake_done, batch_ready),
-                    ),
-                    name="sender",
-                    daemon=True,
-                )
-                sending.start()
-                queued = 0
-                group = GroupCommit(self.db)
-                try:
-                    for item in ready:
-                        if self.stop_event.is_set():
-                            break
-                        outcome = self._take(item, group)
-                        taken = outcome is not None or taken
-                        queued += outcome.receipts if outcome is not None else 0
-                        summary.count_file(outcome)
-                        if group.is_full():
-                            self._commit_group(group)
-                            if queued >= self.config.batch.max_receipts:
-                                queued = 0
-                                batch_ready.set()
-                    self._commit_group(group)
-                finally:
-                    group.abandon()
-                    intake_done.set()
-                    batch_ready.set()
-                    sending.join()
-                self._sync_moves(taken)
-                self._persist_faults()
-                summary.count_sent(self.sender.flush(self.stop_event, once=True))
-                summary.pending = self.db.pending_count()
-                summary.left_in_spool = len(self.spool.scan(ignore_settle=True)[0])
-                summary.unreadable = len(self._faults)
-                summary.store_refused = self._intake_paused_since is not None
-                return summary.exit_code()
+                # The pass runs on a thread of its own so that a second signal, seen here,
+                # ends the wait even while a POST of the pass hangs (the cli then exits hard).
+                return self._until_forced(functools.partial(self._once_pass, summary))
         finally:
             self._close()
+
+    def _until_forced(self, work: Callable[[], int]) -> int:
+        """Run `work` on a thread; return its result, or EXIT_FAILED (not drained) when a
+        second signal comes first. An exception of `work` is raised here."""
+        done, outcome = threading.Event(), list[Any]()
+
+        def run() -> None:
+            try:
+                outcome.append(work())
+            except BaseException as error:  # noqa: BLE001 - handed to the caller's thread
+                outcome.append(error)
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="once", daemon=True).start()
+        while not done.wait(TICK_S):
+            if self._forced.is_set():
+                self.drained = False
+                return EXIT_FAILED
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return int(outcome[0])
+
+    def _once_pass(self, summary: OnceSummary) -> int:
+        """run --once's pass: every ready file taken in, then everything pending sent."""
+        for source in self.config.sources:
+            if not source.path.is_dir():
+                summary.missing_folders.append(source.name)
+                self._log.warning("spool.missing", source=source.name, path=str(source.path))
+        ready, _ = self.spool.scan()
+        taken = False
+        # Full batches go out from a second thread while intake goes on, so the
+        # POSTs and their commits wait while this thread parses (the daemon's
+        # intake thread and flush job overlap the same way); the rest goes after.
+        intake_done, batch_ready = threading.Event(), threading.Event()
+        sending = threading.Thread(
+            target=scheduler.guarded(
+                scheduler.FLUSH_JOB,
+                functools.partial(self._send_full_batches, intake_done, batch_ready),
+            ),
+            name="sender",
+            daemon=True,
+        )
+        sending.start()
+        queued = 0
+        group = GroupCommit(self.db)
+        try:
+            for item in ready:
+                if self.stop_event.is_set():
+                    break
+                outcome = self._take(item, group)
+                taken = outcome is not None or taken
+                queued += outcome.receipts if outcome is not None else 0
+                summary.count_file(outcome)
+                if group.is_full():
+                    self._commit_group(group)
+                    if queued >= self.config.batch.max_receipts:
+                        queued = 0
+                        batch_ready.set()
+            self._commit_group(group)
+        finally:
+            group.abandon()
+            intake_done.set()
+            batch_ready.set()
+            sending.join()
+        self._sync_moves(taken)
+        self._faults.persist(self.db)
+        summary.count_sent(self.sender.flush(self.stop_event, once=True))
+        summary.pending = self.db.pending_count()
+        summary.left_in_spool = len(self.spool.scan(ignore_settle=True)[0])
+        summary.unreadable = len(self._faults)
+        summary.store_refused = self._intake_paused_since is not None
+        return summary.exit_code()
 
     def _send_full_batches(
         self, intake_done: threading.Event, batch_ready: threading.Event
@@ -283,12 +311,12 @@ class Agent:
     def run(self) -> int:
         """Run until SIGTERM/SIGINT, then drain and return 0."""
         self._open()
-        observers: list[Any] = []
         sched = scheduler.build_scheduler()
         intake_thread = threading.Thread(target=self._intake_loop, name="intake", daemon=True)
+        drained: bool | None = None
         try:
             with self._signal_handlers():
-                observers = self._observers = self._start_observers()  # a reload refills it
+                self._observers = self._start_observers()  # a reload refills it
                 intake_thread.start()
                 self._jobs = DaemonJobs(
                     self.config, db=self.db, client=self.client, metrics=self.metrics,
@@ -306,10 +334,13 @@ class Agent:
                 self._tick_loop(intake_thread)
                 systemd.stopping()
                 self._log.info("agent.stopping", pending=self.db.pending_count())
-                drained = self.drained = self._drain(observers, sched, intake_thread)
+                drained = self.drained = self._drain(sched, intake_thread)
                 self._log.info("agent.stopped", drained=drained, pending=self.db.pending_count())
-                return EXIT_OK
+                return EXIT_FAILED if self._forced.is_set() else EXIT_OK
         finally:
+            if drained is None:  # start-up or the loop failed: what started stops first
+                self.stop_event.set()
+                self.drained = self._drain(sched, intake_thread)
             self.metrics.stop()
             self._close()
 
@@ -391,7 +422,7 @@ class Agent:
                 if self._queued_since_flush:
                     self._flush_soon()  # the pass is over: an idle sender sends at once
                 self._sync_moves(taken)
-                self._persist_faults()
+                self._faults.persist(self.db)
                 present = {(item.source.name, item.path.name) for item in ready}
                 self._faults.retain(present)
                 self._revisit = {
@@ -411,16 +442,6 @@ class Agent:
                 self._log.exception("intake.failed")
                 timeout = STORE_RETRY_S
             self._wake.wait(timeout)
-
-    def _persist_faults(self) -> None:
-        """Keep the files intake cannot read or move in the state store, for `status`."""
-        if not self._faults.changed:
-            return
-        try:
-            self.db.set_meta(FAULTS_META_KEY, orjson.dumps(self._faults.snapshot()).decode())
-        except StateStoreError:
-            return  # tried again after the next pass; intake.paused tells the operator
-        self._faults.changed = False
 
     def _sync_moves(self, taken: bool) -> None:
         """After a pass that moved files: fsync the folders once (intake's step 4)."""
@@ -510,29 +531,39 @@ class Agent:
         )
         return f"pending {self.db.pending_count()}, last sent {when}"
 
-    def _drain(self, observers: list[Any], sched: Any, intake_thread: threading.Thread) -> bool:
-        for observer in observers:
+    def _drain(self, sched: Any, intake_thread: threading.Thread) -> bool:
+        """No new files; wait (bounded by DRAIN_TIMEOUT_S, ended by a second signal) for
+        the file in hand and every running job, the flush with its batches in flight
+        included. Return whether all of them finished (then the state store may close)."""
+        for observer in self._observers:
             observer.stop()
         self._wake.set()
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
-        sched.shutdown(wait=False)
-        intake_thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        while self.sender.busy.is_set() and time.monotonic() < deadline and self._signals < 2:  # noqa: PLR2004
-            time.sleep(0.05)
-        for observer in observers:
+        if sched.running:  # no job starts from here; one already running is waited for
+            sched.shutdown(wait=False)
+
+        def waited(finished: Callable[[float], bool]) -> bool:
+            # In TICK_S slices, on the thing's own event, so a second signal is seen.
+            while not self._forced.is_set():
+                remaining = deadline - time.monotonic()
+                if finished(max(0.0, min(TICK_S, remaining))):
+                    return True
+                if remaining <= 0:
+                    return False
+            return False
+
+        intake_done = waited(lambda timeout_s: _joined(intake_thread, timeout_s))
+        jobs_done = waited(scheduler.RUNNING_JOBS.wait_idle)
+        for observer in self._observers:
             observer.join(timeout=max(0.1, deadline - time.monotonic()))
-        # A job that was already running (backlog, metrics, a report) finishes before the
-        # state store closes under it; past the bound the cli exits hard instead.
-        jobs_done = scheduler.RUNNING_JOBS.wait_idle(max(0.0, deadline - time.monotonic()))
-        return jobs_done and not intake_thread.is_alive() and not self.sender.busy.is_set()
+        return intake_done and jobs_done and not self.sender.busy.is_set()
 
     @contextlib.contextmanager
     def _signal_handlers(self) -> Any:
         def on_stop(signum: int, _: FrameType | None) -> None:
-            self._signals += 1
-            if self._signals >= 2:  # noqa: PLR2004 - the second signal forces
-                os._exit(EXIT_FAILED)
-            self.stop_event.set()
+            # Flags only (uvicorn's shape); the second signal forces: the drain (or the
+            # run --once wait) ends at once and the cli exits hard (its one forced exit).
+            (self._forced if self.stop_event.is_set() else self.stop_event).set()
 
         def on_hup(signum: int, _: FrameType | None) -> None:
             self._hup.set()
@@ -550,3 +581,9 @@ class Agent:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+
+
+def _joined(thread: threading.Thread, timeout_s: float) -> bool:
+    if thread.is_alive():  # never started (start-up failed): nothing to join
+        thread.join(timeout_s)
+    return not thread.is_alive()

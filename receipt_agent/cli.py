@@ -192,13 +192,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         code = _run_once(agent)
         if agent.once_summary is not None:
             print(agent.once_summary.line())
-        return code
-    code = agent.run()
+    else:
+        code = agent.run()
     if not agent.drained:
-        # A thread is still inside I/O past the drain bound (a POST that never returns);
-        # what it holds is pending in the committed state store. Exit now rather than let
-        # the interpreter join that thread for the whole client timeout, which kept the
-        # process alive past DRAIN_TIMEOUT_S (found by tests/reliability/test_shutdown.py).
+        # The one forced exit. A thread is still inside I/O past the drain bound or a
+        # second signal (a POST that never returns); what it holds is pending in the
+        # committed state store. Exit now rather than let the interpreter join that thread
+        # for the whole client timeout, which kept the process alive past DRAIN_TIMEOUT_S
+        # (found by tests/reliability/test_shutdown.py).
+        sys.stdout.flush()
         logging.shutdown()
         os._exit(code)
     return code

@@ -9,7 +9,8 @@ while every other file and source goes on. The failure is logged as `file.unread
 an unexpected error (a bug, not the file system) is logged as `intake.failed` with its
 traceback under the same rule, so a bad file can neither block intake nor flood the log.
 
-Keeps state in memory only: the intake thread is its one user. Never touches a file.
+Keeps state in memory (the intake thread is its one user) and a copy in the state store's
+meta for `status` (`persist`). Never touches a file.
 """
 
 from __future__ import annotations
@@ -20,12 +21,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import structlog
 import tenacity
+
+from receipt_agent import statedb
+from receipt_agent.errors import StateStoreError
 
 RETRY_INITIAL_S = 2.0
 RETRY_MAX_S = 300.0
 LOG_EVERY_S = 3600.0
+FAULTS_META_KEY = "file_faults"  # a JSON list of FileFaults.snapshot(), read by `status`
 
 
 @dataclass
@@ -67,7 +73,7 @@ class FileFaults:
         self._wait = tenacity.wait_exponential(multiplier=initial_s, min=initial_s, max=max_s)
         self._log_every_s = log_every_s
         self._log = structlog.get_logger("receipt_agent")
-        self.changed = False  # set on every add/clear; the agent persists and resets it
+        self.changed = False  # set on every add/clear; `persist` resets it
 
     def is_due(self, source: str, file: str, now: float | None = None) -> bool:
         """Return whether the file may be tried now (no fault, or its backoff is over)."""
@@ -131,6 +137,16 @@ class FileFaults:
             {"source": f.source, "file": f.file, "error": f.error, "since": f.since}
             for f in sorted(self._faults.values(), key=lambda f: (f.source, f.file))
         ]
+
+    def persist(self, db: statedb.StateDB) -> None:
+        """Keep the faults in the state store for `status`, when they changed since."""
+        if not self.changed:
+            return
+        try:
+            db.set_meta(FAULTS_META_KEY, orjson.dumps(self.snapshot()).decode())
+        except StateStoreError:
+            return  # tried again after the next pass; intake.paused tells the operator
+        self.changed = False
 
 
 def _describe(error: BaseException) -> str:

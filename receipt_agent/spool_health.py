@@ -23,9 +23,9 @@ from typing import Any
 import orjson
 
 from receipt_agent.config import AgentConfig
+from receipt_agent.file_faults import FAULTS_META_KEY
 from receipt_agent.spool import list_candidates
 
-FAULTS_META_KEY = "file_faults"  # written by the agent, a JSON list of FileFaults.snapshot()
 _SIDECAR = ".error.json"
 
 

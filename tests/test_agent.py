@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ import pytest
 from pydantic import SecretStr
 from support import ACCOUNT, SECRET, drop, events, make_receipt, read_log, wait_until
 
-from receipt_agent import logs
+from receipt_agent import logs, scheduler
 from receipt_agent.agent import EXIT_FAILED, EXIT_OK, Agent
 from receipt_agent.config import AgentConfig, load_config
 from receipt_agent.errors import AgentLockedError
@@ -200,3 +201,69 @@ def test_run_once_with_the_api_down_keeps_receipts_pending_and_exits_1(
         assert again.db.counts()["pending"] == 4
     finally:
         again._close()
+
+
+def test_second_sigterm_during_the_drain_ends_run_at_once_not_drained(
+    config: AgentConfig, spool_dir: Path, sandbox: Sandbox
+) -> None:
+    """A second SIGTERM while the drain waits for a slow POST ends `run()` at once with exit 1.
+
+    1. The sandbox holds POSTs 4 s unanswered; drop a file; `run()` on the main thread.
+    2. A helper thread sends SIGTERM once the POST is in flight, and again once the log
+       says `agent.stopping`.
+    Result: `run()` returns 1 with the POST still out (`drained: false` in `agent.stopped`,
+    so the cli exits hard); nothing left the handlers: the test's own are back. The
+    handlers only set flags: the process was not ended from inside one.
+    """
+    log = Path(str(config.log.file))
+    sandbox.set_faults(hang_rate=1.0, hang_s=4.0)  # recorded on arrival, unanswered 4 s
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    drop(spool_dir, "a.json", [make_receipt(n) for n in range(2)])
+    agent = Agent(config, SecretStr(SECRET))
+
+    def terminate_twice() -> None:
+        wait_until(lambda: any(r.path.endswith("/receipts") for r in sandbox.requests))
+        os.kill(os.getpid(), signal.SIGTERM)
+        wait_until(lambda: events(log, "agent.stopping"))
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    killer = threading.Thread(target=terminate_twice, name="sigterm-sender")
+    killer.start()
+    try:
+        code = agent.run()
+    finally:
+        killer.join(30)
+    still_sending = agent.sender.busy.is_set()
+    assert code == EXIT_FAILED
+    assert not agent.drained
+    assert still_sending
+    (stopped,) = events(log, "agent.stopped")
+    assert stopped["drained"] is False
+    assert {s: signal.getsignal(s) for s in before} == before
+    # The cli would exit now; in-process, let the POST finish before the store closes.
+    assert scheduler.RUNNING_JOBS.wait_idle(30)
+    agent.db.close()
+
+
+def test_run_that_fails_to_start_stops_what_it_started_before_the_store_closes(
+    make_agent_config: Callable[..., Path],
+) -> None:
+    """The metrics port is taken: `run()` raises, and no thread of the agent is left running.
+
+    1. Hold a listening socket; start `run()` with `metrics.listen` on its port.
+    Result: OSError from `run()`; the intake thread, the folder watch and the scheduler
+    it had already started are stopped (the autouse thread check) and the state
+    directory's lock is free for the next agent.
+    """
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = load_config(make_agent_config(metrics={"listen": f"127.0.0.1:{port}"}))
+        agent = Agent(config, SecretStr(SECRET))
+        with pytest.raises(OSError, match="in use"):
+            agent.run()
+    assert agent.drained
+    again = Agent(config, SecretStr(SECRET))
+    again._open()
+    again._close()
