@@ -64,7 +64,14 @@ from receipt_agent.formats.poslog_values import (
     units,
 )
 from receipt_agent.formats.xml_stream import child, children, text
-from receipt_agent.money import AmountError, allocate, minor_exponent, minor_to_major, to_minor
+from receipt_agent.money import (
+    AmountError,
+    allocate,
+    minor_exponent,
+    minor_to_major,
+    parse_decimal,
+    to_minor,
+)
 from receipt_agent.refused import refused
 
 _MONETARY_REWARDS = {"monetary"}
@@ -131,32 +138,26 @@ class LineReader:
 
     def exact(self, element: Element | None, where: str) -> Decimal | None:
         """The element's text in minor units as an exact Decimal (tax may have fractions)."""
-        value = text(element)
-        if value is None:
-            return None
-        try:
-            number = Decimal(value)
-        except InvalidOperation:
-            number = Decimal("NaN")
-        if not number.is_finite():
-            self.out.errors.append(f"{where}: is not a number")
-            return None
-        return number.scaleb(minor_exponent(self.currency))
+        number = self._decimal(element, where)
+        return None if number is None else number.scaleb(minor_exponent(self.currency))
 
     def number(self, element: Element | None, where: str) -> int | Decimal | None:
         """A quantity or percentage: int when whole, else the exact Decimal."""
+        number = self._decimal(element, where)
+        if number is None:
+            return None
+        return int(number) if number == number.to_integral_value() else number.normalize()
+
+    def _decimal(self, element: Element | None, where: str) -> Decimal | None:
+        """The element's text as a finite Decimal; None (and an error) when it is not one."""
         value = text(element)
         if value is None:
             return None
         try:
-            number = Decimal(value)
-        except InvalidOperation:
-            self.out.errors.append(f"{where}: not a number {refused(value)}")
+            return parse_decimal(value)
+        except AmountError as error:
+            self.out.errors.append(f"{where}: {error}")
             return None
-        if not number.is_finite():
-            self.out.errors.append(f"{where}: not a finite number (infinity or NaN)")
-            return None
-        return int(number) if number == number.to_integral_value() else number.normalize()
 
     # --- the walk -----------------------------------------------------------------------
 

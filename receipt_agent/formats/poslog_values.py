@@ -22,9 +22,10 @@ Helper of `formats.poslog` and `formats.poslog_lines`. Pure, stdlib only; no I/O
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 from xml.etree.ElementTree import Element
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -39,6 +40,7 @@ _MAX_OFFSET_HOURS = 14
 _HOUR_DIGITS = 2
 _OFFSET_ATTRIBUTES = ("Offset", "UTCOffset", "TimeZoneOffset")
 _MASK = re.compile(r"[*Xx#•]")
+_Found = TypeVar("_Found")
 _MAX_VISIBLE_DIGITS = 10  # PCI DSS: at most the first 6 and the last 4 digits may be shown
 
 
@@ -157,20 +159,17 @@ def masked_card_number(value: str | None) -> str | None:
 
 def first_text(element: Element, *names: str) -> str | None:
     """The text of the first of `names` that `element` has (alternative spellings)."""
-    for name in names:
-        value = text(element, name)
-        if value is not None:
-            return value
-    return None
+    return _first(names, lambda name: text(element, name))
 
 
 def first_child(element: Element, *names: str) -> Element | None:
     """The first of `names` that `element` has as a child (alternative spellings)."""
-    for name in names:
-        found = child(element, name)
-        if found is not None:
-            return found
-    return None
+    return _first(names, lambda name: child(element, name))
+
+
+def _first(names: tuple[str, ...], read: Callable[[str], _Found | None]) -> _Found | None:
+    """What `read` finds for the first name that has something (vendors' spellings)."""
+    return next((found for name in names if (found := read(name)) is not None), None)
 
 
 def tender_details(tender: Element) -> dict[str, Any]:
