@@ -48,6 +48,7 @@ Rules (decided here, CONTRACT §2 leaves them open):
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 import re
@@ -77,6 +78,48 @@ _MAX_VAT_PERCENT = 100
 
 class _CellError(ValueError):
     """One bad cell; the message names the line and the column."""
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One row of a receipt, read cell by cell; a bad cell raises _CellError naming it."""
+
+    line: int
+    cells: dict[str, str]
+    mapping: CsvMapping
+    titles: dict[str, str]
+
+    def where(self, name: str) -> str:
+        return f"line {self.line}, column {self.titles[name]!r}"
+
+    def number(self, name: str) -> int | Decimal:
+        """A quantity or rate: an int when whole, else the exact Decimal."""
+        with self._reading(name):
+            value = self._decimal(name)
+        return int(value) if value == value.to_integral_value() else value.normalize()
+
+    def amount(self, name: str, currency: str) -> int:
+        """An amount in minor units, by `mapping.amounts`; never rounded."""
+        with self._reading(name):
+            value = self._decimal(name)
+            if self.mapping.amounts == "major":
+                return to_minor(value, currency)
+            if value != value.to_integral_value():
+                raise AmountError(
+                    f"{value} is not a whole number of minor units (mapping.amounts: minor)"
+                )
+            return int(value)
+
+    def _decimal(self, name: str) -> Decimal:
+        text = _leading_sign(self.cells[name])
+        return parse_decimal(text, decimal_separator=self.mapping.decimal_separator)
+
+    @contextlib.contextmanager
+    def _reading(self, name: str) -> Iterator[None]:
+        try:
+            yield
+        except AmountError as error:
+            raise _CellError(f"{self.where(name)}: {error}") from None
 
 
 @dataclass
@@ -214,6 +257,7 @@ def _build(group: _Group, source: CsvSource) -> Record:
     items: list[dict[str, Any]] = []
     payments: list[dict[str, Any]] = []
     for line, cells in group.rows:
+        row = _Row(line, cells, mapping, titles)
         try:
             if "_extra" in cells:
                 raise _CellError(f"line {line}: {cells['_extra']}")
@@ -226,9 +270,9 @@ def _build(group: _Group, source: CsvSource) -> Record:
             has_line = bool(cells["item_gross_amount"])
             has_payment = bool(cells.get("payment_amount"))
             if has_line:
-                items.append(_item(cells, len(items) + 1, currency, mapping, line, titles))
+                items.append(_item(row, len(items) + 1, currency))
             if has_payment:
-                amount = _amount(cells, "payment_amount", currency, mapping, line, titles)
+                amount = row.amount("payment_amount", currency)
                 payment: dict[str, Any] = {"line_id": len(payments) + 1, "amount": amount}
                 if cells.get("payment_type"):
                     payment["type_id"] = cells["payment_type"]
@@ -314,16 +358,10 @@ def _currency(group: _Group, source: CsvSource, titles: dict[str, str], errors: 
     return source.currency
 
 
-def _item(
-    cells: dict[str, str],
-    line_id: int,
-    currency: str,
-    mapping: CsvMapping,
-    line: int,
-    titles: dict[str, str],
-) -> dict[str, Any]:
+def _item(row: _Row, line_id: int, currency: str) -> dict[str, Any]:
     """One receipt line; signs and the line discount by `csv_amounts`' rules, no VAT yet."""
-    gross = _amount(cells, "item_gross_amount", currency, mapping, line, titles)
+    cells, mapping = row.cells, row.mapping
+    gross = row.amount("item_gross_amount", currency)
     item: dict[str, Any] = {"line_id": line_id}
     for name, key in (("item_id", "id"), ("item_description", "description")):
         if cells.get(name):
@@ -332,10 +370,10 @@ def _item(
         item["barcode"] = cells["item_barcode"]
     quantity: int | Decimal = 1
     if cells.get("item_quantity"):
-        quantity = _number(cells, "item_quantity", mapping, line, titles)
+        quantity = row.number("item_quantity")
     if mapping.sign_convention == "signed" and (quantity < 0 < gross or gross < 0 < quantity):
         raise _CellError(
-            f"line {line}: the quantity and the amount have different signs; with "
+            f"line {row.line}: the quantity and the amount have different signs; with "
             "mapping.sign_convention: signed a return must be negative in both "
             "(sign_convention: auto reads either minus sign as a return)"
         )
@@ -347,20 +385,20 @@ def _item(
     item["gross_amount"] = gross
     discount = 0
     if cells.get("item_discount_amount"):
-        discount = abs(_amount(cells, "item_discount_amount", currency, mapping, line, titles))
+        discount = abs(row.amount("item_discount_amount", currency))
         if discount > abs(gross):
             raise _CellError(
-                f"line {line}, column {titles['item_discount_amount']!r}: the discount is "
-                "larger than the line's amount"
+                f"{row.where('item_discount_amount')}: the discount is larger than the line's "
+                "amount"
             )
     item["net_amount"] = gross - sign * discount
     if discount:
         item["discount_lines"] = [{"amount": sign * discount, "discount_type": "manual"}]
     if cells.get("item_tax_percent"):
-        percent = _number(cells, "item_tax_percent", mapping, line, titles)
+        percent = row.number("item_tax_percent")
         if percent < 0 or percent >= _MAX_VAT_PERCENT:
             raise _CellError(
-                f"line {line}, column {titles['item_tax_percent']!r}: "
+                f"{row.where('item_tax_percent')}: "
                 f"not a VAT rate in percent (0 to 99) {refused(cells['item_tax_percent'])}"
             )
         item["tax_percent"] = percent
@@ -382,7 +420,7 @@ def _receipt_discount(
         if cells.get("receipt_discount_amount"):
             try:
                 amount = abs(
-                    _amount(cells, "receipt_discount_amount", currency, mapping, line, titles)
+                    _Row(line, cells, mapping, titles).amount("receipt_discount_amount", currency)
                 )
             except _CellError as error:
                 return str(error)
@@ -400,42 +438,6 @@ def _receipt_discount(
     if problem:
         return f"line {group.first_line}, column {titles['receipt_discount_amount']!r}: {problem}"
     return None
-
-
-def _number(
-    cells: dict[str, str], name: str, mapping: CsvMapping, line: int, titles: dict[str, str]
-) -> int | Decimal:
-    """A quantity or rate: an int when whole, else the exact Decimal."""
-    try:
-        value = parse_decimal(
-            _leading_sign(cells[name]), decimal_separator=mapping.decimal_separator
-        )
-    except AmountError as error:
-        raise _CellError(f"line {line}, column {titles[name]!r}: {error}") from None
-    return int(value) if value == value.to_integral_value() else value.normalize()
-
-
-def _amount(
-    cells: dict[str, str],
-    name: str,
-    currency: str,
-    mapping: CsvMapping,
-    line: int,
-    titles: dict[str, str],
-) -> int:
-    try:
-        value = parse_decimal(
-            _leading_sign(cells[name]), decimal_separator=mapping.decimal_separator
-        )
-        if mapping.amounts == "major":
-            return to_minor(value, currency)
-        if value != value.to_integral_value():
-            raise AmountError(
-                f"{value} is not a whole number of minor units (mapping.amounts: minor)"
-            )
-        return int(value)
-    except AmountError as error:
-        raise _CellError(f"line {line}, column {titles[name]!r}: {error}") from None
 
 
 def _parse_time(text: str, mapping: CsvMapping, source: CsvSource, line: int, title: str) -> str:
