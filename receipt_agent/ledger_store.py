@@ -105,15 +105,15 @@ def record_control(
 
 def day_rows(db: statedb.StateDB, source: str, day: str) -> list[LedgerRow]:
     """Return the ledger rows of one source and business day, with their receipts' states."""
-    with db.reading() as conn:
-        rows = conn.execute(
-            "SELECT l.store_id, l.register, l.number, l.numbered, l.business_day, l.outcome, "
-            "l.receipt_id, l.amount_minor, l.figures, l.content, l.file, r.state "
-            "FROM ledger l LEFT JOIN receipts r "
-            "ON r.store_id = l.store_id AND r.receipt_id = l.receipt_id "
-            "WHERE l.source = ? AND l.business_day = ? ORDER BY l.rowid",
-            (source, day),
-        ).fetchall()
+    rows = _rows(
+        db,
+        "SELECT l.store_id, l.register, l.number, l.numbered, l.business_day, l.outcome, "
+        "l.receipt_id, l.amount_minor, l.figures, l.content, l.file, r.state "
+        "FROM ledger l LEFT JOIN receipts r "
+        "ON r.store_id = l.store_id AND r.receipt_id = l.receipt_id "
+        "WHERE l.source = ? AND l.business_day = ? ORDER BY l.rowid",
+        (source, day),
+    )
     return [
         LedgerRow(
             store_id=row[0],
@@ -135,12 +135,12 @@ def day_rows(db: statedb.StateDB, source: str, day: str) -> list[LedgerRow]:
 
 def days(db: statedb.StateDB, source: str) -> list[str]:
     """Return the business days a source has ledger rows or control totals for, in order."""
-    with db.reading() as conn:
-        rows = conn.execute(
-            "SELECT business_day FROM ledger WHERE source = ? UNION "
-            "SELECT business_day FROM control_totals WHERE source = ? ORDER BY 1",
-            (source, source),
-        ).fetchall()
+    rows = _rows(
+        db,
+        "SELECT business_day FROM ledger WHERE source = ? UNION "
+        "SELECT business_day FROM control_totals WHERE source = ? ORDER BY 1",
+        (source, source),
+    )
     return [str(row[0]) for row in rows]
 
 
@@ -148,23 +148,23 @@ def register_numbers(
     db: statedb.StateDB, source: str, store_id: str, register: str
 ) -> list[tuple[str, str]]:
     """Return (number, business_day) of every numbered transaction of one register."""
-    with db.reading() as conn:
-        rows = conn.execute(
-            "SELECT DISTINCT number, business_day FROM ledger "
-            "WHERE source = ? AND store_id = ? AND register = ? AND numbered = 1",
-            (source, store_id, register),
-        ).fetchall()
+    rows = _rows(
+        db,
+        "SELECT DISTINCT number, business_day FROM ledger "
+        "WHERE source = ? AND store_id = ? AND register = ? AND numbered = 1",
+        (source, store_id, register),
+    )
     return [(str(number), str(day)) for number, day in rows]
 
 
 def controls(db: statedb.StateDB, source: str, day: str) -> list[dict[str, Any]]:
     """Return the control totals of one source and day: store_id, register, report_id, totals."""
-    with db.reading() as conn:
-        rows = conn.execute(
-            "SELECT store_id, register, report_id, totals, file FROM control_totals "
-            "WHERE source = ? AND business_day = ? ORDER BY store_id, register, report_id",
-            (source, day),
-        ).fetchall()
+    rows = _rows(
+        db,
+        "SELECT store_id, register, report_id, totals, file FROM control_totals "
+        "WHERE source = ? AND business_day = ? ORDER BY store_id, register, report_id",
+        (source, day),
+    )
     return [
         {
             "store_id": store_id,
@@ -181,14 +181,14 @@ def previous_control(
     db: statedb.StateDB, source: str, store_id: str, register: str, day: str
 ) -> dict[str, Any] | None:
     """Return the totals of the register's last Z report before `day`, or None."""
-    with db.reading() as conn:
-        row = conn.execute(
-            "SELECT totals FROM control_totals WHERE source = ? AND store_id = ? "
-            "AND register = ? AND business_day < ? AND report_id LIKE 'Z:%' "
-            "ORDER BY business_day DESC, recorded_at DESC LIMIT 1",
-            (source, store_id, register, day),
-        ).fetchone()
-    return None if row is None else dict(orjson.loads(row[0]))
+    rows = _rows(
+        db,
+        "SELECT totals FROM control_totals WHERE source = ? AND store_id = ? "
+        "AND register = ? AND business_day < ? AND report_id LIKE 'Z:%' "
+        "ORDER BY business_day DESC, recorded_at DESC LIMIT 1",
+        (source, store_id, register, day),
+    )
+    return dict(orjson.loads(rows[0][0])) if rows else None
 
 
 def record_result(
@@ -239,3 +239,9 @@ def record_result(
             ("reconcile_dates", ",".join(sorted({str(r["date"]) for r in results}))),
         ):
             tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+
+def _rows(db: statedb.StateDB, sql: str, params: tuple[object, ...]) -> list[Any]:
+    """Every row of one read query (SQLite errors → StateStoreError, by `db.reading`)."""
+    with db.reading() as conn:
+        return conn.execute(sql, params).fetchall()
