@@ -174,8 +174,9 @@ def test_daemon_quarantines_a_fresh_corrupt_file_after_its_hold_without_file_cha
     wait_until(lambda: events(log, "agent.started"), timeout=30)
     drop(tmp_path / "a", "half.json", b'[{"receipt_id": ')
     quarantine = tmp_path / "state" / "quarantine" / "a"
-    wait_until((quarantine / "half.json.error.json").exists, timeout=30)
-    assert (quarantine / "half.json").exists()
+    # The sidecar is written before the move (intake's order): wait for both, not one.
+    wait_until((quarantine / "half.json").exists, timeout=30)
+    assert (quarantine / "half.json.error.json").exists()
     assert len(events(log, "file.quarantined")) == 1
     assert events(log, "file.changed") == []
     assert events(log, "file.unreadable") == []
