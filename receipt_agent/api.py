@@ -21,6 +21,7 @@ from __future__ import annotations
 import email.utils
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,10 +29,11 @@ from typing import Any
 import httpx
 import orjson
 import structlog
+import tenacity
 from pydantic import SecretStr
 
 from receipt_agent import __version__, refused
-from receipt_agent.config import DinteroConfig
+from receipt_agent.config import DinteroConfig, RetryConfig
 from receipt_agent.config.environment import resolve_client_secret
 from receipt_agent.config.rules import ca_file_problems
 from receipt_agent.errors import (
@@ -45,6 +47,8 @@ from receipt_agent.errors import (
 AUDIENCE = "https://api.dintero.com/v1/accounts/{account_id}"
 USER_AGENT = f"receipt-agent/{__version__}"
 _MAX_MESSAGE = 500
+# A report run and a reconcile search give up on a transient failure after this many tries.
+TRANSIENT_ATTEMPTS = 5
 # The longest Retry-After believed, for the sender and the report runner alike: a longer
 # one (a server's wrong clock in an HTTP date, a typo) would stop delivery, or hold a
 # scheduler thread, for hours. The pause is capped here, not ignored.
@@ -96,6 +100,48 @@ def raise_if_transient(response: httpx.Response, what: str) -> None:
             status=response.status_code,
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
         )
+
+
+def backoff(retry: RetryConfig, *, jitter: bool = True) -> tenacity.wait.wait_base:
+    """Given `retry:`, return the wait before each new try (a tenacity wait strategy).
+
+    `initial`, 2×, 4×, … capped at `max`; with `jitter`, plus up to `initial` more, so
+    agents that failed together do not retry together.
+    """
+    wait: tenacity.wait.wait_base = tenacity.wait_exponential(
+        multiplier=retry.initial, max=retry.max
+    )
+    return wait + tenacity.wait_random(0, retry.initial) if jitter else wait
+
+
+def retry_transient(
+    retry: RetryConfig,
+    sleep: Callable[[float], None],
+    *,
+    attempts: int = TRANSIENT_ATTEMPTS,
+    jitter: bool = True,
+) -> tenacity.Retrying:
+    """Given `retry:` and a sleep (one a shutdown can cut short), return the retry policy.
+
+    Retries TransientSendError up to `attempts` tries in all, waiting the backoff or the
+    server's Retry-After when that is longer (capped by parse_retry_after); re-raises the
+    last error. Any other error ends the tries at once.
+    """
+    wait = backoff(retry, jitter=jitter)
+
+    def wait_for_server(state: tenacity.RetryCallState) -> float:
+        waited = float(wait(state))
+        error = state.outcome.exception() if state.outcome is not None else None
+        hint = error.retry_after if isinstance(error, TransientSendError) else None
+        return max(waited, hint or 0.0)
+
+    return tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(attempts),
+        wait=wait_for_server,
+        retry=tenacity.retry_if_exception_type(TransientSendError),
+        sleep=sleep,
+        reraise=True,
+    )
 
 
 def error_message(response: httpx.Response) -> str:
@@ -331,13 +377,8 @@ def search_receipt(client: DinteroClient, receipt_id: str) -> bool:
         return isinstance(found, list) and any(
             isinstance(item, dict) and item.get("receipt_id") == receipt_id for item in found
         )
+    raise_if_transient(response, "GET receipts/search")
     message = error_message(response)
-    if status in (408, 429) or status >= 500:  # noqa: PLR2004
-        raise TransientSendError(
-            f"GET receipts/search answered {status}: {message}",
-            status=status,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
-        )
     raise MisconfiguredError(
         f"GET receipts/search answered {status} ({message}); the API client needs the "
         "read:receipts scope for reconcile --remote",

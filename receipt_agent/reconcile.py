@@ -3,7 +3,7 @@
 Reads the ledger, control totals and receipt states from the state store
 (`ledger_store`), asks Dintero whether it holds sent receipts when `--remote` says so
 (`api.search_receipt`, paced at `max_requests_per_second`, transient failures retried with
-the sender's tenacity backoff, the token shared with the caller's client), and hands the
+`api.retry_transient`, the token shared with the caller's client), and hands the
 lot to `reconcile_core`, which decides. `record` keeps the verdicts where `status` sees
 them; `log_results` emits `reconcile.completed` / `reconcile.mismatch` (one line per source,
 store, register and day, the contract's keys plus `differences`). Never changes a receipt,
@@ -20,7 +20,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-import tenacity
 
 from receipt_agent import api, ledger_store, statedb
 from receipt_agent.config import AgentConfig, SourceBase
@@ -55,9 +54,6 @@ class Reconciler:
         settings = config.reconcile
         self.sample_size = settings.sample_size if settings else 50
         self.interval_s = 1.0 / (settings.max_requests_per_second if settings else 5.0)
-        self._wait = tenacity.wait_exponential(
-            multiplier=config.retry.initial, min=config.retry.initial, max=config.retry.max
-        ) + tenacity.wait_random(0, config.retry.initial)
         self._next_request_at = 0.0
 
     def run(
@@ -143,20 +139,8 @@ class Reconciler:
         """One paced search; transient failures retried like sends (tenacity backoff)."""
         assert self.client is not None  # noqa: S101 - _check_remote returned early otherwise
         client = self.client
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(TransientSendError),
-            wait=self._retry_wait,
-            stop=tenacity.stop_after_attempt(5),
-            sleep=self._sleep,
-            reraise=True,
-        )
+        retrying = api.retry_transient(self.config.retry, self._sleep)
         return bool(retrying(self._paced, lambda: api.search_receipt(client, receipt_id)))
-
-    def _retry_wait(self, state: tenacity.RetryCallState) -> float:
-        waited = float(self._wait(state))
-        error = state.outcome.exception() if state.outcome else None
-        retry_after = getattr(error, "retry_after", None)
-        return max(waited, float(retry_after)) if retry_after else waited
 
     def _paced(self, call: Callable[[], bool]) -> bool:
         # At most max_requests_per_second: each request waits for its slot.

@@ -4,8 +4,8 @@ Owns batching (by `batch.max_receipts` and `batch.max_bytes`, oldest first; payl
 the stored JSON bytes, joined without re-serialising), splitting on 400/422/413 until a
 bad receipt stands alone (it becomes `rejected` with the API's message), and backoff:
 one pause for the whole sender after a transient failure or a configuration problem, so an
-outage costs one POST per backoff step, not one per batch. The wait comes from tenacity's
-`wait_exponential` + `wait_random` (initial → max, jittered); a `Retry-After` answer is honoured
+outage costs one POST per backoff step, not one per batch. The wait is `api.backoff` (tenacity's
+`wait_exponential` + `wait_random`, initial → max, jittered); a `Retry-After` answer is honoured
 even above the cap.
 
 Emits batch.sent, batch.duplicates, batch.failed, receipt.rejected (where the API
@@ -26,7 +26,7 @@ import structlog
 import tenacity
 
 from receipt_agent import statedb
-from receipt_agent.api import DinteroClient
+from receipt_agent.api import DinteroClient, backoff
 from receipt_agent.config import AgentConfig
 from receipt_agent.errors import (
     MisconfiguredError,
@@ -78,11 +78,7 @@ class Sender:
         self._batch = config.batch
         self._retry = config.retry
         self._observer = observer
-        # initial, 2×, 4×, … capped at max, plus up to `initial` of jitter so agents
-        # that failed together do not retry together.
-        self._wait = tenacity.wait_exponential(
-            multiplier=config.retry.initial, max=config.retry.max
-        ) + tenacity.wait_random(0, config.retry.initial)
+        self._wait = backoff(config.retry)  # jittered, so agents do not retry in step
         self._failures = 0
         self._paused_until = 0.0  # time.monotonic()
         # Receipt row id → the largest batch it may go out in, after a batch holding it was
@@ -117,9 +113,7 @@ class Sender:
         self._client = client
         self._batch = config.batch
         self._retry = config.retry
-        self._wait = tenacity.wait_exponential(
-            multiplier=config.retry.initial, max=config.retry.max
-        ) + tenacity.wait_random(0, config.retry.initial)
+        self._wait = backoff(config.retry)
         self._learned_cap = min(learned or config.batch.max_receipts, config.batch.max_receipts)
 
     @property

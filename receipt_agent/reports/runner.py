@@ -38,10 +38,15 @@ from pathlib import Path
 import httpx
 import orjson
 import structlog
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
-from tenacity.wait import wait_exponential
 
-from receipt_agent.api import DinteroClient, error_message, open_client, raise_if_transient
+from receipt_agent.api import (
+    TRANSIENT_ATTEMPTS,
+    DinteroClient,
+    error_message,
+    open_client,
+    raise_if_transient,
+    retry_transient,
+)
 from receipt_agent.config import AgentConfig, ReportConfig
 from receipt_agent.errors import (
     ConfigError,
@@ -61,7 +66,7 @@ from receipt_agent.reports.periods import (
 )
 from receipt_agent.statedb import StateDB
 
-REPORT_ATTEMPTS = 5
+REPORT_ATTEMPTS = TRANSIENT_ATTEMPTS
 FILE_MODE = 0o640  # reports hold business figures: owner and group only
 
 
@@ -116,7 +121,6 @@ class ReportRunner:
         self._locks = {report.name: threading.Lock() for report in config.reports}
         self._locks_guard = threading.Lock()
         self._caught_up = False
-        self._backoff = wait_exponential(multiplier=config.retry.initial, max=config.retry.max)
         self._log = structlog.get_logger("receipt_agent")
 
     # --- entry points ---------------------------------------------------------------------
@@ -237,13 +241,9 @@ class ReportRunner:
 
     def _generate(self, report: ReportConfig, period: Period) -> httpx.Response:
         """POST the generation request with retries; return a 2xx response."""
-        retrying = Retrying(
-            stop=stop_after_attempt(REPORT_ATTEMPTS),
-            wait=self._wait,
-            retry=retry_if_exception_type(TransientSendError),
-            sleep=self._sleep,
-            reraise=True,
-        )
+        # Exponential from retry.initial, capped at retry.max, a longer Retry-After wins;
+        # no jitter (report runs have never had it).
+        retrying = retry_transient(self.config.retry, self._sleep, jitter=False)
         try:
             response = retrying(self._post_once, report, period)
         except TransientSendError as error:
@@ -285,13 +285,6 @@ class ReportRunner:
         )
         raise_if_transient(response, "POST reports/generation")
         return response
-
-    def _wait(self, state: RetryCallState) -> float:
-        """Exponential backoff; a larger Retry-After wins (capped by api.parse_retry_after)."""
-        backoff = float(self._backoff(state))
-        error = state.outcome.exception() if state.outcome is not None else None
-        hint = error.retry_after if isinstance(error, TransientSendError) else None
-        return max(backoff, hint or 0.0)
 
     def _sleep(self, seconds: float) -> None:
         if self._stop.wait(seconds):
