@@ -170,11 +170,8 @@ class ReportRunner:
         for report in self.config.reports:
             if not report.cron:
                 continue
-            try:
-                fire = last_fire_time(report.cron, report.timezone, current)
-            except ValueError as error:
-                self._failed(report, None, f"report {report.name}: cron {error}", None, "error")
-                continue
+            # No ValueError to catch: the line passed cron.check_crontab when the config loaded.
+            fire = last_fire_time(report.cron, report.timezone, current)
             if fire is None:
                 continue
             try:
@@ -328,7 +325,7 @@ class ReportRunner:
     def _failed(
         self,
         report: ReportConfig,
-        period: Period | None,
+        period: Period,
         message: str,
         status: int | None,
         level: str,
@@ -340,7 +337,7 @@ class ReportRunner:
             name=report.name,
             error=message,
             status=status,
-            period_start=None if period is None else period.key,
+            period_start=period.key,
         )
         return ReportError(message, status=status)
 
