@@ -224,10 +224,7 @@ class _Compiler:
                 return types is None or type(value) in types
             if len(value) < low or (high is not None and len(value) > high):
                 return False
-            for element in value:  # noqa: SIM110 - a loop beats all(<generator>) here
-                if not item(element):
-                    return False
-            return True
+            return all(map(item, value))  # map, not a generator: about as fast as a loop
 
         return check
 
