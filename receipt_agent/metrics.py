@@ -28,6 +28,7 @@ when degraded, for load balancers and uptime checks that cannot parse metrics.
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import threading
@@ -105,25 +106,25 @@ class AgentMetrics:
     def __init__(self, sources: Iterable[str] = ()) -> None:
         """Create the metrics; series for `sources` start at 0 so rate() works at once."""
         self.registry = CollectorRegistry()
-        self._receipts = Counter(
+        # Every metric lives in this registry, never prometheus_client's global one.
+        counter = functools.partial(Counter, registry=self.registry)
+        gauge = functools.partial(Gauge, registry=self.registry)
+        self._receipts = counter(
             "receipt_agent_receipts",
             "Receipts by source and outcome: queued from a file, sent (2xx), duplicate "
             "(already queued or sent), rejected (invalid, or refused alone by the API).",
             ["source", "outcome"],
-            registry=self.registry,
         )
-        self._files = Counter(
+        self._files = counter(
             "receipt_agent_files",
             "Till export files taken in (accepted) or moved to quarantine, by source.",
             ["source", "outcome"],
-            registry=self.registry,
         )
-        self._batches = Counter(
+        self._batches = counter(
             "receipt_agent_batches",
             "POST /receipts batches by outcome (sent, failed, split, rejected) and HTTP "
             'status code ("none" for timeouts and connection errors).',
             ["outcome", "status"],
-            registry=self.registry,
         )
         self._post_duration = Histogram(
             "receipt_agent_post_duration_seconds",
@@ -132,38 +133,32 @@ class AgentMetrics:
             buckets=POST_DURATION_BUCKETS,
             registry=self.registry,
         )
-        self._pending = Gauge(
+        self._pending = gauge(
             "receipt_agent_queue_pending",
             "Receipts in the queue waiting to be sent (state pending).",
-            registry=self.registry,
         )
-        self._oldest_age = Gauge(
+        self._oldest_age = gauge(
             "receipt_agent_queue_oldest_pending_age_seconds",
             "Age of the oldest pending receipt in seconds; 0 when nothing is pending.",
-            registry=self.registry,
         )
-        self._last_success = Gauge(
+        self._last_success = gauge(
             "receipt_agent_last_success_timestamp_seconds",
             "Unix time of the last batch Dintero accepted (2xx); 0 until the first.",
-            registry=self.registry,
         )
-        self._token_refreshes = Counter(
+        self._token_refreshes = counter(
             "receipt_agent_token_refreshes",
             "Access tokens fetched from Dintero (at start, before expiry, or after a 401).",
-            registry=self.registry,
         )
-        self._reconcile_mismatch_days = Counter(
+        self._reconcile_mismatch_days = counter(
             "receipt_agent_reconcile_mismatch_days",
             "Business days (per store and register) the daily reconciliation found a gap, a "
             "control-total difference or a receipt Dintero does not hold, by source.",
             ["source"],
-            registry=self.registry,
         )
-        self._reconcile_gaps = Counter(
+        self._reconcile_gaps = counter(
             "receipt_agent_reconcile_gaps",
             "Till numbers the daily reconciliation found missing (never reached the agent).",
             ["source"],
-            registry=self.registry,
         )
         build = Info("receipt_agent_build", "The running receipt-agent.", registry=self.registry)
         build.info({"version": __version__})
