@@ -97,11 +97,9 @@ def _search_answer(
         )  # fmt: skip
     if status == 404:  # noqa: PLR2004
         raise _base_url_problem(dintero, "GET receipts/search")
-    raise _problem(
-        "dintero.base_url", "API",
-        f"GET receipts/search answered {status} ({error_message(response)}); "
-        "the API may be down: try again later",
-    )  # fmt: skip
+    raise _api_trouble(
+        dintero, f"GET receipts/search answered {status} ({error_message(response)})"
+    )
 
 
 def _token_refused(dintero: DinteroConfig, error: MisconfiguredError) -> ConfigError:
@@ -123,6 +121,7 @@ def _token_refused(dintero: DinteroConfig, error: MisconfiguredError) -> ConfigE
 
 
 def _base_url_problem(dintero: DinteroConfig, what: str) -> ConfigError:
+    """A 404 from the token or the search endpoint: base_url points at something else."""
     return _problem(
         "dintero.base_url", "base URL",
         f"{what} answered 404 at {dintero.base_url}; nothing of Dintero's API is there: "
@@ -130,13 +129,19 @@ def _base_url_problem(dintero: DinteroConfig, what: str) -> ConfigError:
     )  # fmt: skip
 
 
+def _api_trouble(dintero: DinteroConfig, answer: str) -> ConfigError:
+    """An answer that names no config mistake (408, 429, 5xx, or none the check knows)."""
+    return _problem(
+        "dintero.base_url", "API",
+        f"{answer}; the API may be down, or {dintero.base_url} is not Dintero's API: try "
+        "again later",
+    )  # fmt: skip
+
+
 def _unreachable(dintero: DinteroConfig, error: TransientSendError) -> ConfigError:
     """Name the network layer that failed, from the exceptions under the client's error."""
     if error.status is not None:  # an answer, just not a usable one (408, 429, 5xx)
-        return _problem(
-            "dintero.base_url", "API",
-            f"{error}; the API may be down, or {dintero.base_url} is not Dintero's API",
-        )  # fmt: skip
+        return _api_trouble(dintero, str(error))
     url = urlsplit(dintero.base_url)
     host = url.hostname or "?"
     port = url.port or (443 if url.scheme == "https" else 80)
