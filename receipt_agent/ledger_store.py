@@ -1,6 +1,6 @@
 """The reconciliation tables of the state store: ledger, control totals, results (CONTRACT §7).
 
-The schema lives with every other table in `statedb`'s migrations (migration 2); the
+The schema lives with every other table in `statedb_schema`'s migrations (migration 2); the
 statements that read and write these three tables live here, so `statedb` stays under its
 size cap. Inside the intake's transaction `record_entry` and `record_control` add rows
 (never update or delete one: a second content for a number is a second row, evidence for

@@ -3,7 +3,7 @@
 Owns every table: `files` (digests of files taken in), `receipts` (the queue and its
 dead letters: pending → sent | rejected), `meta` (last success, last error) and
 `reports` (periods already written). The schema is versioned with PRAGMA user_version
-and migrated forward on open.
+and migrated forward on open; the migrations themselves are `statedb_schema`'s.
 
 Writes are serialised: one connection per thread, and one process-wide write lock held
 inside `transaction()`, so the intake worker and the sender never interleave. A second
@@ -32,97 +32,11 @@ from typing import IO, Concatenate, ParamSpec, TypeVar
 
 from receipt_agent import permissions
 from receipt_agent.errors import AgentLockedError, StateStoreError
+from receipt_agent.statedb_schema import MIGRATIONS, SCHEMA_VERSION
 
 PENDING, SENT, REJECTED = "pending", "sent", "rejected"
 STATES = (PENDING, SENT, REJECTED)
 
-_MIGRATIONS: list[str] = [
-    # 1: the initial schema.
-    """
-    CREATE TABLE files (
-        digest      TEXT PRIMARY KEY,
-        source      TEXT NOT NULL,
-        name        TEXT NOT NULL,
-        recorded_at REAL NOT NULL,
-        receipts    INTEGER NOT NULL,
-        rejected    INTEGER NOT NULL
-    );
-    CREATE TABLE receipts (
-        id              INTEGER PRIMARY KEY,
-        source          TEXT NOT NULL,
-        store_id        TEXT NOT NULL,
-        receipt_id      TEXT NOT NULL,
-        state           TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'rejected')),
-        payload         BLOB NOT NULL,
-        size_bytes      INTEGER NOT NULL,
-        attempts        INTEGER NOT NULL DEFAULT 0,
-        next_attempt_at REAL NOT NULL DEFAULT 0,
-        last_error      TEXT,
-        created_at      REAL NOT NULL,
-        updated_at      REAL NOT NULL,
-        file            TEXT,
-        UNIQUE (store_id, receipt_id)
-    );
-    CREATE INDEX receipts_pending ON receipts (id) WHERE state = 'pending';
-    CREATE INDEX receipts_state_updated ON receipts (state, updated_at);
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE reports (
-        name         TEXT NOT NULL,
-        period_start TEXT NOT NULL,
-        file         TEXT NOT NULL,
-        generated_at REAL NOT NULL,
-        PRIMARY KEY (name, period_start)
-    );
-    """,
-    # 2: reconciliation (CONTRACT §7). New tables only: every existing row stays as it is.
-    # `ledger`: one row per transaction content seen (receipts, rejected and skipped ones);
-    # the same number with two contents is two rows, which reconcile names.
-    # `control_totals`: the till's own totals (SAF-T Z reports) per register and day.
-    # `reconciliations`: the last result per source, store, register and day.
-    """
-    CREATE TABLE ledger (
-        source       TEXT NOT NULL,
-        store_id     TEXT NOT NULL,
-        register     TEXT NOT NULL,
-        number       TEXT NOT NULL,
-        numbered     INTEGER NOT NULL,
-        business_day TEXT NOT NULL,
-        outcome      TEXT NOT NULL,
-        receipt_id   TEXT,
-        amount_minor INTEGER,
-        figures      TEXT NOT NULL,
-        content      TEXT NOT NULL,
-        file         TEXT NOT NULL,
-        recorded_at  REAL NOT NULL,
-        PRIMARY KEY (source, store_id, register, number, content)
-    );
-    CREATE INDEX ledger_day ON ledger (source, business_day);
-    CREATE TABLE control_totals (
-        source       TEXT NOT NULL,
-        store_id     TEXT NOT NULL,
-        register     TEXT NOT NULL,
-        business_day TEXT NOT NULL,
-        report_id    TEXT NOT NULL,
-        totals       TEXT NOT NULL,
-        file         TEXT NOT NULL,
-        recorded_at  REAL NOT NULL,
-        PRIMARY KEY (source, store_id, register, business_day, report_id)
-    );
-    CREATE TABLE reconciliations (
-        source       TEXT NOT NULL,
-        store_id     TEXT NOT NULL,
-        register     TEXT NOT NULL,
-        business_day TEXT NOT NULL,
-        result       TEXT NOT NULL,
-        gaps         INTEGER NOT NULL,
-        mismatches   INTEGER NOT NULL,
-        detail       TEXT NOT NULL,
-        run_at       REAL NOT NULL,
-        PRIMARY KEY (source, store_id, register, business_day)
-    );
-    """,
-]
-SCHEMA_VERSION = len(_MIGRATIONS)
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -339,7 +253,7 @@ class StateDB:
             )
         for number in range(version, SCHEMA_VERSION):
             with self.transaction() as tx:
-                for statement in _MIGRATIONS[number].split(";"):
+                for statement in MIGRATIONS[number].split(";"):
                     if statement.strip():
                         tx.execute(statement)
                 tx.execute(f"PRAGMA user_version = {number + 1}")

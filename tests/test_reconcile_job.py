@@ -153,11 +153,11 @@ def test_migration_of_a_version_1_state_store_keeps_every_row(tmp_path: Path) ->
     meta intact, at the current schema version, and reconcile can record into it."""
     import sqlite3
 
-    from receipt_agent import statedb
+    from receipt_agent import statedb, statedb_schema
 
     path = tmp_path / "state.db"
     conn = sqlite3.connect(path)
-    conn.executescript(statedb._MIGRATIONS[0])
+    conn.executescript(statedb_schema.MIGRATIONS[0])
     conn.execute(
         "INSERT INTO receipts (source, store_id, receipt_id, state, payload, size_bytes, "
         "created_at, updated_at) VALUES ('till', 'sc029', 'r-1', 'pending', x'7b7d', 2, 1, 1)"

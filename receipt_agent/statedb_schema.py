@@ -1,0 +1,97 @@
+"""The state store's schema: its migrations, in order (`statedb` applies them on open).
+
+Migration N takes PRAGMA user_version from N-1 to N inside one transaction. A migration is
+never edited once released: a change is a new migration appended at the end, and it must
+keep every existing row (a store machine upgrades with receipts still pending). Data only:
+no I/O here; `statedb` owns the connection and the upgrade.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: the initial schema.
+    """
+    CREATE TABLE files (
+        digest      TEXT PRIMARY KEY,
+        source      TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        recorded_at REAL NOT NULL,
+        receipts    INTEGER NOT NULL,
+        rejected    INTEGER NOT NULL
+    );
+    CREATE TABLE receipts (
+        id              INTEGER PRIMARY KEY,
+        source          TEXT NOT NULL,
+        store_id        TEXT NOT NULL,
+        receipt_id      TEXT NOT NULL,
+        state           TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'rejected')),
+        payload         BLOB NOT NULL,
+        size_bytes      INTEGER NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL DEFAULT 0,
+        last_error      TEXT,
+        created_at      REAL NOT NULL,
+        updated_at      REAL NOT NULL,
+        file            TEXT,
+        UNIQUE (store_id, receipt_id)
+    );
+    CREATE INDEX receipts_pending ON receipts (id) WHERE state = 'pending';
+    CREATE INDEX receipts_state_updated ON receipts (state, updated_at);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE reports (
+        name         TEXT NOT NULL,
+        period_start TEXT NOT NULL,
+        file         TEXT NOT NULL,
+        generated_at REAL NOT NULL,
+        PRIMARY KEY (name, period_start)
+    );
+    """,
+    # 2: reconciliation (CONTRACT §7). New tables only: every existing row stays as it is.
+    # `ledger`: one row per transaction content seen (receipts, rejected and skipped ones);
+    # the same number with two contents is two rows, which reconcile names.
+    # `control_totals`: the till's own totals (SAF-T Z reports) per register and day.
+    # `reconciliations`: the last result per source, store, register and day.
+    """
+    CREATE TABLE ledger (
+        source       TEXT NOT NULL,
+        store_id     TEXT NOT NULL,
+        register     TEXT NOT NULL,
+        number       TEXT NOT NULL,
+        numbered     INTEGER NOT NULL,
+        business_day TEXT NOT NULL,
+        outcome      TEXT NOT NULL,
+        receipt_id   TEXT,
+        amount_minor INTEGER,
+        figures      TEXT NOT NULL,
+        content      TEXT NOT NULL,
+        file         TEXT NOT NULL,
+        recorded_at  REAL NOT NULL,
+        PRIMARY KEY (source, store_id, register, number, content)
+    );
+    CREATE INDEX ledger_day ON ledger (source, business_day);
+    CREATE TABLE control_totals (
+        source       TEXT NOT NULL,
+        store_id     TEXT NOT NULL,
+        register     TEXT NOT NULL,
+        business_day TEXT NOT NULL,
+        report_id    TEXT NOT NULL,
+        totals       TEXT NOT NULL,
+        file         TEXT NOT NULL,
+        recorded_at  REAL NOT NULL,
+        PRIMARY KEY (source, store_id, register, business_day, report_id)
+    );
+    CREATE TABLE reconciliations (
+        source       TEXT NOT NULL,
+        store_id     TEXT NOT NULL,
+        register     TEXT NOT NULL,
+        business_day TEXT NOT NULL,
+        result       TEXT NOT NULL,
+        gaps         INTEGER NOT NULL,
+        mismatches   INTEGER NOT NULL,
+        detail       TEXT NOT NULL,
+        run_at       REAL NOT NULL,
+        PRIMARY KEY (source, store_id, register, business_day)
+    );
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
