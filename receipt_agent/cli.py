@@ -14,25 +14,29 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import structlog
-from rich.console import Console
 
-from receipt_agent import __version__, logs, permissions
-from receipt_agent.config import (
-    AgentConfig,
-    load_config,
-    parse_duration,
-    resolve_client_secret,
-    resolve_config_path,
-)
+# Start-up (benchmarks/startup.py): `--version` and the argument parser load nothing more;
+# a command imports logs (structlog, without rich: see logs.py), the config models,
+# rich and its own modules when it runs.
+from receipt_agent import __version__
 from receipt_agent.errors import ConfigError, ReceiptAgentError, UsageError
+
+if TYPE_CHECKING:
+    from receipt_agent.config import AgentConfig
 
 OK, FAILED, USAGE = 0, 1, 2
 DEFAULT_HEALTH_AGE_S = 1800.0
 DEFAULT_LIST_LIMIT = 1000
+
+
+def parse_duration(value: str) -> float:
+    """argparse type for durations: config.parse_duration, imported when a command needs it."""
+    from receipt_agent.config import parse_duration as parse
+
+    return parse(value)
 
 
 def _positive_int(value: str) -> int:
@@ -152,6 +156,9 @@ def _iso_date(text: str) -> str:
 
 
 def _load(args: argparse.Namespace, *, configure_logs: bool = True) -> AgentConfig:
+    from receipt_agent import logs
+    from receipt_agent.config import load_config, resolve_config_path
+
     config = load_config(resolve_config_path(args.config))
     if configure_logs:
         try:
@@ -170,7 +177,11 @@ def _open_db(config: AgentConfig, *, readonly: bool) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import structlog
+
+    from receipt_agent import permissions
     from receipt_agent.agent import Agent
+    from receipt_agent.config import resolve_client_secret, resolve_config_path
 
     config = _load(args)
     from receipt_agent import preflight
@@ -217,6 +228,7 @@ def _run_once(agent: Any) -> int:
         return int(agent.run_once())
     import threading
 
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
     done = threading.Event()
@@ -259,6 +271,7 @@ def _health(config: AgentConfig) -> tuple[bool, dict[str, Any]]:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from receipt_agent.config import resolve_client_secret, resolve_config_path
     from receipt_agent.config.check import collect_problems
 
     config, problems, warnings = collect_problems(resolve_config_path(args.config))
@@ -267,6 +280,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if config is None or problems:
         raise ConfigError(problems)
     if args.online:
+        from receipt_agent import logs
         from receipt_agent.online_check import check_online
 
         # The check names the failing layer itself: the client's own `auth.failed` line
@@ -317,6 +331,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
     from receipt_agent import status
 
     config = _load(args, configure_logs=False)
@@ -331,6 +347,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_queue(args: argparse.Namespace) -> int:
     from dataclasses import asdict
+
+    from rich.console import Console
 
     from receipt_agent import status
 
@@ -405,6 +423,8 @@ def cmd_settlement(args: argparse.Namespace) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
     from receipt_agent import reconcile, reconcile_view
 
     config = _load(args, configure_logs=False)
@@ -460,6 +480,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(sandbox_main(_without_config(raw)[1:], prog="receipt-agent sandbox"))
     args = _build_parser().parse_args(raw)
     args.config = _config_of(args)
+    from receipt_agent import logs
+
     # Until the config names a log file, warnings and errors go to stderr (STYLE §5).
     logs.configure(file="-", format="console", level="warning")
     try:
@@ -518,6 +540,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f"{path}: {message}", file=sys.stderr)
         # Problems of the command line (`--count: …`) are not a config fault: never logged.
         if not all(path.startswith("--") for path, _ in error.problems):
+            import structlog
+
             structlog.get_logger("receipt_agent").error(
                 "config.invalid", problems=len(error.problems)
             )

@@ -15,9 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 
 from receipt_agent.cron import crontab_trigger
 
@@ -31,6 +28,10 @@ BACKLOG_INTERVAL_S = float(os.environ.get("RECEIPT_AGENT_TEST_BACKLOG_INTERVAL_S
 
 def build_scheduler() -> Any:
     """Return an unstarted BackgroundScheduler in UTC with the project's job defaults."""
+    # APScheduler is imported by the daemon only: `run --once` uses `guarded` alone.
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.schedulers.background import BackgroundScheduler
+
     return BackgroundScheduler(
         timezone=UTC,
         executors={"default": ThreadPoolExecutor(max_workers=4)},
@@ -80,6 +81,8 @@ def add_interval_job(
     scheduler: Any, name: str, func: Callable[[], object], seconds: float, *, start_now: bool
 ) -> None:
     """Run `func` every `seconds`; first run at once when `start_now`."""
+    from apscheduler.triggers.interval import IntervalTrigger
+
     first_run = {"next_run_time": datetime.now(UTC)} if start_now else {}
     scheduler.add_job(
         guarded(name, func),

@@ -39,8 +39,6 @@ from watchdog.events import (
     FileSystemEvent,
     FileSystemEventHandler,
 )
-from watchdog.observers import Observer
-from watchdog.observers.polling import PollingObserver
 
 from receipt_agent.config import SourceBase
 
@@ -229,6 +227,9 @@ def build_observers(
     `poll: true` ones (SMB/NFS shares, where inotify sees nothing). `on_closed` hears
     each file an inotify source's writer closed after writing or renamed in.
     """
+    from watchdog.observers import Observer  # the daemon only; `run --once` never watches
+    from watchdog.observers.polling import PollingObserver
+
     handler = _WakeHandler(wake)
     native_handler = _WakeHandler(wake, on_closed)
     wanted = [FileCreatedEvent, FileMovedEvent, FileClosedEvent]
@@ -266,6 +267,9 @@ class SpoolWatcher:
         wake: threading.Event,
         on_closed: Callable[[str], None] | None = None,
     ) -> None:
+        from watchdog.observers import Observer  # the daemon only; `run --once` never watches
+        from watchdog.observers.polling import PollingObserver
+
         self._sources: list[SourceBase] = list(sources)
         self._handler = _WakeHandler(wake)
         # inotify folders also report files closed after writing (see Spool.note_closed)

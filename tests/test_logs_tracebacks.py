@@ -53,3 +53,20 @@ def test_expected_library_noise_is_dropped_but_other_library_warnings_stay(tmp_p
     logs.configure(file="-")  # close the file handler
     lines = [orjson.loads(line) for line in log_file.read_text().splitlines()]
     assert [line["event"] for line in lines] == ["Run time of job was missed by 0:01:00"]
+
+
+def test_console_format_traceback_has_no_locals(tmp_path: Path) -> None:
+    """With `log.format: console` an operator's log shows the traceback, never frame locals."""
+    log_file = tmp_path / "agent.log"
+    logs.configure(file=str(log_file), format="console", level="info")
+    try:
+        try:
+            _fail_with_customer_data_in_a_local()
+        except RuntimeError:
+            structlog.get_logger("receipt_agent").exception("job.failed", job="flush")
+    finally:
+        logs.configure(file="-", format="console", level="warning")  # closes the file handler
+    text = log_file.read_text()
+    assert "job.failed" in text
+    assert "_fail_with_customer_data_in_a_local" in text
+    assert CANARY not in text
