@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
 
 def check_invariants(data: Mapping[str, Any], private: Mapping[str, Any]) -> list[str]:
@@ -70,31 +70,40 @@ def check_invariants(data: Mapping[str, Any], private: Mapping[str, Any]) -> lis
 
 
 def _check_sums(data: Mapping[str, Any], items: list[dict[str, Any]], problems: list[str]) -> None:
+    if not items:
+        return
     for key in ("gross_amount", "net_amount"):
         total = _int(data.get(key))
-        lines = [_int(item.get(key)) for item in items]
-        if not lines or total is None or None in lines:
+        if total is None:
             continue
-        line_sum = sum(cast("list[int]", lines))  # no None: checked above
-        if line_sum != total:
-            problems.append(
-                f"invariant Σ items.{key} = {key} is broken: the {len(lines)} items sum to "
-                f"{line_sum} but {key} is {total} (difference {total - line_sum})"
-            )
+        line_sum = 0
+        for item in items:  # a loop, not a list: this runs for every receipt
+            line = item.get(key)
+            if type(line) is not int:
+                line = _int(line)
+                if line is None:
+                    break  # an item without this amount: nothing to check
+            line_sum += line
+        else:
+            if line_sum != total:
+                problems.append(
+                    f"invariant Σ items.{key} = {key} is broken: the {len(items)} items sum to "
+                    f"{line_sum} but {key} is {total} (difference {total - line_sum})"
+                )
 
 
 def _tax_sum(tax_lines: object) -> tuple[int, int] | None:
     """Σ (amount + tax_basis) of the VAT-inclusive lines and their count; None if unknown."""
-    lines = [line for line in _dicts(tax_lines) if line.get("included_in_price") is not False]
-    if not lines:
-        return None
-    total = 0
-    for line in lines:
+    total = count = 0
+    for line in _dicts(tax_lines):
+        if line.get("included_in_price") is False:
+            continue
         amount, basis = _int(line.get("amount")), _int(line.get("tax_basis"))
         if amount is None or basis is None:
             return None
         total += amount + basis
-    return total, len(lines)
+        count += 1
+    return (total, count) if count else None
 
 
 def _check_tax(data: Mapping[str, Any], items: list[dict[str, Any]], problems: list[str]) -> None:
@@ -131,9 +140,14 @@ def _check_payments(
     data: Mapping[str, Any], private: Mapping[str, Any], problems: list[str]
 ) -> None:
     payments = _dicts(data.get("payments"))
-    paid_lines = [_int(payment.get("amount")) for payment in payments]
-    if not paid_lines or None in paid_lines:
+    if not payments:
         return
+    paid = 0
+    for payment in payments:  # a loop, not a list: this runs for every receipt
+        amount = _int(payment.get("amount"))
+        if amount is None:
+            return
+        paid += amount
     for key in ("amount_due", "net_amount", "gross_amount"):
         found = _int(data.get(key))
         if found is not None:
@@ -141,7 +155,6 @@ def _check_payments(
     else:
         return
     due = found or 0
-    paid = sum(cast("list[int]", paid_lines))  # no None: checked above
     change = _int(private.get("_change")) or 0
     rounding = _int(private.get("_rounding"))
     coin = _int(data.get("round_off_to_coin")) or 0
@@ -211,8 +224,12 @@ def _int(value: object) -> int | None:
 
 
 def _dicts(value: object) -> list[dict[str, Any]]:
+    """The objects of a JSON array; callers only read the list they get."""
     if type(value) is list:  # the common case (a JSON array), without the ABC isinstance
-        return [item for item in value if isinstance(item, dict)]
+        for item in value:
+            if not isinstance(item, dict):
+                return [item for item in value if isinstance(item, dict)]
+        return value  # every element an object (the usual case): no copy
     if value is None:
         return []
     if isinstance(value, Sequence) and not isinstance(value, str):

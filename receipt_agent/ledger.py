@@ -27,7 +27,7 @@ RECEIPT, REJECTED = "receipt", "rejected"
 OUTCOMES = (RECEIPT, REJECTED, "training", "voided", "non_sale")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see mapping.ValidReceipt; read-only all the same
 class LedgerEntry:
     """One transaction as reconciliation sees it; amounts in minor units, signed."""
 
@@ -109,16 +109,23 @@ def receipt_entry(
 
 
 def _vat(receipt: Receipt) -> dict[str, int]:
-    lines: list[TaxItem] | None = receipt.tax_lines
-    if not lines:
-        lines = [tax for item in receipt.items or () for tax in item.tax_lines or ()]
+    """VAT per rate: the receipt's tax lines, else every item's (loops, no lists built)."""
     totals: dict[str, int] = {}
+    if receipt.tax_lines:
+        _add_vat(receipt.tax_lines, totals)
+    else:
+        for item in receipt.items or ():
+            if item.tax_lines:
+                _add_vat(item.tax_lines, totals)
+    return totals
+
+
+def _add_vat(lines: list[TaxItem], totals: dict[str, int]) -> None:
     for tax in lines:
         if tax.percentage is None or tax.amount is None:
             continue
         key = rate_key(tax.percentage)
         totals[key] = totals.get(key, 0) + tax.amount
-    return totals
 
 
 def _payments(receipt: Receipt) -> dict[str, int]:

@@ -40,13 +40,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    PlainValidator,
+    GetCoreSchemaHandler,
     StrictBool,
     StrictInt,
     StrictStr,
     WithJsonSchema,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import PydanticCustomError, core_schema
 
 from receipt_agent.model_discount import DiscountRefs
 
@@ -101,7 +101,23 @@ def _not_blank(value: str) -> str:
 
 Amount = StrictInt
 """Money in the currency's minor unit (øre), a JSON integer."""
-Number = Annotated[int | float, PlainValidator(_number), WithJsonSchema({"type": "number"})]
+
+
+class _PlainNumber:
+    """`_number` as the whole validation of a field, its value serialised as it is.
+
+    `PlainValidator(_number)` wraps the field's serialiser in a Python function (pydantic
+    calls it for every number it writes); an int or a float serialises the same without
+    it, so this builds the same validator and leaves serialisation to pydantic-core.
+    """
+
+    def __get_pydantic_core_schema__(
+        self, source: object, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(_number)
+
+
+Number = Annotated[int | float, _PlainNumber(), WithJsonSchema({"type": "number"})]
 DateTime = Annotated[AwareDatetime, BeforeValidator(_datetime_input)]
 Date = Annotated[date, BeforeValidator(_date_input)]
 DecimalText = Annotated[StrictStr, Field(pattern=r"^-?\d+(\.\d+)?$")]

@@ -65,9 +65,9 @@ def _reads(
     return mapped
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per receipt sent (see mapping.ValidReceipt)
 class QueuedReceipt:
-    """A receipt row as the sender needs it."""
+    """A receipt row as the sender needs it; read-only."""
 
     id: int
     source: str
