@@ -19,18 +19,10 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from receipt_agent.config import schema
 from receipt_agent.config.environment import Problem, environment_problems
 from receipt_agent.config.load import read_config_mapping, validate_mapping
 from receipt_agent.config.rules import overlap_problems, transport_problems
-from receipt_agent.config.schema import (
-    AgentConfig,
-    DinteroConfig,
-    LogConfig,
-    MetricsConfig,
-    ReconcileConfig,
-    ReportConfig,
-    SourceConfig,
-)
 from receipt_agent.config.values import ConfigPath
 from receipt_agent.errors import ConfigError
 
@@ -39,7 +31,7 @@ _INDEX_IN_TEXT = re.compile(r"(?:sources|reports)\[\d+\]")
 _DEFAULT_STATE_DIR = Path("/var/lib/receipt-agent")
 
 
-def collect_problems(path: Path) -> tuple[AgentConfig | None, list[Problem], list[str]]:
+def collect_problems(path: Path) -> tuple[schema.AgentConfig | None, list[Problem], list[str]]:
     """Given a config path, return (the config or None, every problem, warnings).
 
     The config is None when any schema problem was found; the problems then still hold
@@ -78,7 +70,7 @@ def _merge(schema: list[Problem], environment: list[Problem]) -> list[Problem]:
 class _Salvaged:
     """A stand-in config built from the parts that validated, and their original indices."""
 
-    def __init__(self, config: AgentConfig, indices: dict[str, list[int]]) -> None:
+    def __init__(self, config: schema.AgentConfig, indices: dict[str, list[int]]) -> None:
         self.config = config
         self._indices = indices
 
@@ -104,16 +96,20 @@ def _salvage(raw: dict[str, Any], path: Path) -> _Salvaged:
         except ValidationError:
             return default
 
-    sources, source_indices = _valid_items(raw.get("sources"), TypeAdapter(SourceConfig), part)
-    reports, report_indices = _valid_items(raw.get("reports"), TypeAdapter(ReportConfig), part)
+    sources, source_indices = _valid_items(
+        raw.get("sources"), TypeAdapter(schema.SourceConfig), part
+    )
+    reports, report_indices = _valid_items(
+        raw.get("reports"), TypeAdapter(schema.ReportConfig), part
+    )
     given = raw.get("dintero")
     dintero_raw: dict[str, Any] = given if isinstance(given, dict) else {}
-    dintero = part(TypeAdapter(DinteroConfig), dintero_raw, None)
+    dintero = part(TypeAdapter(schema.DinteroConfig), dintero_raw, None)
     if dintero is None:
         # Only the two paths are looked at; each validated alone (a bad one is left out).
         path_adapter = TypeAdapter(ConfigPath | None)
         # and base_url/account_id when each is well-formed, for the P… + http:// rule.
-        dintero = DinteroConfig.model_construct(
+        dintero = schema.DinteroConfig.model_construct(
             account_id=_well_formed(dintero_raw.get("account_id"), r"[PT]\d{8}") or "",
             base_url=_well_formed(dintero_raw.get("base_url"), r"https?://\S+")
             or "https://api.dintero.com/v1",
@@ -121,15 +117,17 @@ def _salvage(raw: dict[str, Any], path: Path) -> _Salvaged:
             ca_file=part(path_adapter, dintero_raw.get("ca_file"), None),
             client_secret_file=part(path_adapter, dintero_raw.get("client_secret_file"), None),
         )
-    config = AgentConfig.model_construct(
+    config = schema.AgentConfig.model_construct(
         dintero=dintero,
         state_dir=part(TypeAdapter(ConfigPath), raw.get("state_dir", _DEFAULT_STATE_DIR), None)
         or _DEFAULT_STATE_DIR,
-        log=part(TypeAdapter(LogConfig), raw.get("log", {}), None) or LogConfig(file="-"),
+        log=part(TypeAdapter(schema.LogConfig), raw.get("log", {}), None)
+        or schema.LogConfig(file="-"),
         sources=sources,
         reports=reports,
-        metrics=part(TypeAdapter(MetricsConfig), raw.get("metrics", {}), None) or MetricsConfig(),
-        reconcile=part(TypeAdapter(ReconcileConfig | None), raw.get("reconcile"), None),
+        metrics=part(TypeAdapter(schema.MetricsConfig), raw.get("metrics", {}), None)
+        or schema.MetricsConfig(),
+        reconcile=part(TypeAdapter(schema.ReconcileConfig | None), raw.get("reconcile"), None),
     )
     return _Salvaged(config, {"sources": source_indices, "reports": report_indices})
 
