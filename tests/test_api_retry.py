@@ -1,19 +1,28 @@
-"""api.py's retry rules, one home for the sender and reports: transient statuses, Retry-After."""
+"""api.py's retry rules, one home for sender, reports and reconcile: statuses, waits."""
 
 from __future__ import annotations
 
 import email.utils
+from collections.abc import Callable
 
 import httpx
 import pytest
+from pydantic import SecretStr
+from support import SECRET
 
 from receipt_agent.api import (
     MAX_RETRY_AFTER_S,
+    TRANSIENT_ATTEMPTS,
+    DinteroClient,
     is_transient,
     parse_retry_after,
     raise_if_transient,
+    retry_transient,
+    search_receipt,
 )
-from receipt_agent.errors import TransientSendError
+from receipt_agent.config import AgentConfig, RetryConfig
+from receipt_agent.errors import MisconfiguredError, TransientSendError
+from receipt_agent.sandbox import Sandbox
 
 NOW = 1_800_000_000.0
 
@@ -60,3 +69,64 @@ def test_raise_if_transient_carries_status_message_and_hint() -> None:
     assert (caught.value.status, caught.value.retry_after) == (429, 4.0)
     assert str(caught.value) == "POST receipts answered 429: slow down"
     raise_if_transient(httpx.Response(400, json={}), "POST receipts")  # not transient: no raise
+
+
+def _failing(*errors: Exception) -> Callable[[], None]:
+    """Return a call that raises the given errors in turn, one per try."""
+    remaining = iter(errors)
+
+    def call() -> None:
+        raise next(remaining)
+
+    return call
+
+
+def test_retry_transient_waits_the_backoff_or_a_longer_retry_after_then_gives_up() -> None:
+    """Waits double from retry.initial up to retry.max, a longer Retry-After wins; 5 tries."""
+    waits: list[float] = []
+    retrying = retry_transient(RetryConfig(initial=0.5, max=2.0), waits.append, jitter=False)
+    call = _failing(
+        TransientSendError("first", status=503),
+        TransientSendError("second", status=429, retry_after=3.0),
+        TransientSendError("third", status=503),
+        TransientSendError("fourth", status=503, retry_after=0.1),
+        TransientSendError("fifth", status=502),
+    )
+    with pytest.raises(TransientSendError, match="fifth"):
+        retrying(call)
+    assert TRANSIENT_ATTEMPTS == 5
+    assert waits == [0.5, 3.0, 2.0, 2.0]
+
+
+def test_retry_transient_jitter_adds_at_most_retry_initial() -> None:
+    """With jitter each wait lies between the plain backoff and the backoff plus retry.initial."""
+    waits: list[float] = []
+    retrying = retry_transient(RetryConfig(initial=0.5, max=2.0), waits.append)
+    with pytest.raises(TransientSendError):
+        retrying(_failing(*[TransientSendError("down", status=503)] * TRANSIENT_ATTEMPTS))
+    assert all(base <= wait <= base + 0.5 for base, wait in zip([0.5, 1, 2, 2], waits, strict=True))
+
+
+def test_retry_transient_does_not_retry_a_misconfiguration() -> None:
+    """A 403-like refusal ends the tries at once: one try, no wait."""
+    waits: list[float] = []
+    retrying = retry_transient(RetryConfig(initial=0.5, max=2.0), waits.append)
+    with pytest.raises(MisconfiguredError):
+        retrying(_failing(MisconfiguredError("forbidden", status=403)))
+    assert waits == []
+
+
+def test_search_receipt_503_is_transient_with_the_api_message(
+    sandbox: Sandbox, make_config: Callable[..., AgentConfig]
+) -> None:
+    """A 503 from the receipt search is a TransientSendError naming the call and the status."""
+    sandbox.set_faults(fail_next=1, fail_next_status=503, endpoints="search")
+    client = DinteroClient(make_config().dintero, SecretStr(SECRET))
+    try:
+        with pytest.raises(TransientSendError) as caught:
+            search_receipt(client, "R-1")
+        assert search_receipt(client, "R-1") is False  # the fault is used up: an answer
+    finally:
+        client.close()
+    assert caught.value.status == 503
+    assert str(caught.value).startswith("GET receipts/search answered 503: ")
