@@ -17,8 +17,9 @@ Each 2xx answer becomes ONE file in `output_dir`, written atomically:
 
 Only after the file is on disk is the period recorded in the state store's `reports`
 table, and a recorded period is never requested or written again. 408/429/5xx,
-timeouts and connection errors are retried (tenacity: exponential from `retry.initial`,
-capped at `retry.max`, Retry-After honoured up to 15 min, at most 5 attempts); any other
+timeouts and connection errors are retried (`api.retry_transient`: exponential from
+`retry.initial`, capped at `retry.max`, no jitter, Retry-After honoured up to 15 min, at
+most 5 attempts); any other
 answer fails the run at once. A failed period stays unrecorded, so the next start's
 catch-up runs it again.
 
