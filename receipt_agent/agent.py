@@ -8,10 +8,13 @@ acknowledged or left pending, bounded by DRAIN_TIMEOUT_S) → `agent.stopped`.
 
 Signal handlers only set flags; a second SIGTERM/SIGINT ends the drain at once (not
 drained, exit 1) and the cli exits hard: its one forced exit.
+
 Owns every thread: the intake worker, the watchdog observers, the APScheduler pool and
 the metrics listener. Every thread's top loop catches, logs and continues.
-The scheduled jobs (and which of them a reload schedules again) are `daemon_jobs`'; what a
-reload may change and what changed is `reload`'s; applying it is here.
+
+Taking files in (the per-file boundary, the intake thread's loop) is `intake_worker`'s;
+the scheduled jobs (and which of them a reload schedules again) are `daemon_jobs`'; what
+a reload may change and what changed is `reload`'s; applying it is here.
 """
 
 from __future__ import annotations
@@ -36,17 +39,13 @@ from receipt_agent import logs, reload, scheduler, spool, statedb, systemd
 from receipt_agent.api import DinteroClient
 from receipt_agent.config import MAX_CONCURRENCY, AgentConfig
 from receipt_agent.daemon_jobs import DaemonJobs
-from receipt_agent.errors import StateStoreError
-from receipt_agent.file_faults import FileFaults
-from receipt_agent.intake import FileOutcome, GroupCommit, sync_moves, take_in
+from receipt_agent.intake import GroupCommit
+from receipt_agent.intake_worker import RESCAN_INTERVAL_S, IntakeWorker
 from receipt_agent.metrics import AgentMetrics, HealthCheck
 from receipt_agent.once_report import OnceSummary
 from receipt_agent.sender import Sender
 
-RESCAN_INTERVAL_S = 60.0  # the folder listing is the truth; inotify only wakes us earlier
 DRAIN_TIMEOUT_S = 30.0  # systemd's TimeoutStopSec must be larger
-HOLD_FACTOR = 3.0  # a file leaves the spool only when its mtime is older than 3 × settle
-STORE_RETRY_S = 5.0  # how often intake retries after the state store refused a write
 TICK_S = 0.5
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -74,18 +73,11 @@ class Agent:
         self._forced = threading.Event()  # a second SIGTERM/SIGINT: stop waiting, exit hard
         self._log = structlog.get_logger("receipt_agent")
         self.metrics = AgentMetrics(sources=[source.name for source in config.sources])
-        self._queued_since_flush = 0
-        self._intake_paused_since: float | None = None
-        self._faults = FileFaults()
-        # Files read and queued but held in the spool → (monotonic time to visit again, path).
-        self._revisit: dict[tuple[str, str], tuple[float, Path, float]] = {}  # … and its mtime
-        self._once = False  # run_once: no hold (one pass, no later visit)
         self._scheduler: Any = None  # set once the daemon's scheduler exists
         self._watcher: spool.SpoolWatcher | None = None  # the daemon's folder watches
         self.once_summary: OnceSummary | None = None  # what `run --once` did, for the CLI
-        self.drained = (
-            True  # False after a drain cut short: bound or second signal (cli exits hard)
-        )
+        # False after a drain cut short by its bound or a second signal (cli exits hard).
+        self.drained = True
 
     # --- shared set-up -------------------------------------------------------------------
 
@@ -99,7 +91,9 @@ class Agent:
         self.sender = Sender(
             self.db, self.client, self.config, observer=self.metrics, executor=self._send_pool
         )
-        self.spool = spool.Spool(self.config.sources)
+        self._intake = IntakeWorker(
+            self.config, self.db, self.metrics, request_flush=self._flush_soon
+        )
         last_success = self.db.meta().get("last_success_at")
         if last_success is not None:  # the gauge survives restarts
             self.metrics.last_success(float(last_success))
@@ -113,91 +107,6 @@ class Agent:
             self.db.close()
         self._lock.close()
 
-    def _take(self, ready: spool.ReadyFile, group: GroupCommit | None = None) -> FileOutcome | None:
-        """Take in one file; return None when it stays in the spool.
-
-        The per-file boundary (CONTRACT §3): whatever goes wrong with this file (read,
-        parse, map, move) is this file's fault record, retried with backoff while the
-        other files go on. Only the state store refusing a write pauses intake.
-        """
-        key = (ready.source.name, ready.path.name)
-        held = self._revisit.get(key)
-        # The hold guards against a writer that keeps the file open and appends after a
-        # pause; a file its writer closed needs none, and `run --once` (one pass, no
-        # later visit) takes in what is settled and archives it, as CONTRACT §3 says.
-        hold_s = 0.0 if ready.closed or self._once else HOLD_FACTOR * ready.source.settle
-        try:
-            outcome = take_in(
-                ready.path, ready.source, self.db, self.config,
-                hold_s=hold_s,
-                held_mtime=None if held is None else held[2],
-                defer=None if group is None else group.defer_for(key),
-            )  # fmt: skip
-        except StateStoreError as error:
-            if self._intake_paused_since is None:
-                self._intake_paused_since = time.monotonic()
-                self._log.error(
-                    "intake.paused", source=ready.source.name, file=ready.path.name,
-                    error=f"{error}; the file stays in the spool and intake retries "
-                    f"every {STORE_RETRY_S:g}s",
-                )  # fmt: skip
-            return None
-        except Exception as error:  # noqa: BLE001 - the per-file boundary: this file alone
-            if isinstance(error, FileNotFoundError) and not (
-                ready.path.exists() or ready.path.is_symlink()
-            ):  # gone between listing and opening (another agent, an operator)
-                self._faults.cleared(*key)
-                return None
-            self._faults.failed(*key, error)
-            return None
-        self._faults.cleared(*key)
-        self._revisit.pop(key, None)
-        if outcome.outcome in ("changed", "held"):
-            # Still in the spool: visit it again when it may leave (a changed file is
-            # unsettled again, so the spool holds it back until it settles).
-            hold_s = HOLD_FACTOR * ready.source.settle
-            due = time.monotonic() + max(0.0, ready.mtime + hold_s - time.time())
-            self._revisit[key] = (due, ready.path, ready.mtime)
-        if self._intake_paused_since is not None:
-            self._log.info(
-                "intake.resumed", paused_s=round(time.monotonic() - self._intake_paused_since, 1)
-            )
-            self._intake_paused_since = None
-        if outcome.outcome not in ("changed", "held"):
-            self.spool.forget(ready)
-        if outcome.outcome == "quarantined":
-            self.metrics.file_quarantined(outcome.source)
-        elif outcome.outcome != "archived":  # counted when it was read, before its hold
-            self.metrics.file_accepted(outcome.source)
-            self.metrics.receipts(outcome.source, "queued", outcome.receipts)
-            self.metrics.receipts(outcome.source, "rejected", outcome.rejected)
-            self.metrics.receipts(outcome.source, "duplicate", outcome.duplicates)
-        return outcome
-
-    def _commit_group(self, group: GroupCommit) -> None:
-        """Commit the intake group (one fsync), then move its files: each one's own fault."""
-        try:
-            after = group.commit()
-        except StateStoreError as error:  # nothing of the group recorded; all stay in spool
-            if self._intake_paused_since is None:
-                self._intake_paused_since = time.monotonic()
-                self._log.error(
-                    "intake.paused", error=f"{error}; the files stay in the spool and "
-                    f"intake retries every {STORE_RETRY_S:g}s",
-                )  # fmt: skip
-            return
-        for key, action in after:
-            try:
-                action()
-            except Exception as error:  # noqa: BLE001 - the per-file boundary: this file alone
-                source, name = key
-                if isinstance(error, FileNotFoundError):
-                    self._faults.cleared(source, name)
-                else:
-                    self._faults.failed(source, name, error)
-        if self._queued_since_flush >= self.config.batch.max_receipts:
-            self._flush_soon()
-
     # --- run --once ------------------------------------------------------------------------
 
     def run_once(self) -> int:
@@ -208,7 +117,7 @@ class Agent:
         summary line is left in `self.once_summary` for the CLI to print.
         """
         self._open()
-        self._once = True
+        self._intake.once = True
         summary = self.once_summary = OnceSummary()
         try:
             with self._signal_handlers():
@@ -246,7 +155,7 @@ class Agent:
             if not source.path.is_dir():
                 summary.missing_folders.append(source.name)
                 self._log.warning("spool.missing", source=source.name, path=str(source.path))
-        ready, _ = self.spool.scan()
+        ready, _ = self._intake.spool.scan()
         taken = False
         # Full batches go out from a second thread while intake goes on, so the
         # POSTs and their commits wait while this thread parses (the daemon's
@@ -267,28 +176,28 @@ class Agent:
             for item in ready:
                 if self.stop_event.is_set():
                     break
-                outcome = self._take(item, group)
+                outcome = self._intake.take(item, group)
                 taken = outcome is not None or taken
                 queued += outcome.receipts if outcome is not None else 0
                 summary.count_file(outcome)
                 if group.is_full():
-                    self._commit_group(group)
+                    self._intake.commit_group(group)
                     if queued >= self.config.batch.max_receipts:
                         queued = 0
                         batch_ready.set()
-            self._commit_group(group)
+            self._intake.commit_group(group)
         finally:
             group.abandon()
             intake_done.set()
             batch_ready.set()
             sending.join()
-        self._sync_moves(taken)
-        self._faults.persist(self.db)
+        self._intake.sync_folders(taken)
+        self._intake.faults.persist(self.db)
         summary.count_sent(self.sender.flush(self.stop_event, once=True))
         summary.pending = self.db.pending_count()
-        summary.left_in_spool = len(self.spool.scan(ignore_settle=True)[0])
-        summary.unreadable = len(self._faults)
-        summary.store_refused = self._intake_paused_since is not None
+        summary.left_in_spool = len(self._intake.spool.scan(ignore_settle=True)[0])
+        summary.unreadable = len(self._intake.faults)
+        summary.store_refused = self._intake.paused_since is not None
         return summary.exit_code()
 
     def _send_full_batches(
@@ -312,7 +221,9 @@ class Agent:
         """Run until SIGTERM/SIGINT, then drain and return 0."""
         self._open()
         sched = scheduler.build_scheduler()
-        intake_thread = threading.Thread(target=self._intake_loop, name="intake", daemon=True)
+        intake_thread = threading.Thread(
+            target=self._intake.loop, args=(self.stop_event, self._wake), name="intake", daemon=True
+        )
         drained: bool | None = None
         try:
             with self._signal_handlers():
@@ -346,7 +257,7 @@ class Agent:
 
     def _start_observers(self) -> list[Any]:
         self._watcher = spool.SpoolWatcher(
-            self.config.sources, self._wake, on_closed=self.spool.note_closed
+            self.config.sources, self._wake, on_closed=self._intake.spool.note_closed
         )
         try:
             failed = self._watcher.start()
@@ -366,8 +277,8 @@ class Agent:
         """A reload changed the sources: a new spool (keeping what the old one knew) and
         new folder watches."""
         fresh = spool.Spool(config.sources)
-        fresh.adopt(self.spool)
-        self.spool = fresh
+        fresh.adopt(self._intake.spool)
+        self._intake.spool = fresh
         for observer in self._observers:
             observer.stop()
         for observer in self._observers:
@@ -387,73 +298,9 @@ class Agent:
             self.metrics.start_listener(self.config.metrics.listen, health=self._health)
 
     def _flush(self) -> None:
-        self._queued_since_flush = 0
+        self._intake.queued_since_flush = 0
         self.sender.flush(self.stop_event)
         self._jobs.update_queue_metrics()
-
-    def _intake_loop(self) -> None:
-        """The intake thread: scan, take in ready files, sleep until woken or due."""
-        while not self.stop_event.is_set():
-            self._wake.clear()
-            timeout = RESCAN_INTERVAL_S
-            group = GroupCommit(self.db)
-            try:
-                ready, next_due = self.spool.scan()
-                taken = False
-                for item in ready:
-                    if self.stop_event.is_set():
-                        self._commit_group(group)
-                        self._sync_moves(taken)
-                        return
-                    key = (item.source.name, item.path.name)
-                    if not self._faults.is_due(*key):
-                        continue  # in its backoff after a failure; the others go on
-                    if key in self._revisit and self._revisit[key][0] > time.monotonic():
-                        continue  # read, queued, held in the spool a little longer
-                    outcome = self._take(item, group)
-                    taken = outcome is not None or taken
-                    if outcome is None and self._intake_paused_since is not None:
-                        break
-                    if outcome is not None:
-                        self._queued_since_flush += outcome.receipts
-                    if group.is_full():
-                        self._commit_group(group)  # and a full batch is sent at once
-                self._commit_group(group)
-                if self._queued_since_flush:
-                    self._flush_soon()  # the pass is over: an idle sender sends at once
-                self._sync_moves(taken)
-                self._faults.persist(self.db)
-                present = {(item.source.name, item.path.name) for item in ready}
-                self._faults.retain(present)
-                self._revisit = {
-                    k: v for k, v in self._revisit.items() if k in present or v[1].exists()
-                }
-                revisit = min((held[0] for held in self._revisit.values()), default=None)
-                if revisit is not None:
-                    revisit = max(0.0, revisit - time.monotonic())
-                if self._intake_paused_since is not None:
-                    timeout = STORE_RETRY_S
-                else:
-                    for due in (next_due, self._faults.next_due_s(), revisit):
-                        if due is not None:
-                            timeout = min(timeout, due + 0.01)
-            except Exception:  # noqa: BLE001 - the thread boundary: log and keep taking files in
-                group.abandon()  # its files stay in the spool, nothing of them recorded
-                self._log.exception("intake.failed")
-                timeout = STORE_RETRY_S
-            self._wake.wait(timeout)
-
-    def _sync_moves(self, taken: bool) -> None:
-        """After a pass that moved files: fsync the folders once (intake's step 4)."""
-        if not taken:
-            return
-        try:
-            sync_moves(self.config.sources, self.config)
-        except OSError as error:  # the moves stay valid; a power cut could only undo them
-            self._log.warning(
-                "intake.failed", error=f"cannot fsync a spool or archive folder ({error}); "
-                "after a power cut some archived files may be archived again",
-            )  # fmt: skip
 
     def _flush_soon(self) -> None:
         """Receipts were queued: a running flush sends them too, else run the flush job now.
@@ -462,7 +309,7 @@ class Agent:
         so a trickle is sent at once (adaptive batching; under load receipts gather behind
         the batches in flight). `wanted` is set before `busy` is read (see Sender).
         """
-        self._queued_since_flush = 0
+        self._intake.queued_since_flush = 0
         self.sender.wanted.set()
         if self._scheduler is not None and not self.sender.busy.is_set():
             scheduler.run_soon(self._scheduler, scheduler.FLUSH_JOB)
@@ -508,6 +355,7 @@ class Agent:
             self._retired_clients.append(self.client)  # a request in flight may still use it
             self.client, self._secret = DinteroClient(new.dintero, secret), secret
         old, self.config = self.config, new
+        self._intake.config = new
         self.sender.reconfigure(new, self.client)
         if changes.has("sources"):
             self._watch_again(new)

@@ -1,0 +1,208 @@
+"""Taking files in, for the daemon's intake thread and for `run --once` (CONTRACT §3).
+
+`take` is the per-file boundary: whatever goes wrong with one file (read, parse, map,
+move) is that file's fault record (`file_faults`), retried with backoff while the other
+files go on; only the state store refusing a write pauses intake (`intake.paused`, then
+`intake.resumed`). `loop` is the intake thread's body: scan the spools, take the ready
+files in group commits, sleep until woken (a folder event, a reload) or a file is due.
+A file read and queued but still being written is held in the spool and visited again.
+
+A spool file is moved or deleted only by `intake` and only after its commit returned.
+Starts no thread (the agent starts the one that runs `loop`); emits `intake.paused`,
+`intake.resumed` and `intake.failed`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+
+from receipt_agent import spool, statedb
+from receipt_agent.config import AgentConfig
+from receipt_agent.errors import StateStoreError
+from receipt_agent.file_faults import FileFaults
+from receipt_agent.intake import FileOutcome, GroupCommit, sync_moves, take_in
+from receipt_agent.metrics import AgentMetrics
+
+RESCAN_INTERVAL_S = 60.0  # the folder listing is the truth; inotify only wakes us earlier
+HOLD_FACTOR = 3.0  # a file leaves the spool only when its mtime is older than 3 × settle
+STORE_RETRY_S = 5.0  # how often intake retries after the state store refused a write
+
+
+class IntakeWorker:
+    """The intake of one agent; `config` and `spool` are replaced by a SIGHUP reload."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        db: statedb.StateDB,
+        metrics: AgentMetrics,
+        *,
+        request_flush: Callable[[], None],
+    ) -> None:
+        self.config = config
+        self.spool = spool.Spool(config.sources)
+        self._db = db
+        self._metrics = metrics
+        self._request_flush = request_flush  # full batch queued, or a pass queued some
+        self.faults = FileFaults()
+        self.paused_since: float | None = None  # the state store refused a write
+        self.queued_since_flush = 0
+        self.once = False  # run --once: no hold (one pass, no later visit)
+        # Files read and queued but held in the spool → (monotonic time to visit again,
+        # path, its mtime then).
+        self._revisit: dict[tuple[str, str], tuple[float, Path, float]] = {}
+        self._log = structlog.get_logger("receipt_agent")
+
+    def take(self, ready: spool.ReadyFile, group: GroupCommit | None = None) -> FileOutcome | None:
+        """Take in one file; return None when it stays in the spool.
+
+        The per-file boundary (CONTRACT §3): whatever goes wrong with this file (read,
+        parse, map, move) is this file's fault record, retried with backoff while the
+        other files go on. Only the state store refusing a write pauses intake.
+        """
+        key = (ready.source.name, ready.path.name)
+        held = self._revisit.get(key)
+        # The hold guards against a writer that keeps the file open and appends after a
+        # pause; a file its writer closed needs none, and `run --once` (one pass, no
+        # later visit) takes in what is settled and archives it, as CONTRACT §3 says.
+        hold_s = 0.0 if ready.closed or self.once else HOLD_FACTOR * ready.source.settle
+        try:
+            outcome = take_in(
+                ready.path, ready.source, self._db, self.config,
+                hold_s=hold_s,
+                held_mtime=None if held is None else held[2],
+                defer=None if group is None else group.defer_for(key),
+            )  # fmt: skip
+        except StateStoreError as error:
+            if self.paused_since is None:
+                self.paused_since = time.monotonic()
+                self._log.error(
+                    "intake.paused", source=ready.source.name, file=ready.path.name,
+                    error=f"{error}; the file stays in the spool and intake retries "
+                    f"every {STORE_RETRY_S:g}s",
+                )  # fmt: skip
+            return None
+        except Exception as error:  # noqa: BLE001 - the per-file boundary: this file alone
+            if isinstance(error, FileNotFoundError) and not (
+                ready.path.exists() or ready.path.is_symlink()
+            ):  # gone between listing and opening (another agent, an operator)
+                self.faults.cleared(*key)
+                return None
+            self.faults.failed(*key, error)
+            return None
+        self.faults.cleared(*key)
+        self._revisit.pop(key, None)
+        if outcome.outcome in ("changed", "held"):
+            # Still in the spool: visit it again when it may leave (a changed file is
+            # unsettled again, so the spool holds it back until it settles).
+            hold_s = HOLD_FACTOR * ready.source.settle
+            due = time.monotonic() + max(0.0, ready.mtime + hold_s - time.time())
+            self._revisit[key] = (due, ready.path, ready.mtime)
+        if self.paused_since is not None:
+            self._log.info(
+                "intake.resumed", paused_s=round(time.monotonic() - self.paused_since, 1)
+            )
+            self.paused_since = None
+        if outcome.outcome not in ("changed", "held"):
+            self.spool.forget(ready)
+        if outcome.outcome == "quarantined":
+            self._metrics.file_quarantined(outcome.source)
+        elif outcome.outcome != "archived":  # counted when it was read, before its hold
+            self._metrics.file_accepted(outcome.source)
+            self._metrics.receipts(outcome.source, "queued", outcome.receipts)
+            self._metrics.receipts(outcome.source, "rejected", outcome.rejected)
+            self._metrics.receipts(outcome.source, "duplicate", outcome.duplicates)
+        return outcome
+
+    def commit_group(self, group: GroupCommit) -> None:
+        """Commit the intake group (one fsync), then move its files: each one's own fault."""
+        try:
+            after = group.commit()
+        except StateStoreError as error:  # nothing of the group recorded; all stay in spool
+            if self.paused_since is None:
+                self.paused_since = time.monotonic()
+                self._log.error(
+                    "intake.paused", error=f"{error}; the files stay in the spool and "
+                    f"intake retries every {STORE_RETRY_S:g}s",
+                )  # fmt: skip
+            return
+        for key, action in after:
+            try:
+                action()
+            except Exception as error:  # noqa: BLE001 - the per-file boundary: this file alone
+                source, name = key
+                if isinstance(error, FileNotFoundError):
+                    self.faults.cleared(source, name)
+                else:
+                    self.faults.failed(source, name, error)
+        if self.queued_since_flush >= self.config.batch.max_receipts:
+            self._request_flush()
+
+    def loop(self, stop_event: threading.Event, wake: threading.Event) -> None:
+        """The intake thread: scan, take in ready files, sleep until woken or due."""
+        while not stop_event.is_set():
+            wake.clear()
+            timeout = RESCAN_INTERVAL_S
+            group = GroupCommit(self._db)
+            try:
+                ready, next_due = self.spool.scan()
+                taken = False
+                for item in ready:
+                    if stop_event.is_set():
+                        self.commit_group(group)
+                        self.sync_folders(taken)
+                        return
+                    key = (item.source.name, item.path.name)
+                    if not self.faults.is_due(*key):
+                        continue  # in its backoff after a failure; the others go on
+                    if key in self._revisit and self._revisit[key][0] > time.monotonic():
+                        continue  # read, queued, held in the spool a little longer
+                    outcome = self.take(item, group)
+                    taken = outcome is not None or taken
+                    if outcome is None and self.paused_since is not None:
+                        break
+                    if outcome is not None:
+                        self.queued_since_flush += outcome.receipts
+                    if group.is_full():
+                        self.commit_group(group)  # and a full batch is sent at once
+                self.commit_group(group)
+                if self.queued_since_flush:
+                    self._request_flush()  # the pass is over: an idle sender sends at once
+                self.sync_folders(taken)
+                self.faults.persist(self._db)
+                present = {(item.source.name, item.path.name) for item in ready}
+                self.faults.retain(present)
+                self._revisit = {
+                    k: v for k, v in self._revisit.items() if k in present or v[1].exists()
+                }
+                revisit = min((held[0] for held in self._revisit.values()), default=None)
+                if revisit is not None:
+                    revisit = max(0.0, revisit - time.monotonic())
+                if self.paused_since is not None:
+                    timeout = STORE_RETRY_S
+                else:
+                    for due in (next_due, self.faults.next_due_s(), revisit):
+                        if due is not None:
+                            timeout = min(timeout, due + 0.01)
+            except Exception:  # noqa: BLE001 - the thread boundary: log and keep taking files in
+                group.abandon()  # its files stay in the spool, nothing of them recorded
+                self._log.exception("intake.failed")
+                timeout = STORE_RETRY_S
+            wake.wait(timeout)
+
+    def sync_folders(self, taken: bool) -> None:
+        """After a pass that moved files: fsync the folders once (intake's step 4)."""
+        if not taken:
+            return
+        try:
+            sync_moves(self.config.sources, self.config)
+        except OSError as error:  # the moves stay valid; a power cut could only undo them
+            self._log.warning(
+                "intake.failed", error=f"cannot fsync a spool or archive folder ({error}); "
+                "after a power cut some archived files may be archived again",
+            )  # fmt: skip
