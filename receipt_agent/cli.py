@@ -221,7 +221,7 @@ def _run_once(agent: Any) -> int:
     """`run --once`, with a progress bar on stderr when that is a terminal (CONTRACT §1).
 
     The bar follows the pass's live counts (the summary line's text) from a thread; the
-    pass itself stays on the main thread (its signal handlers need it). Transient: only
+    `run_once` stays on the main thread (it installs the signal handlers there). Transient: only
     the summary line stays on screen. Not a terminal (cron, tests): no bar at all.
     """
     if not sys.stderr.isatty():

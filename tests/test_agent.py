@@ -208,7 +208,7 @@ def test_second_sigterm_during_the_drain_ends_run_at_once_not_drained(
 ) -> None:
     """A second SIGTERM while the drain waits for a slow POST ends `run()` at once with exit 1.
 
-    1. The sandbox holds POSTs 4 s unanswered; drop a file; `run()` on the main thread.
+    1. The sandbox holds POSTs 6 s unanswered; drop a file; `run()` on the main thread.
     2. A helper thread sends SIGTERM once the POST is in flight, and again once the log
        says `agent.stopping`.
     Result: `run()` returns 1 with the POST still out (`drained: false` in `agent.stopped`,
@@ -216,7 +216,7 @@ def test_second_sigterm_during_the_drain_ends_run_at_once_not_drained(
     handlers only set flags: the process was not ended from inside one.
     """
     log = Path(str(config.log.file))
-    sandbox.set_faults(hang_rate=1.0, hang_s=4.0)  # recorded on arrival, unanswered 4 s
+    sandbox.set_faults(hang_rate=1.0, hang_s=6.0)  # recorded on arrival, unanswered 6 s
     before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     drop(spool_dir, "a.json", [make_receipt(n) for n in range(2)])
     agent = Agent(config, SecretStr(SECRET))
@@ -267,3 +267,43 @@ def test_run_that_fails_to_start_stops_what_it_started_before_the_store_closes(
     again = Agent(config, SecretStr(SECRET))
     again._open()
     again._close()
+
+
+def test_run_once_second_sigterm_while_a_post_hangs_returns_1_not_drained(
+    config: AgentConfig, spool_dir: Path, sandbox: Sandbox
+) -> None:
+    """`run --once` ends at a second SIGTERM even while its POST hangs (the cli then exits hard).
+
+    1. The sandbox holds POSTs 6 s unanswered; one settled file; `run_once()` on the main
+       thread.
+    2. A helper thread sends SIGTERM once the POST is in flight, and again once the first
+       was seen.
+    Result: `run_once()` returns 1, not drained, while the pass is still waiting for its
+    POST; the receipts stay pending (nothing at the sandbox).
+    """
+    sandbox.set_faults(hang_rate=1.0, hang_s=6.0)  # recorded on arrival, unanswered 6 s
+    drop(spool_dir, "a.json", [make_receipt(n) for n in range(2)])
+    os.utime(spool_dir / "a.json", (time.time() - 60, time.time() - 60))
+    agent = Agent(config, SecretStr(SECRET))
+
+    def terminate_twice() -> None:
+        wait_until(lambda: any(r.path.endswith("/receipts") for r in sandbox.requests))
+        os.kill(os.getpid(), signal.SIGTERM)
+        wait_until(agent.stop_event.is_set)  # two signals at once may be seen as one
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    killer = threading.Thread(target=terminate_twice, name="sigterm-sender")
+    killer.start()
+    try:
+        code = agent.run_once()
+    finally:
+        killer.join(30)
+    (still_running,) = [t for t in threading.enumerate() if t.name == "once"]
+    assert code == EXIT_FAILED
+    assert not agent.drained
+    assert still_running.is_alive()
+    assert sandbox.receipt_ids(ACCOUNT) == []
+    # The cli would exit now; in-process, let the pass end before the store closes.
+    still_running.join(30)
+    assert agent.db.counts()["pending"] == 2
+    agent.db.close()
