@@ -9,8 +9,8 @@ acknowledged or left pending, bounded by DRAIN_TIMEOUT_S) → `agent.stopped`.
 Signal handlers only set flags; a second SIGTERM/SIGINT ends the drain at once (not
 drained, exit 1) and the cli exits hard: its one forced exit.
 
-Owns every thread: the intake worker, the watchdog observers, the APScheduler pool and
-the metrics listener. Every thread's top loop catches, logs and continues.
+Owns every thread: the intake worker (and run --once's pass), the watchdog observers,
+the APScheduler pool and the metrics listener. Every thread's top loop catches, logs and continues.
 
 Taking files in (the per-file boundary, the intake thread's loop) is `intake_worker`'s;
 the scheduled jobs (and which of them a reload schedules again) are `daemon_jobs`'; what
