@@ -69,13 +69,25 @@ def atomic_write(path: Path, data: bytes, *, mode: int = FILE_MODE) -> None:
 
 
 def free_name(folder: Path, name: str) -> Path:
-    """Given a folder and a file name, return a path in it that does not exist yet."""
+    """Given a folder and a file name, return a path in it that does not exist yet.
+
+    Taken means anything `lstat` finds there: a file, a folder, a link (dangling too).
+    """
     candidate = folder / name
     counter = 1
-    while candidate.exists() or candidate.is_symlink():
+    while _is_taken(candidate):
         candidate = folder / f"{name}.{counter}"
         counter += 1
     return candidate
+
+
+def _is_taken(path: Path) -> bool:
+    # One lstat for `exists() or is_symlink()` (two system calls per archived file).
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return True
 
 
 def move_into(source: Path, folder: Path, *, name: str | None = None, durable: bool = True) -> Path:
@@ -88,7 +100,7 @@ def move_into(source: Path, folder: Path, *, name: str | None = None, durable: b
     make_dirs(folder)
     target = free_name(folder, name or source.name)
     try:
-        source.rename(target)
+        os.rename(source, target)  # noqa: PTH104 - Path.rename builds a Path nobody uses
         close_to_others(target)
     except OSError as error:
         if error.errno != errno.EXDEV:

@@ -373,9 +373,12 @@ def _record(
     return outcome, rejections, duplicates
 
 
+_SKIP_REASONS: tuple[str, ...] = get_args(SkipReason)
+
+
 def _skip_counts(skipped: Counter[str]) -> dict[str, int]:
     """`file.accepted`'s skipped: every reason of CONTRACT §2 (non_sale, training, voided)."""
-    return {reason: skipped[reason] for reason in get_args(SkipReason)}
+    return {reason: skipped[reason] for reason in _SKIP_REASONS}
 
 
 _NO_SKIPS = _skip_counts(Counter())
@@ -469,7 +472,24 @@ def _finish(path: Path, source: SourceBase, config: AgentConfig) -> None:
     if source.after == "delete":
         files.remove(path, durable=False)
     else:
-        files.move_into(path, config.archive_dir(source), durable=False)
+        files.move_into(path, _archive_dir(config, source), durable=False)
+
+
+# id(source) → (source, config, config.archive_dir(source)). Its Path joins cost ~10-20 µs,
+# once per archived file; kept per source object, checked by identity (the entry holds
+# both objects, so their ids cannot be reused while it exists; a SIGHUP reload brings
+# new objects and new entries). Used by the one intake thread (or run --once's pass).
+_ARCHIVE_DIRS: dict[int, tuple[SourceBase, AgentConfig, Path]] = {}
+_ARCHIVE_DIRS_MAX = 256  # sources × reloads; cleared past it
+
+
+def _archive_dir(config: AgentConfig, source: SourceBase) -> Path:
+    known = _ARCHIVE_DIRS.get(id(source))
+    if known is None or known[0] is not source or known[1] is not config:
+        if len(_ARCHIVE_DIRS) >= _ARCHIVE_DIRS_MAX:
+            _ARCHIVE_DIRS.clear()
+        known = _ARCHIVE_DIRS[id(source)] = (source, config, config.archive_dir(source))
+    return known[2]
 
 
 def sync_moves(sources: list[Any], config: AgentConfig) -> None:
