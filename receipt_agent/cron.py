@@ -9,7 +9,7 @@ use it, so they agree.
 A crontab line is validated once, when the config loads: `check_crontab` is the field
 validator of `reports[].cron` and `reconcile.cron` (config/values.py), so a bad line is
 a `reports[0].cron: <reason>` problem of `check-config` and of every command that loads
-the config (exit 2), and the scheduler and `report_periods` only ever build triggers for
+the config (exit 2), and the scheduler and `reports.periods` only ever build triggers for
 lines that passed. Below config in the import layers; imports apscheduler only, and only
 when a trigger is built (so importing the config costs no apscheduler import).
 """
@@ -20,6 +20,7 @@ from typing import Any
 
 _NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _DAYS_IN_WEEK = 7
+_FIELDS = ("minute", "hour", "day", "month", "day_of_week")  # a crontab line, in order
 
 
 def _day(token: str) -> int:
@@ -79,14 +80,8 @@ def crontab_trigger(expression: str, timezone: str) -> Any:
     from apscheduler.triggers.cron import CronTrigger  # here: loading a config stays light
 
     fields = expression.split()
-    if len(fields) != 5:  # noqa: PLR2004 - crontab has five fields
+    if len(fields) != len(_FIELDS):
         raise ValueError(f"{expression!r} is not a crontab line; write 5 fields, e.g. '15 6 1 * *'")
-    minute, hour, day, month, day_of_week = fields
-    return CronTrigger(
-        minute=minute,
-        hour=hour,
-        day=day,
-        month=month,
-        day_of_week=day_of_week_names(day_of_week),
-        timezone=timezone,
-    )
+    named = dict(zip(_FIELDS, fields, strict=True))
+    named["day_of_week"] = day_of_week_names(named["day_of_week"])
+    return CronTrigger(**named, timezone=timezone)
