@@ -24,9 +24,12 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# What CI and the README call: lint, then the fast suite (reliability scenarios in reduced size).
+# What CI and the README call: lint, then the fast suite (reliability scenarios in reduced size)
+# on WORKERS processes (pytest-xdist): most tests wait on subprocesses and sockets, so two
+# workers on two cores take ~5.5 min where one takes ~8. `make test WORKERS=0` runs one process.
+WORKERS ?= 2
 test: lint
-	$(BIN)/pytest -m "not slow" --cov --cov-report=term:skip-covered
+	$(BIN)/pytest -n $(WORKERS) -m "not slow" --cov --cov-report=term:skip-covered
 
 e2e: install
 	$(BIN)/pytest -m e2e
