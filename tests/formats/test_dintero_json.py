@@ -245,6 +245,22 @@ def test_parse_file_over_size_limit_raises_unsafe_file_error(tmp_path: Path) -> 
         parse_file(tmp_path, b"[" + b" " * 2000 + b"]", max_file_size=1024)
 
 
+@pytest.mark.parametrize(("size", "refused"), [(204_800, False), (204_801, True)])
+def test_parse_reads_a_file_of_many_chunks_up_to_the_limit_exactly(
+    tmp_path: Path, size: int, refused: bool
+) -> None:
+    """A 200 KiB file (several read chunks) at max_file_size parses; one byte more is refused."""
+    body = orjson.dumps([receipt(1), receipt(2)])
+    content = body[:-1] + b" " * (size - len(body)) + b"]"
+    assert len(content) == size
+    if refused:
+        with pytest.raises(UnsafeFileError, match="larger than max_file_size"):
+            parse_file(tmp_path, content, max_file_size=204_800)
+    else:
+        records = parse_file(tmp_path, content, max_file_size=204_800)
+        assert [r.data["receipt_id"] for r in records] == ["1", "2"]  # type: ignore[union-attr]
+
+
 def test_parse_error_messages_never_contain_file_content(tmp_path: Path) -> None:
     """A broken file's error names a place, not the customer data around it."""
     content = b'[{"customer": {"first_name": "CANARY", "phone_number": "+4799999999"}'
