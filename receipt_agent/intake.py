@@ -69,6 +69,7 @@ class FileOutcome:
     duplicates: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    recorded: bool = False  # its receipts and digest were written (committed, or in a group)
 
 
 def open_safely(path: Path, limit_bytes: int) -> IO[bytes]:
@@ -240,6 +241,9 @@ class GroupCommit:
         self._files = 0
         self._opened_at = 0.0
         self._after: list[tuple[tuple[str, str], Callable[[], None]]] = []
+        # A file of the open group wrote its records (set by the caller from
+        # FileOutcome.recorded): its commit proves the store takes writes again.
+        self.has_records = False
 
     def defer_for(self, key: tuple[str, str]) -> Callable[[Callable[[], None]], None]:
         """Return the `defer` for one file's take_in; opens the group on first use."""
@@ -262,14 +266,14 @@ class GroupCommit:
         and every file stays in the spool.
         """
         stack, after = self._stack, self._after
-        self._stack, self._after = None, []
+        self._stack, self._after, self.has_records = None, [], False
         if stack is not None:
             stack.close()
         return after
 
     def abandon(self) -> None:
         """Roll the open group back (shutdown mid-group): its files stay in the spool."""
-        stack, self._stack, self._after = self._stack, None, []
+        stack, self._stack, self._after, self.has_records = self._stack, None, [], False
         if stack is not None:
             with contextlib.suppress(Exception):
                 stack.__exit__(RuntimeError, RuntimeError("abandoned"), None)
@@ -370,6 +374,7 @@ def _record(
             receipts=outcome.receipts, rejected=outcome.rejected, now=now,
         )  # fmt: skip
     outcome.skipped = _skip_counts(skipped)
+    outcome.recorded = True
     return outcome, rejections, duplicates
 
 

@@ -51,6 +51,7 @@ class IntakeWorker:
         self._request_flush = request_flush  # full batch queued, or a pass queued some
         self.faults = FileFaults()
         self.paused_since: float | None = None  # the state store refused a write
+        self._store_retry_at = 0.0  # monotonic; while paused, no intake pass before it
         self.queued_since_flush = 0
         self.once = False  # run --once: no hold (one pass, no later visit)
         # Files read and queued but held in the spool → (monotonic time to visit again,
@@ -79,13 +80,7 @@ class IntakeWorker:
                 defer=None if group is None else group.defer_for(key),
             )  # fmt: skip
         except StateStoreError as error:
-            if self.paused_since is None:
-                self.paused_since = time.monotonic()
-                self._log.error(
-                    "intake.paused", source=ready.source.name, file=ready.path.name,
-                    error=f"{error}; the file stays in the spool and intake retries "
-                    f"every {STORE_RETRY_S:g}s",
-                )  # fmt: skip
+            self._pause(error, source=ready.source.name, file=ready.path.name)
             return None
         except Exception as error:  # noqa: BLE001 - the per-file boundary: this file alone
             if isinstance(error, FileNotFoundError) and not (
@@ -103,11 +98,11 @@ class IntakeWorker:
             hold_s = HOLD_FACTOR * ready.source.settle
             due = time.monotonic() + max(0.0, ready.mtime + hold_s - time.time())
             self._revisit[key] = (due, ready.path, ready.mtime)
-        if self.paused_since is not None:
-            self._log.info(
-                "intake.resumed", paused_s=round(time.monotonic() - self.paused_since, 1)
-            )
-            self.paused_since = None
+        if outcome.recorded:  # the store took a write; in a group, only once it commits
+            if group is None:
+                self._resume()
+            else:
+                group.has_records = True
         if outcome.outcome not in ("changed", "held"):
             self.spool.forget(ready)
         if outcome.outcome == "quarantined":
@@ -119,18 +114,19 @@ class IntakeWorker:
             self._metrics.receipts(outcome.source, "duplicate", outcome.duplicates)
         return outcome
 
-    def commit_group(self, group: GroupCommit) -> None:
-        """Commit the intake group (one fsync), then move its files: each one's own fault."""
+    def commit_group(self, group: GroupCommit) -> bool:
+        """Commit the intake group (one fsync), then move its files: each one's own fault.
+
+        Return False when the state store refused the commit (intake is paused).
+        """
+        recorded = group.has_records
         try:
             after = group.commit()
         except StateStoreError as error:  # nothing of the group recorded; all stay in spool
-            if self.paused_since is None:
-                self.paused_since = time.monotonic()
-                self._log.error(
-                    "intake.paused", error=f"{error}; the files stay in the spool and "
-                    f"intake retries every {STORE_RETRY_S:g}s",
-                )  # fmt: skip
-            return
+            self._pause(error)
+            return False
+        if recorded:  # not before: a file's savepoint proves nothing until the commit
+            self._resume()
         for key, action in after:
             try:
                 action()
@@ -142,10 +138,34 @@ class IntakeWorker:
                     self.faults.failed(source, name, error)
         if self.queued_since_flush >= self.config.batch.max_receipts:
             self._request_flush()
+        return True
+
+    def _pause(self, error: StateStoreError, **where: str) -> None:
+        """The state store refused a write: `intake.paused` once per outage, and the next
+        intake attempt not before STORE_RETRY_S (folder events do not hurry it)."""
+        self._store_retry_at = time.monotonic() + STORE_RETRY_S
+        if self.paused_since is None:
+            self.paused_since = time.monotonic()
+            self._log.error(
+                "intake.paused", **where, error=f"{error}; the files stay in the spool and "
+                f"intake retries every {STORE_RETRY_S:g}s",
+            )  # fmt: skip
+
+    def _resume(self) -> None:
+        """A commit that recorded something returned: `intake.resumed`, once per outage."""
+        if self.paused_since is not None:
+            self._log.info(
+                "intake.resumed", paused_s=round(time.monotonic() - self.paused_since, 1)
+            )
+            self.paused_since = None
 
     def loop(self, stop_event: threading.Event, wake: threading.Event) -> None:
         """The intake thread: scan, take in ready files, sleep until woken or due."""
         while not stop_event.is_set():
+            # Paused: one retry per STORE_RETRY_S, however often the watcher wakes us.
+            paused = self.paused_since is not None
+            if paused and stop_event.wait(max(0.0, self._store_retry_at - time.monotonic())):
+                return
             wake.clear()
             timeout = RESCAN_INTERVAL_S
             group = GroupCommit(self._db)
@@ -168,8 +188,10 @@ class IntakeWorker:
                         break
                     if outcome is not None:
                         self.queued_since_flush += outcome.receipts
-                    if group.is_full():
-                        self.commit_group(group)  # and a full batch is sent at once
+                    # A full group commits now (and a full batch is sent at once); refused,
+                    # the rest of the pass waits for the next retry.
+                    if group.is_full() and not self.commit_group(group):
+                        break
                 self.commit_group(group)
                 if self.queued_since_flush:
                     self._request_flush()  # the pass is over: an idle sender sends at once
