@@ -22,8 +22,11 @@ import structlog
 import support
 import yaml
 from hypothesis import settings
+from pydantic import SecretStr
 from support import CLIENT_ID, SECRET, base_config
 
+from receipt_agent import logs
+from receipt_agent.agent import Agent
 from receipt_agent.config import AgentConfig, load_config
 from receipt_agent.sandbox import Sandbox
 from receipt_agent.statedb import StateDB
@@ -158,3 +161,24 @@ def db(state_dir: Path) -> Iterator[StateDB]:
     database = StateDB(state_dir / "state.db")
     yield database
     database.close()
+
+
+@pytest.fixture
+def run_agent(write_config: Callable[..., Path]) -> Iterator[Callable[[dict[str, Any]], Agent]]:
+    """Start the real daemon (`Agent.run`) in a thread; stop it in teardown."""
+    started: list[tuple[Agent, threading.Thread]] = []
+
+    def start(raw: dict[str, Any]) -> Agent:
+        config = load_config(write_config(raw))
+        logs.configure(file=str(config.log.file), format="json", level="info")
+        agent = Agent(config, SecretStr(SECRET))
+        thread = threading.Thread(target=agent.run, name="agent-under-test")
+        thread.start()
+        started.append((agent, thread))
+        return agent
+
+    yield start
+    for agent, thread in started:
+        agent.stop_event.set()
+        thread.join(timeout=30)
+    logs.configure(file="-", format="console", level="warning")  # closes the log file

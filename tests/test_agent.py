@@ -203,6 +203,25 @@ def test_run_once_with_the_api_down_keeps_receipts_pending_and_exits_1(
         again._close()
 
 
+def _run_with_two_sigterms(
+    sandbox: Sandbox, run: Callable[[], int], *, second_when: Callable[[], object]
+) -> int:
+    """Return `run()`'s code; SIGTERM arrives once a POST is out, again when `second_when`."""
+
+    def terminate_twice() -> None:
+        wait_until(lambda: any(r.path.endswith("/receipts") for r in sandbox.requests))
+        os.kill(os.getpid(), signal.SIGTERM)
+        wait_until(second_when)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    killer = threading.Thread(target=terminate_twice, name="sigterm-sender")
+    killer.start()
+    try:
+        return run()
+    finally:
+        killer.join(30)
+
+
 def test_second_sigterm_during_the_drain_ends_run_at_once_not_drained(
     config: AgentConfig, spool_dir: Path, sandbox: Sandbox
 ) -> None:
@@ -221,18 +240,9 @@ def test_second_sigterm_during_the_drain_ends_run_at_once_not_drained(
     drop(spool_dir, "a.json", [make_receipt(n) for n in range(2)])
     agent = Agent(config, SecretStr(SECRET))
 
-    def terminate_twice() -> None:
-        wait_until(lambda: any(r.path.endswith("/receipts") for r in sandbox.requests))
-        os.kill(os.getpid(), signal.SIGTERM)
-        wait_until(lambda: events(log, "agent.stopping"))
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    killer = threading.Thread(target=terminate_twice, name="sigterm-sender")
-    killer.start()
-    try:
-        code = agent.run()
-    finally:
-        killer.join(30)
+    code = _run_with_two_sigterms(
+        sandbox, agent.run, second_when=lambda: events(log, "agent.stopping")
+    )
     still_sending = agent.sender.busy.is_set()
     assert code == EXIT_FAILED
     assert not agent.drained
@@ -286,18 +296,8 @@ def test_run_once_second_sigterm_while_a_post_hangs_returns_1_not_drained(
     os.utime(spool_dir / "a.json", (time.time() - 60, time.time() - 60))
     agent = Agent(config, SecretStr(SECRET))
 
-    def terminate_twice() -> None:
-        wait_until(lambda: any(r.path.endswith("/receipts") for r in sandbox.requests))
-        os.kill(os.getpid(), signal.SIGTERM)
-        wait_until(agent.stop_event.is_set)  # two signals at once may be seen as one
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    killer = threading.Thread(target=terminate_twice, name="sigterm-sender")
-    killer.start()
-    try:
-        code = agent.run_once()
-    finally:
-        killer.join(30)
+    # two signals at once may be seen as one: the second waits for the first's stop
+    code = _run_with_two_sigterms(sandbox, agent.run_once, second_when=agent.stop_event.is_set)
     (still_running,) = [t for t in threading.enumerate() if t.name == "once"]
     assert code == EXIT_FAILED
     assert not agent.drained

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from pydantic import SecretStr
 from structlog.testing import capture_logs
-from support import ACCOUNT, SECRET, base_config, drop, events, make_receipt, wait_until
+from support import ACCOUNT, base_config, drop, events, make_receipt, wait_until
 
-from receipt_agent import intake, logs
+from receipt_agent import intake
 from receipt_agent.agent import Agent
 from receipt_agent.config import load_config
 from receipt_agent.file_faults import FileFaults
@@ -39,27 +37,6 @@ def two_sources(
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
     return raw
-
-
-@pytest.fixture
-def run_agent(write_config: Callable[..., Path]) -> Iterator[Callable[[dict[str, Any]], Agent]]:
-    """Start the real daemon (`Agent.run`) in a thread; stop it in teardown."""
-    started: list[tuple[Agent, threading.Thread]] = []
-
-    def start(raw: dict[str, Any]) -> Agent:
-        config = load_config(write_config(raw))
-        logs.configure(file=str(config.log.file), format="json", level="info")
-        agent = Agent(config, SecretStr(SECRET))
-        thread = threading.Thread(target=agent.run, name="agent-under-test")
-        thread.start()
-        started.append((agent, thread))
-        return agent
-
-    yield start
-    for agent, thread in started:
-        agent.stop_event.set()
-        thread.join(timeout=30)
-    logs.configure(file="-", format="console", level="warning")  # closes the log file
 
 
 def test_daemon_with_a_file_it_cannot_move_takes_in_every_other_file_of_both_sources(

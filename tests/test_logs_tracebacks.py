@@ -18,10 +18,9 @@ def _fail_with_customer_data_in_a_local() -> None:
     raise RuntimeError("the state store refused the write " + str(len(body)))
 
 
-def test_exception_line_has_frames_but_no_locals(tmp_path: Path) -> None:
-    """An operator's log shows where a job failed, never the batch a frame was holding."""
-    log_file = tmp_path / "agent.log"
-    logs.configure(file=str(log_file), format="json", level="info")
+def _log_a_failed_job(log_file: Path, log_format: str) -> str:
+    """Log `job.failed` with the traceback of a frame holding customer data; return the log."""
+    logs.configure(file=str(log_file), format=log_format, level="info")
     try:
         try:
             _fail_with_customer_data_in_a_local()
@@ -29,7 +28,12 @@ def test_exception_line_has_frames_but_no_locals(tmp_path: Path) -> None:
             structlog.get_logger("receipt_agent").exception("job.failed", job="flush")
     finally:
         logs.configure(file="-", format="console", level="warning")  # closes the file handler
-    text = log_file.read_text()
+    return log_file.read_text()
+
+
+def test_exception_line_has_frames_but_no_locals(tmp_path: Path) -> None:
+    """An operator's log shows where a job failed, never the batch a frame was holding."""
+    text = _log_a_failed_job(tmp_path / "agent.log", "json")
     line = orjson.loads(text.splitlines()[-1])
     frames = line["exception"][0]["frames"]
     assert frames[-1]["name"] == "_fail_with_customer_data_in_a_local"
@@ -57,16 +61,7 @@ def test_expected_library_noise_is_dropped_but_other_library_warnings_stay(tmp_p
 
 def test_console_format_traceback_has_no_locals(tmp_path: Path) -> None:
     """With `log.format: console` an operator's log shows the traceback, never frame locals."""
-    log_file = tmp_path / "agent.log"
-    logs.configure(file=str(log_file), format="console", level="info")
-    try:
-        try:
-            _fail_with_customer_data_in_a_local()
-        except RuntimeError:
-            structlog.get_logger("receipt_agent").exception("job.failed", job="flush")
-    finally:
-        logs.configure(file="-", format="console", level="warning")  # closes the file handler
-    text = log_file.read_text()
+    text = _log_a_failed_job(tmp_path / "agent.log", "console")
     assert "job.failed" in text
     assert "_fail_with_customer_data_in_a_local" in text
     assert CANARY not in text

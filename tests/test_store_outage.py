@@ -16,17 +16,15 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
-from support import ACCOUNT, SECRET, base_config, drop, events, make_receipt, wait_until
+from support import ACCOUNT, base_config, drop, events, make_receipt, wait_until
 
-from receipt_agent import intake_worker, logs
+from receipt_agent import intake_worker
 from receipt_agent.agent import Agent
-from receipt_agent.config import load_config
 from receipt_agent.sandbox import Sandbox
 
 RETRY_S = 1.0  # STORE_RETRY_S for these tests: the cadence is what is checked, not 5 s
@@ -85,27 +83,6 @@ def config_raw(tmp_path: Path, sandbox: Sandbox, secret_file: Path) -> dict[str,
         base_url=sandbox.base_url, spool_dir=tmp_path / "spool", state_dir=tmp_path / "state",
         secret_file=secret_file, log_file=tmp_path / "agent.log",
     )  # fmt: skip
-
-
-@pytest.fixture
-def run_agent(write_config: Callable[..., Path]) -> Iterator[Callable[[dict[str, Any]], Agent]]:
-    """Start the real daemon (`Agent.run`) in a thread; stop it in teardown."""
-    started: list[tuple[Agent, threading.Thread]] = []
-
-    def start(raw: dict[str, Any]) -> Agent:
-        config = load_config(write_config(raw))
-        logs.configure(file=str(config.log.file), format="json", level="info")
-        agent = Agent(config, SecretStr(SECRET))
-        thread = threading.Thread(target=agent.run, name="agent-under-test")
-        thread.start()
-        started.append((agent, thread))
-        return agent
-
-    yield start
-    for agent, thread in started:
-        agent.stop_event.set()
-        thread.join(timeout=30)
-    logs.configure(file="-", format="console", level="warning")  # closes the log file
 
 
 def _drop_old(spool: Path, name: str, receipts: list[dict[str, Any]]) -> None:
