@@ -156,6 +156,27 @@ def make_config(make_agent_config: Callable[..., Path]) -> Callable[..., AgentCo
 
 
 @pytest.fixture
+def offline_config(
+    tmp_path: Path, spool_dir: Path, state_dir: Path, secret_file: Path,
+    write_config: Callable[..., Path],
+) -> Callable[..., AgentConfig]:  # fmt: skip
+    """A factory: a loaded config whose API nothing answers (port 9), source keys overridden.
+
+    For tests of intake and the spool that never send: no sandbox is started for them.
+    """
+
+    def make(**source_overrides: Any) -> AgentConfig:
+        raw = base_config(
+            base_url="http://127.0.0.1:9/v1", spool_dir=spool_dir, state_dir=state_dir,
+            secret_file=secret_file, log_file=tmp_path / "agent.log",
+        )  # fmt: skip
+        raw["sources"][0].update(source_overrides)
+        return load_config(write_config(raw))
+
+    return make
+
+
+@pytest.fixture
 def db(state_dir: Path) -> Iterator[StateDB]:
     """A real state store in the test's state folder, closed after the test."""
     database = StateDB(state_dir / "state.db")

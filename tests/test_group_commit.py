@@ -8,23 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import base_config, drop, make_receipt
+from support import drop, make_receipt
 
-from receipt_agent.config import AgentConfig, load_config
+from receipt_agent.config import AgentConfig
 from receipt_agent.intake import GroupCommit, take_in
 from receipt_agent.statedb import StateDB
 
 
 @pytest.fixture
-def config(
-    tmp_path: Path, spool_dir: Path, state_dir: Path, secret_file: Path,
-    write_config: Callable[..., Path],
-) -> AgentConfig:  # fmt: skip
-    raw = base_config(
-        base_url="http://127.0.0.1:9/v1", spool_dir=spool_dir, state_dir=state_dir,
-        secret_file=secret_file, log_file=tmp_path / "agent.log",
-    )  # fmt: skip
-    return load_config(write_config(raw))
+def config(offline_config: Callable[..., AgentConfig]) -> AgentConfig:
+    return offline_config()
 
 
 def _committed_receipts(state_dir: Path) -> int:

@@ -9,28 +9,17 @@ from typing import Any
 
 import orjson
 import pytest
-from support import base_config, drop, make_receipt
+from support import drop, make_receipt
 
-from receipt_agent.config import AgentConfig, load_config
+from receipt_agent.config import AgentConfig
 from receipt_agent.errors import StateStoreError
 from receipt_agent.intake import take_in
 from receipt_agent.statedb import StateDB
 
 
 @pytest.fixture
-def config(
-    tmp_path: Path, spool_dir: Path, state_dir: Path, secret_file: Path,
-    write_config: Callable[..., Path],
-) -> Callable[..., AgentConfig]:  # fmt: skip
-    def make(**source_overrides: Any) -> AgentConfig:
-        raw = base_config(
-            base_url="http://127.0.0.1:9/v1", spool_dir=spool_dir, state_dir=state_dir,
-            secret_file=secret_file, log_file=tmp_path / "agent.log",
-        )  # fmt: skip
-        raw["sources"][0].update(source_overrides)
-        return load_config(write_config(raw))
-
-    return make
+def config(offline_config: Callable[..., AgentConfig]) -> Callable[..., AgentConfig]:
+    return offline_config
 
 
 def _sidecar(state_dir: Path, name: str) -> dict[str, Any]:

@@ -17,16 +17,8 @@ from receipt_agent.spool import Spool, build_observers, is_candidate
 
 
 @pytest.fixture
-def config(
-    tmp_path: Path, spool_dir: Path, state_dir: Path, secret_file: Path,
-    write_config: Callable[..., Path],
-) -> AgentConfig:  # fmt: skip
-    raw = base_config(
-        base_url="http://127.0.0.1:9/v1", spool_dir=spool_dir, state_dir=state_dir,
-        secret_file=secret_file, log_file=tmp_path / "agent.log",
-    )  # fmt: skip
-    raw["sources"][0]["settle"] = "0.3s"
-    return load_config(write_config(raw))
+def config(offline_config: Callable[..., AgentConfig]) -> AgentConfig:
+    return offline_config(settle="0.3s")
 
 
 @pytest.mark.parametrize(
@@ -200,16 +192,10 @@ def test_scan_of_a_polled_share_ignores_close_and_waits_settle(
 
 
 def test_polling_observer_wakes_on_a_file_in_a_share(
-    tmp_path: Path, spool_dir: Path, state_dir: Path, secret_file: Path,
-    write_config: Callable[..., Path],
-) -> None:  # fmt: skip
+    spool_dir: Path, offline_config: Callable[..., AgentConfig]
+) -> None:
     """A `poll: true` folder (SMB/NFS, no inotify) is watched by the real PollingObserver."""
-    raw = base_config(
-        base_url="http://127.0.0.1:9/v1", spool_dir=spool_dir, state_dir=state_dir,
-        secret_file=secret_file, log_file=tmp_path / "agent.log",
-    )  # fmt: skip
-    raw["sources"][0].update(settle="0.5s", poll=True)  # polls every max(0.5 s, settle)
-    config = load_config(write_config(raw))
+    config = offline_config(settle="0.5s", poll=True)  # polls every max(0.5 s, settle)
     wake = threading.Event()
     observers = build_observers(config.sources, wake)
     assert [type(o).__name__ for o in observers] == ["PollingObserver"]

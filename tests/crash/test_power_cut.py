@@ -34,6 +34,7 @@ import yaml
 from faultkit import AgentProcess, db_check, record_result, wait_for_event
 from support import ACCOUNT, BIN, SECRET, base_config, make_receipt
 
+from receipt_agent.files import fsync_dir
 from receipt_agent.sandbox import Sandbox
 
 pytestmark = pytest.mark.crash
@@ -91,14 +92,6 @@ def _make_image(image: Path) -> None:
     )  # fmt: skip
 
 
-def _sync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class _Till:
     """Writes files of PER_FILE receipts into the spool, each synced before it counts."""
 
@@ -121,7 +114,7 @@ class _Till:
             handle.flush()
             os.fsync(handle.fileno())
         temporary.rename(self.spool / name)
-        _sync_dir(self.spool)
+        fsync_dir(self.spool)
         self.exported[name] = body
         self.receipt_ids += [r["receipt_id"] for r in receipts]
         self._number += 1
