@@ -127,6 +127,9 @@ class Reconciler:
                 break
             try:
                 held = self._search(receipt_id)
+            except _StoppedError:
+                notes.append("remote: interrupted by shutdown")
+                break
             except (MisconfiguredError, TransientSendError) as error:
                 notes.append(f"remote: stopped after {len(checked)} checks: {error}")
                 break
@@ -151,7 +154,14 @@ class Reconciler:
         return call()
 
     def _sleep(self, seconds: float) -> None:
-        self._stop.wait(seconds)  # never time.sleep: a shutdown ends the wait
+        # Never time.sleep: a shutdown ends the wait, and the retries with it (a wait that
+        # merely returned early would run the remaining tries back to back).
+        if self._stop.wait(seconds):
+            raise _StoppedError
+
+
+class _StoppedError(Exception):
+    """A shutdown arrived while a search waited for its slot or its next try."""
 
 
 def _empty(source: SourceBase, day: str) -> dict[str, Any]:

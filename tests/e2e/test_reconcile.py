@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,11 @@ from saft_exports import sale as _tx
 from saft_exports import z_report as _z
 from support import SHARED_SAMPLES, cli
 
+from receipt_agent.api import open_client
+from receipt_agent.config import load_config
+from receipt_agent.reconcile import Reconciler
 from receipt_agent.sandbox import Sandbox
+from receipt_agent.statedb import StateDB
 
 pytestmark = pytest.mark.e2e
 
@@ -202,3 +207,42 @@ def test_reconcile_of_the_danish_export_checks_numbers_and_skips_its_x_reports(
     assert (day["counts"]["receipt"], day["counts"]["rejected"]) == (11, 2)
     assert day["control"] == {}
     assert any("31 X reports" in line for line in day["unchecked"])
+
+
+class _ShutdownDuringWait(threading.Event):
+    """A stop event that a shutdown sets while the reconciler waits (the daemon's SIGTERM)."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.set()
+        return True
+
+
+def test_reconcile_remote_stops_retrying_when_shutdown_comes_during_a_backoff(
+    saft_config: Callable[..., Path], spool_dir: Path, sandbox: Sandbox
+) -> None:
+    """A shutdown that arrives while a failed search waits for its retry ends the checks:
+    the remaining tries are not run back to back.
+
+    1. Take in and send receipts 1–3; the sandbox then answers every search with 503.
+    2. Reconcile with `remote: all` in the daemon's way (a stop event), the shutdown
+       arriving during the first wait.
+    Result: one search reached the sandbox (not the five tries of a retry); the day says
+    the remote check was interrupted by shutdown and checked nothing.
+    """
+    config_path = saft_config()
+    _take_in(config_path, spool_dir, "day.xml", saft([_tx(1), _tx(2), _tx(3)]))
+    sandbox.set_faults(error_rate=1.0, error_status=503, endpoints=["search"])
+    config = load_config(config_path)
+    db = StateDB(config.db_path)
+    client = open_client(config.dintero)
+    try:
+        runner = Reconciler(config, db, client, stop=_ShutdownDuringWait())
+        (day,) = runner.run(date=DAY, remote="all")
+    finally:
+        client.close()
+        db.close()
+
+    searches = [r for r in sandbox.state.requests() if r.path.endswith("/receipts/search")]
+    assert len(searches) == 1
+    assert "remote: interrupted by shutdown" in day["unchecked"]
+    assert day["remote"] == {"checked": 0, "missing": []}
