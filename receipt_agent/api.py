@@ -211,6 +211,14 @@ class DinteroClient:
         self._token: str | None = None
         self._renew_at = 0.0
         self._token_lock = threading.Lock()
+        # POST /receipts is the hot path (one per batch): its URL (query included) is
+        # parsed once and its headers built once per token, not on every request. With
+        # orjson for the answer: 2.74 → 2.18 M instructions a 100-receipt POST (callgrind).
+        params = None
+        if config.receipt_token_expire_days is not None:
+            params = {"token_expire_days": config.receipt_token_expire_days}
+        self._receipts_url = httpx.URL(self.account_url("/receipts"), params=params)
+        self._receipts_headers: tuple[str, httpx.Headers] | None = None  # (token, headers)
         self.token_refreshes = 0
         self._log = structlog.get_logger("receipt_agent")
 
@@ -283,13 +291,23 @@ class DinteroClient:
         if json is not None:
             content = orjson.dumps(json)
             all_headers.setdefault("Content-Type", "application/json")
+        url = self.account_url(path)
+
+        def send(token: str) -> httpx.Response:
+            all_headers["Authorization"] = f"Bearer {token}"
+            return self._http.request(
+                method, url, params=params, content=content, headers=all_headers
+            )
+
+        return self._authorised(method, path, send)
+
+    def _authorised(
+        self, method: str, path: str, send: Callable[[str], httpx.Response]
+    ) -> httpx.Response:
+        """`send(token)` with a valid token, and once more with a fresh one after a 401."""
         for attempt in (1, 2):
-            all_headers["Authorization"] = f"Bearer {self.token(force=attempt == 2)}"  # noqa: PLR2004
             try:
-                response = self._http.request(
-                    method, self.account_url(path), params=params, content=content,
-                    headers=all_headers,
-                )  # fmt: skip
+                response = send(self.token(force=attempt == 2))  # noqa: PLR2004
             except httpx.TimeoutException:
                 raise TransientSendError(
                     f"{method} {path} timed out after {self.config.timeout:g}s"
@@ -313,23 +331,22 @@ class DinteroClient:
         Raise RemoteRejectedError (400/422/4xx), PayloadTooLargeError (413),
         MisconfiguredError (401 after refresh, 403, 404) or TransientSendError.
         """
-        params = None
-        if self.config.receipt_token_expire_days is not None:
-            params = {"token_expire_days": self.config.receipt_token_expire_days}
         started = time.monotonic()
-        response = self.request(
+        response = self._authorised(
             "POST",
             "/receipts",
-            params=params,
-            content=body,
-            headers={"Content-Type": "application/json"},
+            lambda token: self._http.post(
+                self._receipts_url, content=body, headers=self._headers_for_receipts(token)
+            ),
         )
         ms = (time.monotonic() - started) * 1000
         status = response.status_code
         if 200 <= status < 300:  # noqa: PLR2004
             try:
-                answer = response.json()
-            except ValueError:
+                # orjson: half the instructions of response.json() on the ~16 KB answer
+                # to 100 receipts (one entity each). Dintero answers in UTF-8.
+                answer = orjson.loads(response.content)
+            except orjson.JSONDecodeError:
                 answer = {}
             created = len(answer.get("receipts") or []) if isinstance(answer, dict) else 0
             duplicates = int(answer.get("duplicates") or 0) if isinstance(answer, dict) else 0
@@ -348,6 +365,14 @@ class DinteroClient:
             )
         raise_if_transient(response, "POST receipts")
         raise RemoteRejectedError(message, status=status)
+
+    def _headers_for_receipts(self, token: str) -> httpx.Headers:
+        """POST /receipts' headers for `token`, built once per token (threads share them)."""
+        cached = self._receipts_headers
+        if cached is None or cached[0] != token:
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+            cached = self._receipts_headers = (token, httpx.Headers(headers))
+        return cached[1]
 
 
 def open_client(config: DinteroConfig) -> DinteroClient:

@@ -171,6 +171,10 @@ class AgentMetrics:
             self._reconcile_gaps.labels(source)
         for outcome in BATCH_OUTCOMES:
             self._post_duration.labels(outcome)
+        # The labelled children, looked up once: prometheus-client's labels() validates and
+        # joins the label values under a lock on every call (per batch and per file).
+        self._receipt_children: dict[tuple[str, str], Any] = {}
+        self._batch_children: dict[tuple[str, int | None], tuple[Any, Any]] = {}
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -180,13 +184,24 @@ class AgentMetrics:
         """Count `count` receipts of `source` that were queued, sent, duplicate or rejected."""
         if count < 0:
             raise ValueError("a receipt count cannot be negative")
-        self._receipts.labels(source, _check(outcome, RECEIPT_OUTCOMES, "receipt")).inc(count)
+        child = self._receipt_children.get((source, outcome))
+        if child is None:
+            child = self._receipts.labels(source, _check(outcome, RECEIPT_OUTCOMES, "receipt"))
+            self._receipt_children[source, outcome] = child
+        child.inc(count)
 
     def batch(self, outcome: str, status: int | None, seconds: float) -> None:
         """Count one POST /receipts that took `seconds` and ended with HTTP `status`."""
-        outcome = _check(outcome, BATCH_OUTCOMES, "batch")
-        self._batches.labels(outcome, "none" if status is None else str(status)).inc()
-        self._post_duration.labels(outcome).observe(max(seconds, 0.0))
+        children = self._batch_children.get((outcome, status))
+        if children is None:
+            _check(outcome, BATCH_OUTCOMES, "batch")
+            children = (
+                self._batches.labels(outcome, "none" if status is None else str(status)),
+                self._post_duration.labels(outcome),
+            )
+            self._batch_children[outcome, status] = children
+        children[0].inc()
+        children[1].observe(max(seconds, 0.0))
 
     def set_queue(self, pending: int, oldest_age_s: float | None) -> None:
         """Set the queue gauges; `oldest_age_s` is None when nothing is pending."""

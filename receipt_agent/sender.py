@@ -234,15 +234,17 @@ class Sender:
             ignore_backoff=ignore_backoff, full_only=full_only, after_id=self._cursor
         )
         with self._lock:
-            batch = [receipt for receipt in batch if receipt.id not in self._claimed]
-            self._claimed.update(receipt.id for receipt in batch)
+            claimed = self._claimed
+            if claimed:  # else nothing is in flight: the whole batch is free
+                batch = [receipt for receipt in batch if receipt.id not in claimed]
+            claimed.update([receipt.id for receipt in batch])
             if batch:
                 self._cursor = max(self._cursor, batch[-1].id)
         return batch, last
 
     def _unclaim(self, batch: list[statedb.QueuedReceipt]) -> None:
         with self._lock:
-            self._claimed.difference_update(receipt.id for receipt in batch)
+            self._claimed.difference_update([receipt.id for receipt in batch])
             # Nothing in flight: the next claim starts at the oldest again.
             self._cursor = max(self._claimed, default=0)
 
@@ -304,10 +306,13 @@ class Sender:
         batch: list[statedb.QueuedReceipt] = []
         size = 2  # the brackets
         cap = self._learned_cap
+        max_bytes = self._batch.max_bytes
+        split_cap = self._split_cap
         for receipt in due:
-            cap = min(cap, self._split_cap.get(receipt.id, cap))
+            if split_cap:  # empty unless a split is under way
+                cap = min(cap, split_cap.get(receipt.id, cap))
             size += len(receipt.payload) + 1
-            if batch and (size > self._batch.max_bytes or len(batch) >= cap):
+            if batch and (size > max_bytes or len(batch) >= cap):
                 break
             batch.append(receipt)
         last = len(due) < self._batch.max_receipts and len(batch) == len(due)
@@ -319,11 +324,11 @@ class Sender:
         """POST one batch; split it when refused. Return False when the sender must pause."""
         if self.paused_for_s > 0:
             return False  # another batch in flight started a pause: this one waits too
-        body = b"[" + b",".join(receipt.payload for receipt in batch) + b"]"
-        retried = sum(1 for receipt in batch if receipt.attempts > 0)
+        body = b"[" + b",".join([receipt.payload for receipt in batch]) + b"]"
+        attempts = [receipt.attempts for receipt in batch]
         self._log.debug(
-            "batch.sending", receipts=len(batch), bytes=len(body), retried=retried,
-            attempt=1 + max(receipt.attempts for receipt in batch),
+            "batch.sending", receipts=len(batch), bytes=len(body),
+            retried=len(attempts) - attempts.count(0), attempt=1 + max(attempts),
         )  # fmt: skip
         started = time.monotonic()
         try:
@@ -359,15 +364,17 @@ class Sender:
             result.failed = True
             return False
         now = time.time()
-        self._db.mark_sent([receipt.id for receipt in batch], now=now)
-        for receipt in batch:
-            self._split_cap.pop(receipt.id, None)
+        ids = [receipt.id for receipt in batch]
+        self._db.mark_sent(ids, now=now)
+        if self._split_cap:
+            for receipt_row_id in ids:
+                self._split_cap.pop(receipt_row_id, None)
         self._failures = 0
         result.sent += len(batch)
         result.duplicates += answer.duplicates
         self._observe_batch("sent", answer.status, started)
         if self._observer is not None:
-            for source, count in Counter(r.source for r in batch).items():
+            for source, count in Counter([r.source for r in batch]).items():
                 self._observer.receipts(source, "sent", count)
             self._observer.last_success(now)
         self._log.info(

@@ -235,6 +235,21 @@ def test_an_expired_token_is_renewed_and_the_batch_delivered(
     assert len(sandbox.receipt_ids(ACCOUNT)) == 6
 
 
+def test_receipt_token_expire_days_is_sent_as_a_query_on_every_batch(
+    make_config: Callable[..., AgentConfig], db: statedb.StateDB, sandbox: Sandbox
+) -> None:
+    """With dintero.receipt_token_expire_days set, every POST asks for receipt tokens."""
+    config = make_config(batch={"max_receipts": 2})
+    dintero = config.dintero.model_copy(update={"receipt_token_expire_days": 30})
+    client = DinteroClient(dintero, SecretStr(SECRET))
+    queue_receipts(db, 5)
+    result = Sender(db, client, config).flush(threading.Event())
+    client.close()
+    assert result.sent == 5
+    queries = [r.query for r in sandbox.requests if r.path.endswith("/receipts")]
+    assert queries == ["token_expire_days=30"] * 3
+
+
 def test_a_set_stop_event_posts_nothing(
     make_config: Callable[..., AgentConfig], db: statedb.StateDB, sandbox: Sandbox
 ) -> None:
