@@ -7,8 +7,8 @@ process, instrumented only while the stage runs (set-up, imports and warm-up unc
 on harness receipts in files of 100:
 
 - parse: `dintero_json.parse` of each file;
-- finish_receipt, and its parts: store merge, `Receipt.model_validate`, `check_invariants`,
-  the payload `to_json`, the ledger entry;
+- finish_receipt, and its parts: store merge, `model_fast.validate` (with the
+  payload), `check_invariants`, the payload `to_json` alone, the ledger entry;
 - store: `statedb.insert_receipt` + `ledger_store.record_entry`, one transaction per file;
 - send: `due` of 100, the body joined, `mark_sent` (the state store's share of sending).
 
@@ -59,7 +59,7 @@ def _child(stage: str, receipts: int, go: Path) -> None:
     from receipt_agent.config import AgentConfig
     from receipt_agent.formats import RawReceipt, dintero_json
     from receipt_agent.invariants import check_invariants
-    from receipt_agent.model import Receipt
+    from receipt_agent.model_fast import to_json, validate
 
     with harness.workdir("hot-path-config") as work:
         config = AgentConfig.model_validate(
@@ -79,8 +79,7 @@ def _child(stage: str, receipts: int, go: Path) -> None:
         data = dict(raw.data)
         data["store"] = mapping._merge_store(data.get("store"), source)
         datas.append(data)
-    models = [Receipt.model_validate(data) for data in datas]
-    payloads = [model.__pydantic_serializer__.to_json(model, exclude_none=True) for model in models]
+    valids = [validate(data) for data in datas]  # (plain values, payload) pairs
     valid = [mapping.finish_receipt(raw, source) for raw in raws]
     tz = source.tz
     folder = Path(tempfile.mkdtemp(prefix="hot-path-db-", dir="/var/tmp"))
@@ -114,11 +113,11 @@ def _child(stage: str, receipts: int, go: Path) -> None:
     per_receipt: dict[str, tuple[list[Any], Callable[[Any], object]]] = {
         "finish": (raws, lambda raw: mapping.finish_receipt(raw, source)),
         "merge": (raws, lambda raw: mapping._merge_store(raw.data.get("store"), source)),
-        "validate": (datas, Receipt.model_validate),
+        "validate": (datas, validate),
         "invariants": (datas, lambda data: check_invariants(data, {})),
-        "to_json": (models, lambda m: m.__pydantic_serializer__.to_json(m, exclude_none=True)),
+        "to_json": ([values for values, _ in valids], to_json),
         "ledger": (
-            list(zip(models, payloads, strict=True)),
+            valids,
             lambda pair: ledger.receipt_entry(pair[0], {}, pair[1], tz),
         ),
     }

@@ -21,8 +21,6 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from receipt_agent.model import Receipt, TaxItem
-
 RECEIPT, REJECTED = "receipt", "rejected"
 OUTCOMES = (RECEIPT, REJECTED, "training", "voided", "non_sale")
 
@@ -80,9 +78,10 @@ def digest(data: bytes) -> str:
 
 
 def receipt_entry(
-    receipt: Receipt, private: Mapping[str, Any], payload: bytes, tz: ZoneInfo
+    receipt: Mapping[str, Any], private: Mapping[str, Any], payload: bytes, tz: ZoneInfo
 ) -> LedgerEntry:
-    """Given a validated receipt, the parser's private keys and the payload, return its entry."""
+    """Given a validated receipt (`model_fast.validate`'s plain values: no None, an aware
+    `purchase_at`), the parser's private keys and the payload, return its entry."""
     if private:
         day = valid_day(text_id(private.get("_business_day")))
         register = text_id(private.get("_register_id")) or ""
@@ -90,12 +89,15 @@ def receipt_entry(
     else:  # dintero-json: no private keys (the common case, without six calls)
         day, register, number = None, "", None
     if day is None:
-        day = receipt.purchase_at.astimezone(tz).date().isoformat()  # = business_day()
-    amount = receipt.net_amount
+        day = receipt["purchase_at"].astimezone(tz).date().isoformat()  # = business_day()
+    amount = receipt.get("net_amount")
     if amount is None:
-        amount = receipt.gross_amount
+        amount = receipt.get("gross_amount")
     if amount is None:
-        amount = sum(item.net_amount or item.gross_amount or 0 for item in receipt.items or ())
+        amount = sum(
+            item.get("net_amount") or item.get("gross_amount") or 0
+            for item in receipt.get("items") or ()
+        )
     return LedgerEntry(
         register=register,
         number=number,
@@ -108,31 +110,35 @@ def receipt_entry(
     )
 
 
-def _vat(receipt: Receipt) -> dict[str, int]:
+def _vat(receipt: Mapping[str, Any]) -> dict[str, int]:
     """VAT per rate: the receipt's tax lines, else every item's (loops, no lists built)."""
     totals: dict[str, int] = {}
-    if receipt.tax_lines:
-        _add_vat(receipt.tax_lines, totals)
+    lines = receipt.get("tax_lines")
+    if lines:
+        _add_vat(lines, totals)
     else:
-        for item in receipt.items or ():
-            if item.tax_lines:
-                _add_vat(item.tax_lines, totals)
+        for item in receipt.get("items") or ():
+            lines = item.get("tax_lines")
+            if lines:
+                _add_vat(lines, totals)
     return totals
 
 
-def _add_vat(lines: list[TaxItem], totals: dict[str, int]) -> None:
+def _add_vat(lines: list[dict[str, Any]], totals: dict[str, int]) -> None:
     for tax in lines:
-        if tax.percentage is None or tax.amount is None:
+        percentage, amount = tax.get("percentage"), tax.get("amount")
+        if percentage is None or amount is None:
             continue
-        key = rate_key(tax.percentage)
-        totals[key] = totals.get(key, 0) + tax.amount
+        key = rate_key(percentage)
+        totals[key] = totals.get(key, 0) + amount
 
 
-def _payments(receipt: Receipt) -> dict[str, int]:
+def _payments(receipt: Mapping[str, Any]) -> dict[str, int]:
     totals: dict[str, int] = {}
-    for payment in receipt.payments or ():
-        if payment.amount is None or payment.voided:
+    for payment in receipt.get("payments") or ():
+        amount = payment.get("amount")
+        if amount is None or payment.get("voided"):
             continue
-        key = payment.type_id or "unknown"
-        totals[key] = totals.get(key, 0) + payment.amount
+        key = payment.get("type_id") or "unknown"
+        totals[key] = totals.get(key, 0) + amount
     return totals
