@@ -3,7 +3,9 @@
 Owns the processor chain (contextvars, level, UTC ISO-8601 `timestamp`, redaction, then
 JSON or console rendering), the log file handler (`WatchedFileHandler`, so logrotate's
 move is noticed; `reopen()` on SIGHUP for good measure) and the routing of stdlib loggers
-(httpx, apscheduler, watchdog) through the same formatter at WARNING.
+(httpx, apscheduler, watchdog) through the same formatter at WARNING. Our own events
+are rendered by structlog and written straight through that handler (`_LineWriter`),
+without a stdlib LogRecord: the same line for a third of the CPU.
 
 The redaction processor is a backstop: call sites name receipts by store_id + receipt_id
 only and never pass secrets, tokens or customers' personal data.
@@ -100,6 +102,44 @@ def _orjson_dumps(value: Any, **_: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
+class _LineWriter:
+    """structlog's logger: writes each rendered line through the current log handler.
+
+    What `Handler.handle` + `StreamHandler.emit` do for a record, for a line rendered
+    already: the handler's lock, WatchedFileHandler's reopen-if-rotated check before each
+    line, the write, the flush; a failed write goes to `handleError` (stderr), never up
+    into the caller, as with every logging call. The handler is looked up per line, as
+    the stdlib logger did through the root logger: a logger bound before a reload's
+    `configure` writes to the new file too.
+    """
+
+    def msg(self, line: str) -> None:
+        handler = _handler
+        if handler is None:  # pragma: no cover - configure() installs both together
+            return
+        handler.acquire()
+        try:
+            if isinstance(handler, logging.handlers.WatchedFileHandler):
+                handler.reopenIfNeeded()
+            stream = handler.stream  # type: ignore[attr-defined] # a StreamHandler's
+            if stream is None and isinstance(handler, logging.FileHandler):
+                # closed, e.g. a reopen that failed: FileHandler.emit opens it again
+                stream = handler.stream = handler._open()
+            stream.write(line + "\n")
+            stream.flush()
+        except RecursionError:
+            raise
+        except Exception:  # noqa: BLE001 - as Handler.emit: a failed write never raises
+            handler.handleError(logging.makeLogRecord({"msg": line}))
+        finally:
+            handler.release()
+
+    debug = info = warning = warn = error = exception = critical = fatal = log = msg
+
+
+_LINE_WRITER = _LineWriter()
+
+
 def configure(*, file: str = "-", format: str = "json", level: str = "info") -> None:
     """Set up structlog and stdlib logging; `file="-"` writes to stderr (journald)."""
     global _handler  # noqa: PLW0603 - one process-wide handler, reopened on SIGHUP
@@ -153,14 +193,19 @@ def configure(*, file: str = "-", format: str = "json", level: str = "info") -> 
     for name in _NOISY:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     _handler = handler
+    # Our own events skip the stdlib detour (a LogRecord, its copy in ProcessorFormatter, a
+    # caller lookup, the handler's filters): the same processors render the line, and it
+    # is written through the handler, under its lock and with its reopen check, so it
+    # shares the file with the stdlib loggers' lines. Same bytes; a file.accepted line
+    # costs about half of what it did (issue 17, files of 1).
     structlog.configure(
         processors=[
             *shared,
             structlog.stdlib.PositionalArgumentsFormatter(),
             structlog.processors.StackInfoRenderer(),
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+            *final,
         ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
+        logger_factory=lambda *_: _LINE_WRITER,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         cache_logger_on_first_use=False,
     )
