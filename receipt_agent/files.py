@@ -97,10 +97,9 @@ def move_into(source: Path, folder: Path, *, name: str | None = None, durable: b
     filesystems the copy is fsynced before the source is removed. With `durable=False`
     a rename within one filesystem leaves both folders for the caller to fsync.
     """
-    make_dirs(folder)
     target = free_name(folder, name or source.name)
     try:
-        os.rename(source, target)  # noqa: PTH104 - Path.rename builds a Path nobody uses
+        _rename_into(source, target, folder)
         close_to_others(target)
     except OSError as error:
         if error.errno != errno.EXDEV:
@@ -121,6 +120,20 @@ def move_into(source: Path, folder: Path, *, name: str | None = None, durable: b
         if folder != source.parent:
             fsync_dir(source.parent)
     return target
+
+
+def _rename_into(source: Path, target: Path, folder: Path) -> None:
+    """Rename `source` to `target`, creating `folder` (0750) when it is missing.
+
+    The folder exists for all but the first file moved there, so it is made only when the
+    rename says ENOENT (one stat per file less than checking first); a source that is gone
+    fails the second rename the same way.
+    """
+    try:
+        os.rename(source, target)  # noqa: PTH104 - Path.rename builds a Path nobody uses
+    except FileNotFoundError:
+        make_dirs(folder)
+        os.rename(source, target)  # noqa: PTH104 - as above
 
 
 def remove(path: Path, *, durable: bool = True) -> None:

@@ -26,6 +26,8 @@ receipt.duplicate (where=local). Never deletes a spool file before its commit.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import os
 import sqlite3
 import stat
@@ -77,6 +79,12 @@ def open_safely(path: Path, limit_bytes: int) -> IO[bytes]:
 
     Raise UnsafeFileError for symlinks, non-regular files and files over `limit_bytes`.
     """
+    fd, _ = _open_checked(path, limit_bytes)
+    return os.fdopen(fd, "rb")
+
+
+def _open_checked(path: Path, limit_bytes: int) -> tuple[int, os.stat_result]:
+    """`open_safely`'s checks; return the open descriptor and its fstat."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as error:
@@ -102,7 +110,29 @@ def open_safely(path: Path, limit_bytes: int) -> IO[bytes]:
     except BaseException:
         os.close(fd)
         raise
-    return os.fdopen(fd, "rb")
+    return fd, info
+
+
+# A file up to this size is read once, whole, and parsed from memory: one or two read(2)
+# calls instead of a buffered file object, a hashing pass, a seek and a second pass (most
+# till exports are one receipt of ~1 KiB). Larger files stream (SAF-T/POSLog, up to 2 GB).
+_READ_WHOLE_BYTES = 1 << 20
+
+
+def _read_for_intake(fd: int, size_bytes: int) -> tuple[IO[bytes], str]:
+    """Return the stream to parse (at its start) and the SHA-256 hex digest of its bytes.
+
+    The digest covers every byte up to end of file, as the parser will see them.
+    """
+    if size_bytes <= _READ_WHOLE_BYTES:
+        data = os.read(fd, size_bytes + 1)
+        while len(data) <= _READ_WHOLE_BYTES and (more := os.read(fd, 1 << 16)):
+            data += more  # grew since its fstat
+        if len(data) <= _READ_WHOLE_BYTES:
+            return io.BytesIO(data), hashlib.sha256(data).hexdigest()
+        os.lseek(fd, 0, os.SEEK_SET)  # grew past the limit: stream it after all
+    stream = os.fdopen(fd, "rb", closefd=False)
+    return stream, files.digest_stream(stream)
 
 
 def take_in(
@@ -130,12 +160,12 @@ def take_in(
     """
     log = structlog.get_logger("receipt_agent").bind(source=source.name, file=path.name)
     try:
-        with open_safely(path, source.size_limit_bytes) as stream:
-            opened = os.fstat(stream.fileno())
+        fd, opened = _open_checked(path, source.size_limit_bytes)
+        try:
+            stream, digest = _read_for_intake(fd, opened.st_size)
             try:
-                digest = files.digest_stream(stream)
                 if db.has_file(digest):
-                    if left := _leave_in_spool(stream, path, opened, hold_s, log):
+                    if left := _leave_in_spool(path, opened, hold_s, log):
                         if left == "held" and held_mtime is None:  # its one line, as below
                             log.info(
                                 "file.accepted", receipts=0, rejected=0, skipped=_NO_SKIPS,
@@ -164,10 +194,14 @@ def take_in(
             except InputFileError:
                 # Half a file still being written does not parse: never quarantine it
                 # while the till may append to it (the rows would land in quarantine).
-                if left := _leave_in_spool(stream, path, opened, hold_s, log):
+                if left := _leave_in_spool(path, opened, hold_s, log):
                     return FileOutcome(source.name, path.name, left)
                 raise
-            left = _leave_in_spool(stream, path, opened, hold_s, log)
+            finally:
+                stream.close()
+            left = _leave_in_spool(path, opened, hold_s, log)
+        finally:
+            os.close(fd)
     except InputFileError as error:
         return _quarantine(path, source, config, error, log)
     if left is not None:
@@ -213,7 +247,7 @@ def _now_or_after_commit(
 
     def checked() -> None:
         try:
-            listed = path.lstat()
+            listed = os.lstat(path)
         except FileNotFoundError:
             listed = None
         if listed is not None and _fingerprint(listed) != _fingerprint(opened):
@@ -279,9 +313,7 @@ class GroupCommit:
                 stack.__exit__(RuntimeError, RuntimeError("abandoned"), None)
 
 
-def _leave_in_spool(
-    stream: IO[bytes], path: Path, opened: os.stat_result, hold_s: float, log: Any
-) -> str | None:
+def _leave_in_spool(path: Path, opened: os.stat_result, hold_s: float, log: Any) -> str | None:
     """Return `changed` or `held` when the file must stay in the spool, else None.
 
     `changed`: its size, mtime or inode moved since it was opened: rows arrived after the
@@ -289,15 +321,15 @@ def _leave_in_spool(
     settles, and the receipts already queued come back as local duplicates, not resent.
     `held`: its mtime is younger than `hold_s`: a till pausing between appends for longer
     than `settle` may still write to it (the daemon passes 3 × settle).
+    One lstat of the path: while it names the inode that was read, it shows that inode's
+    size and mtime now (an fstat of the open file would show the same); another inode
+    there is a change too.
     """
-    current = os.fstat(stream.fileno())
     try:
-        listed = path.lstat()
+        listed = os.lstat(path)
     except FileNotFoundError:
         return None  # gone: the move reports it
-    if _fingerprint(current) != _fingerprint(opened) or _fingerprint(listed) != _fingerprint(
-        opened
-    ):
+    if _fingerprint(listed) != _fingerprint(opened):
         log.info("file.changed", size_bytes=listed.st_size, read_bytes=opened.st_size)
         return "changed"
     if 0.0 <= time.time() - opened.st_mtime < hold_s:

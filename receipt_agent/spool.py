@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import logging
+import operator
 import os
+import re
 import stat
 import threading
 import time
@@ -47,9 +50,22 @@ _TEMPORARY_SUFFIXES = (".tmp", ".part", "~", ".swp", ".partial", ".crdownload")
 
 def is_candidate(name: str, pattern: str) -> bool:
     """Given a file name and a glob, return whether the spool should consider it."""
-    if name.startswith(".") or name.lower().endswith(_TEMPORARY_SUFFIXES):
-        return False
-    return fnmatch.fnmatch(name, pattern)
+    return _candidate_matcher(pattern)(name)
+
+
+@functools.lru_cache(maxsize=64)
+def _candidate_matcher(pattern: str) -> Callable[[str], bool]:
+    """`is_candidate` for one glob, its regex compiled once (a scan asks for every file)."""
+    # What fnmatch.fnmatch does on POSIX (normcase is the identity there), minus its two
+    # normcase calls and its cache lookup per name.
+    match = re.compile(fnmatch.translate(pattern)).match
+
+    def matches(name: str) -> bool:
+        if name.startswith(".") or name.lower().endswith(_TEMPORARY_SUFFIXES):
+            return False
+        return match(name) is not None
+
+    return matches
 
 
 def list_candidates(
@@ -60,8 +76,9 @@ def list_candidates(
     Raise OSError when the folder cannot be listed; an entry removed between listing and
     stat is skipped.
     """
+    matches = _candidate_matcher(pattern)
     for entry in list(os.scandir(folder)):
-        if not is_candidate(entry.name, pattern):
+        if not matches(entry.name):
             continue
         try:
             info = entry.stat(follow_symlinks=False)
@@ -71,9 +88,10 @@ def list_candidates(
             yield entry, info
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ReadyFile:
-    """A settled file in a source folder."""
+    """A settled file in a source folder. Read-only by convention: not frozen, whose
+    `__init__` sets each field through `object.__setattr__` (one per file per scan)."""
 
     source: SourceBase
     path: Path
@@ -116,19 +134,22 @@ class Spool:
         Symlinks and non-regular entries that match the pattern are returned too, so the
         intake can quarantine them; sub-folders are ignored.
         """
-        ready: list[ReadyFile] = []
         next_due: float | None = None
         debug = logging.getLogger("receipt_agent").isEnabledFor(logging.DEBUG)
         now, mono = time.time(), time.monotonic()
         still_present: set[tuple[str, str]] = set()
         present_paths: set[str] = set()
+        # (mtime, name, file): sorted on the first two, oldest first (stable, as before)
+        found: list[tuple[float, str, ReadyFile]] = []
         for source in self.sources:
             try:
                 candidates = list(list_candidates(source.path, source.glob))
             except OSError:
                 continue  # a vanished share; the next scan tries again
+            folder = source.path
             for entry, info in candidates:
-                key = (source.name, entry.name)
+                name = entry.name
+                key = (source.name, name)
                 still_present.add(key)
                 present_paths.add(entry.path)
                 wait = self._settle_wait(key, info, source.settle, now, mono, source.poll)
@@ -138,7 +159,9 @@ class Spool:
                     if closed is not None and closed[:2] == (info.st_size, info.st_mtime_ns):
                         wait, was_closed = 0.0, True  # closed by its writer and unchanged since
                 if ignore_settle or wait <= 0 or not stat.S_ISREG(info.st_mode):
-                    ready.append(ReadyFile(source, Path(entry.path), info.st_mtime, was_closed))
+                    # folder / name: the same path as Path(entry.path), parsing one part
+                    ready_file = ReadyFile(source, folder / name, info.st_mtime, was_closed)
+                    found.append((info.st_mtime, name, ready_file))
                     if debug:
                         self._tell(key, "spool.ready", size_bytes=info.st_size)
                 else:
@@ -154,8 +177,8 @@ class Spool:
                 for path, (_, _, noted) in list(self._closed.items()):
                     if noted < mono and path not in present_paths:
                         del self._closed[path]
-        ready.sort(key=lambda item: (item.mtime, item.path.name))
-        return ready, next_due
+        found.sort(key=operator.itemgetter(0, 1))
+        return [ready_file for _, _, ready_file in found], next_due
 
     def _tell(self, key: tuple[str, str], event: str, **details: Any) -> None:
         """Log a file's settle decision (`event`) at debug level when it changed."""

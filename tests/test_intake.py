@@ -160,3 +160,30 @@ def test_take_in_when_state_store_refuses_leaves_file_in_spool(
         take_in(path, cfg.sources[0], db, cfg)
     assert path.exists()
     assert db.counts()["pending"] == 0
+
+
+@pytest.mark.parametrize("whole_bytes", [1 << 20, 64], ids=["read-whole", "streamed"])
+def test_take_in_same_content_again_is_archived_without_queueing(
+    config: Callable[..., AgentConfig],
+    db: StateDB,
+    spool_dir: Path,
+    state_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    whole_bytes: int,
+) -> None:
+    """The same export dropped twice is queued once and both files end in the archive.
+
+    Run with the real read-whole size and with one smaller than the file (so this file
+    takes the streamed path of large exports): both record the same digest rule.
+    """
+    monkeypatch.setattr("receipt_agent.intake._READ_WHOLE_BYTES", whole_bytes)
+    cfg = config()
+    body = orjson.dumps([make_receipt(i) for i in range(3)])
+    assert len(body) > 64
+    first = take_in(drop(spool_dir, "a.json", body), cfg.sources[0], db, cfg)
+    again = take_in(drop(spool_dir, "b.json", body), cfg.sources[0], db, cfg)
+    assert (first.outcome, first.receipts) == ("accepted", 3)
+    assert (again.outcome, again.receipts) == ("already_seen", 0)
+    assert db.counts()["pending"] == 3
+    assert sorted(p.name for p in (state_dir / "archive/till-1").iterdir()) == ["a.json", "b.json"]
+    assert not list(spool_dir.iterdir())

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from receipt_agent.files import move_into
 from receipt_agent.permissions import close_to_others, create_file, make_dirs
 
 
@@ -59,3 +60,22 @@ def test_close_to_others_never_follows_a_quarantined_symlink(tmp_path: Path) -> 
     regular.chmod(0o666)
     close_to_others(regular)
     assert _mode(regular) == 0o660
+
+
+@pytest.mark.usefixtures("umask_zero")
+def test_move_into_a_missing_folder_creates_it_0750_and_closes_the_file(tmp_path: Path) -> None:
+    """The first file archived creates the archive levels 0750; the file loses others' bits."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    till_file = spool / "a.json"
+    till_file.write_text("{}")
+    till_file.chmod(0o666)
+    moved = move_into(till_file, tmp_path / "archive" / "till-1", durable=False)
+    assert moved == tmp_path / "archive" / "till-1" / "a.json"
+    assert [_mode(tmp_path / p) for p in ("archive", "archive/till-1")] == [0o750] * 2
+    assert _mode(moved) == 0o660
+    assert moved.read_text() == "{}"
+    assert not till_file.exists()
+    second = spool / "a.json"
+    second.write_text("[]")
+    assert move_into(second, tmp_path / "archive" / "till-1").name == "a.json.1"
