@@ -86,6 +86,12 @@ def _localize(data: dict[str, Any], tz: ZoneInfo) -> None:
         written = data.get(key)
         if not isinstance(written, str) or len(written) <= len("YYYY-MM-DD"):  # a date alone
             continue
+        if written.find("+", 11) > 0 or written.find("-", 11) > 0 or written.endswith("Z"):
+            # Written with an offset (the common case), known without parsing it: every
+            # date form `fromisoformat` reads is at most 10 characters, so from index 11 on
+            # this is the time, and a time holding +, - or a final Z reads as aware (or
+            # not at all, which validation names).
+            continue
         try:
             moment = datetime.fromisoformat(written)
         except ValueError:

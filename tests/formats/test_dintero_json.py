@@ -321,3 +321,11 @@ def test_parse_purchase_at_with_offset_or_a_date_alone_is_left_as_written(tmp_pa
     assert _purchase_at(tmp_path, "2026-01-15T12:00:00Z") == "2026-01-15T12:00:00Z"
     assert _purchase_at(tmp_path, "2026-01-15T12:00:00-05:00") == "2026-01-15T12:00:00-05:00"
     assert _purchase_at(tmp_path, "2026-01-15") == "2026-01-15"
+
+
+def test_parse_purchase_at_offset_is_told_from_a_date_separator(tmp_path: Path) -> None:
+    """The offset is looked for in the time only: `2026-01-15-12:00` (a date, `-`, a local
+    time, as `fromisoformat` reads it) is local; `+01` and a compact date keep their offset."""
+    assert _purchase_at(tmp_path, "2026-01-15-12:00") == "2026-01-15T12:00:00+01:00"
+    assert _purchase_at(tmp_path, "20260115T1200+01") == "20260115T1200+01"
+    assert _purchase_at(tmp_path, "20260115T120000") == "2026-01-15T12:00:00+01:00"
