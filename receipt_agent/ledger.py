@@ -72,9 +72,23 @@ def text_id(value: object) -> str | None:
     return written or None
 
 
+# An empty SHA-256 to copy: `hashlib.sha256(data)` looks the algorithm up in OpenSSL on
+# every call (EVP fetch), a copy does not: 5.3 -> 3.7 µs for a 520-byte payload (timeit,
+# this machine); the same digest. Never updated itself, so threads may copy it at once.
+_SHA256 = hashlib.sha256()
+
+
 def digest(data: bytes) -> str:
     """A short content digest (16 hex digits of SHA-256)."""
-    return hashlib.sha256(data).digest()[:8].hex()  # = hexdigest()[:16], one string less
+    hashed = _SHA256.copy()
+    hashed.update(data)
+    return hashed.digest()[:8].hex()  # = hexdigest()[:16], one string less
+
+
+# date → its YYYY-MM-DD text: `date.isoformat` formats through PyUnicode_FromFormat
+# (callgrind: ~3,000 instructions), a lookup costs a tenth of that.
+_DAYS: dict[date, str] = {}
+_MAX_DAYS = 4096
 
 
 def receipt_entry(
@@ -88,8 +102,13 @@ def receipt_entry(
         number = text_id(private.get("_number"))
     else:  # dintero-json: no private keys (the common case, without six calls)
         day, register, number = None, "", None
-    if day is None:
-        day = receipt["purchase_at"].astimezone(tz).date().isoformat()  # = business_day()
+    if day is None:  # = business_day(), its text looked up: the same few days every time
+        local = receipt["purchase_at"].astimezone(tz).date()
+        day = _DAYS.get(local)
+        if day is None:
+            if len(_DAYS) >= _MAX_DAYS:
+                _DAYS.clear()
+            day = _DAYS[local] = local.isoformat()
     amount = receipt.get("net_amount")
     if amount is None:
         amount = receipt.get("gross_amount")
