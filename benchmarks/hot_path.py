@@ -7,8 +7,9 @@ use) goes through what `intake._record` does for it, each stage timed alone:
 - finish_receipt: the whole of `mapping.finish_receipt`, and its parts measured alone:
   store merge, `model_fast.validate` (with the payload), `check_invariants`, the payload
   alone, the ledger entry;
-- statedb: `statedb.insert_receipt` + `ledger_store.record_entry` per receipt, 100
-  receipts per transaction (WAL, synchronous=FULL, as the daemon opens it);
+- statedb: `statedb.insert_receipts` + `ledger_store.record_entries` of a file's 100
+  receipts in one transaction (WAL, synchronous=FULL, as the daemon opens it), as
+  `intake._record_valid` writes them;
 - send side: `statedb.due` of a batch of 100, its body joined as the sender joins it, and
   `mark_sent` of the batch (the state store's share of sending; no HTTP).
 
@@ -140,19 +141,16 @@ def measure(receipts: int, repeat: int) -> dict[str, float]:
         def store(first: int, end: int) -> None:
             prefix = f"run{next(calls)}-"  # every file's receipts new to the queue
             now = time.time()
-            with db.transaction() as tx:
-                for item in valid[first:end]:
-                    statedb.insert_receipt(
-                        tx, source=source.name, store_id=item.store_id,
-                        receipt_id=prefix + item.receipt_id, payload=item.payload,
-                        file="f.json", now=now,
-                    )  # fmt: skip
-                    assert item.entry is not None
-                    ledger_store.record_entry(
-                        tx, source=source.name, store_id=item.store_id,
-                        receipt_id=prefix + item.receipt_id, entry=item.entry,
-                        file="f.json", now=now,
-                    )  # fmt: skip
+            items = valid[first:end]
+            with db.transaction() as tx:  # what intake._record_valid writes for a file
+                statedb.insert_receipts(
+                    tx, [(r.store_id, prefix + r.receipt_id, r.payload) for r in items],
+                    source=source.name, file="f.json", now=now,
+                )  # fmt: skip
+                ledger_store.record_entries(
+                    tx, [(r.store_id, prefix + r.receipt_id, r.entry) for r in items if r.entry],
+                    source=source.name, file="f.json", now=now,
+                )  # fmt: skip
 
         results["statedb insert + ledger row"] = _files(repeat, receipts, store)
 

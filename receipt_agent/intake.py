@@ -350,33 +350,23 @@ def _record(
     rejections: list[tuple[str, str, str]] = []
     duplicates: list[tuple[str, str]] = []
     now = time.time()
+    valid: list[ValidReceipt] = []  # written in chunks; flushed before any other row
     with db.transaction() as tx:
         try:
             for record in parser(stream, source):
-                if isinstance(record, SkippedRecord):
-                    skipped[record.reason] += 1
-                    _record_skipped(tx, record, source, path.name, now)
-                    continue
                 finished = (
                     finish_receipt(record, source) if isinstance(record, RawReceipt) else record
                 )
                 if isinstance(finished, ValidReceipt):
-                    is_new = statedb.insert_receipt(
-                        tx, source=source.name, store_id=finished.store_id,
-                        receipt_id=finished.receipt_id, payload=finished.payload,
-                        file=path.name, now=now,
-                    )  # fmt: skip
-                    if finished.entry is not None:
-                        ledger_store.record_entry(
-                            tx, source=source.name, store_id=finished.store_id,
-                            receipt_id=finished.receipt_id, entry=finished.entry,
-                            file=path.name, now=now,
-                        )  # fmt: skip
-                    if is_new:
-                        outcome.receipts += 1
-                    else:
-                        outcome.duplicates += 1
-                        duplicates.append((finished.store_id, finished.receipt_id))
+                    valid.append(finished)
+                    if len(valid) >= _VALID_CHUNK:
+                        _record_valid(tx, valid, outcome, duplicates, source, path.name, now)
+                    continue
+                # Rows stay in the file's order (the ledger's rowid order is reconcile's).
+                _record_valid(tx, valid, outcome, duplicates, source, path.name, now)
+                if isinstance(finished, SkippedRecord):
+                    skipped[finished.reason] += 1
+                    _record_skipped(tx, finished, source, path.name, now)
                     continue
                 store_id, receipt_id, message = _describe_invalid(finished, source, path)
                 statedb.insert_receipt(
@@ -387,6 +377,7 @@ def _record(
                 outcome.rejected += 1
                 rejections.append((store_id, receipt_id, message))
                 _record_rejected(tx, finished, store_id, receipt_id, source, path.name, now)
+            _record_valid(tx, valid, outcome, duplicates, source, path.name, now)
             _record_controls(tx, stream, source, path.name, now)
         except (UnicodeDecodeError, RecursionError) as error:
             raise ParseError(f"cannot be parsed ({type(error).__name__}: {error})") from None
@@ -408,6 +399,38 @@ def _record(
     outcome.skipped = _skip_counts(skipped)
     outcome.recorded = True
     return outcome, rejections, duplicates
+
+
+_VALID_CHUNK = 512  # valid receipts held before they are written (memory stays flat)
+
+
+def _record_valid(
+    tx: Any,
+    valid: list[ValidReceipt],
+    outcome: FileOutcome,
+    duplicates: list[tuple[str, str]],
+    source: SourceBase,
+    file: str,
+    now: float,
+) -> None:
+    """Write the valid receipts held so far and their ledger rows, count them, empty `valid`."""
+    if not valid:
+        return
+    is_new = statedb.insert_receipts(
+        tx, [(r.store_id, r.receipt_id, r.payload) for r in valid],
+        source=source.name, file=file, now=now,
+    )  # fmt: skip
+    ledger_store.record_entries(
+        tx, [(r.store_id, r.receipt_id, r.entry) for r in valid if r.entry is not None],
+        source=source.name, file=file, now=now,
+    )  # fmt: skip
+    for receipt, new in zip(valid, is_new, strict=True):
+        if new:
+            outcome.receipts += 1
+        else:
+            outcome.duplicates += 1
+            duplicates.append((receipt.store_id, receipt.receipt_id))
+    valid.clear()
 
 
 _SKIP_REASONS: tuple[str, ...] = get_args(SkipReason)

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from receipt_agent import statedb
+from receipt_agent import statedb, statedb_sql
 from receipt_agent.ledger import LedgerEntry
 
 
@@ -73,6 +73,35 @@ def record_entry(
             now,
         ),
     )
+
+
+def record_entries(
+    tx: sqlite3.Connection,
+    entries: list[tuple[str, str, LedgerEntry]],
+    *,
+    source: str,
+    file: str,
+    now: float,
+) -> None:
+    """Inside a transaction, `record_entry` for each (store_id, receipt_id, entry), in order,
+    with one multi-row statement per chunk (`statedb_sql`)."""
+    for start, size in statedb_sql.chunks(len(entries)):
+        params: list[object] = [source, file, now]
+        for store_id, receipt_id, entry in entries[start : start + size]:
+            number = entry.number
+            params += (
+                store_id,
+                entry.register,
+                (receipt_id or "") if number is None else number,  # as record_entry
+                int(number is not None),
+                entry.business_day,
+                entry.outcome,
+                receipt_id,
+                entry.amount_minor,
+                orjson.dumps({"vat": entry.vat_minor, "payments": entry.payments_minor}).decode(),
+                entry.content,
+            )
+        tx.execute(statedb_sql.ledger_insert(size), params)
 
 
 def record_control(

@@ -1,0 +1,104 @@
+"""SQL text of the state store's multi-row statements, and how rows are cut into them.
+
+Pure: counts in, strings out; `statedb` and `ledger_store` run the statements. One
+multi-row statement per chunk instead of one execute per row is what makes intake's
+write cheap (issue 17): the per-statement cost of Python's sqlite3 and of SQLite's VM is
+paid once per chunk, and values shared by every row (source, file, time) are bound once
+as ?1, ?2, ?3.
+
+Chunks are powers of two up to 64 rows: a connection's statement cache then holds at
+most 7 shapes per statement whatever the files' sizes, and 64 rows x 10 variables stays
+under the 999 variables of SQLite before 3.32.
+"""
+
+from __future__ import annotations
+
+import functools
+
+CHUNK_ROWS = 64
+ID_CHUNK = 512  # ids per UPDATE … WHERE id IN (…)
+
+
+def chunks(count: int) -> list[tuple[int, int]]:
+    """(start, size) of each chunk of `count` rows: 64s, then the binary digits of the rest."""
+    result, start, size = [], 0, CHUNK_ROWS
+    while start < count:
+        while size > count - start:
+            size //= 2
+        result.append((start, size))
+        start += size
+    return result
+
+
+@functools.lru_cache(maxsize=8)
+def receipts_insert(rows: int) -> str:
+    """INSERT of `rows` pending receipts; ?1 source, ?2 file, ?3 now, then per receipt
+    store_id, receipt_id, payload, size_bytes. A known key is left as it is."""
+    values = ",".join(
+        f"(?1,?{4 * i + 4},?{4 * i + 5},'pending',?{4 * i + 6},?{4 * i + 7},NULL,?3,?3,?2)"
+        for i in range(rows)
+    )
+    return (
+        "INSERT INTO receipts (source, store_id, receipt_id, state, payload, size_bytes, "  # noqa: S608 - placeholders only
+        f"last_error, created_at, updated_at, file) VALUES {values} "
+        "ON CONFLICT (store_id, receipt_id) DO NOTHING"
+    )
+
+
+LEDGER_VARIABLES = 10  # per row, after ?1 source, ?2 file, ?3 now
+
+
+@functools.lru_cache(maxsize=8)
+def ledger_insert(rows: int) -> str:
+    """INSERT OR IGNORE of `rows` ledger rows (the table's column order); ?1 source,
+    ?2 file, ?3 recorded_at, then per row store_id … content (LEDGER_VARIABLES)."""
+    values = ",".join(
+        "(?1,"
+        + ",".join(f"?{LEDGER_VARIABLES * i + 4 + j}" for j in range(LEDGER_VARIABLES))
+        + ",?2,?3)"
+        for i in range(rows)
+    )
+    return f"INSERT OR IGNORE INTO ledger VALUES {values}"  # noqa: S608 - placeholders only
+
+
+# The UPDATEs below say NOT INDEXED (rowid lookups stay allowed): with `id IN (…) AND
+# state = 'pending'` and no statistics, SQLite picks receipts_state_updated (state=?) and
+# reads EVERY pending row per batch, O(backlog), instead of one rowid lookup per id.
+
+
+def id_chunks(ids: list[int]) -> list[list[int]]:
+    """`ids` in chunks of up to ID_CHUNK, each padded to a power of two with its last id
+    repeated (harmless in an IN list): a handful of statement shapes for any batch."""
+    result = []
+    for start in range(0, len(ids), ID_CHUNK):
+        chunk = ids[start : start + ID_CHUNK]
+        size = 1
+        while size < len(chunk):
+            size *= 2
+        result.append(chunk + [chunk[-1]] * (size - len(chunk)))
+    return result
+
+
+@functools.lru_cache(maxsize=16)
+def mark_sent(count: int) -> str:
+    """UPDATE to `sent` of `count` ids (an `id_chunks` chunk); ?1 is now."""
+    return (
+        "UPDATE receipts NOT INDEXED SET state = 'sent', payload = x'', "  # noqa: S608 - placeholders only
+        "attempts = attempts + 1, "
+        f"last_error = NULL, updated_at = ? WHERE id IN ({_marks(count)}) "
+        "AND state = 'pending'"
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def mark_retry(count: int) -> str:
+    """UPDATE for a retry of `count` ids; ?1 next_attempt_at, ?2 error, ?3 now."""
+    return (
+        "UPDATE receipts NOT INDEXED SET attempts = attempts + 1, next_attempt_at = ?, "  # noqa: S608 - placeholders only
+        "last_error = ?, "
+        f"updated_at = ? WHERE id IN ({_marks(count)}) AND state = 'pending'"
+    )
+
+
+def _marks(count: int) -> str:
+    return ",".join("?" * count)

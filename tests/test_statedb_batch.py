@@ -1,0 +1,158 @@
+"""State store: the multi-row writes intake and the sender use give the per-row outcome."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from receipt_agent import ledger_store, statedb, statedb_sql
+from receipt_agent.ledger import LedgerEntry
+
+
+@pytest.fixture
+def two(tmp_path: Path) -> Iterator[tuple[statedb.StateDB, statedb.StateDB]]:
+    first, second = statedb.StateDB(tmp_path / "a.db"), statedb.StateDB(tmp_path / "b.db")
+    yield first, second
+    first.close()
+    second.close()
+
+
+def _rows(db: statedb.StateDB) -> list[tuple[object, ...]]:
+    with db.reading() as conn:
+        return conn.execute(
+            "SELECT id, source, store_id, receipt_id, state, payload, size_bytes, attempts, "
+            "last_error, created_at, updated_at, file FROM receipts ORDER BY id"
+        ).fetchall()
+
+
+def _seed(db: statedb.StateDB) -> None:
+    """R3 pending, R5 sent, R7 and R9 rejected at intake, from an earlier file."""
+    with db.transaction() as tx:
+        for receipt_id, error in (("R3", None), ("R5", None), ("R7", "bad"), ("R9", "bad")):
+            statedb.insert_receipt(
+                tx, source="till-1", store_id="sc029", receipt_id=receipt_id,
+                payload=b"{}" if error is None else b"", file="old.json", now=500.0,
+                rejected_error=error,
+            )  # fmt: skip
+    db.mark_sent([row.id for row in db.list_receipts() if row.receipt_id == "R5"], now=600.0)
+
+
+def test_insert_receipts_matches_insert_receipt_one_by_one(
+    two: tuple[statedb.StateDB, statedb.StateDB],
+) -> None:
+    """A file of 150 receipts with repeats, known, sent and rejected keys is queued exactly as
+    receipt by receipt: the same rows, and the same new/duplicate answer for each.
+
+    1. Both stores hold R3 pending, R5 sent, R7 and R9 rejected.
+    2. One takes the file with insert_receipt per receipt, the other with insert_receipts
+       (chunks of 64, 64, 16, 4, 2: a repeat and a replaced rejection fall across chunks).
+    Result: identical receipts tables and identical answers.
+    """
+    one_by_one, batched = two
+    _seed(one_by_one)
+    _seed(batched)
+    keys = [f"R{n}" for n in range(150)] + ["R10", "R7", "R7", "R149", "R3"]
+    receipts = [("sc029", key, f'{{"n": "{key}"}}'.encode()) for key in keys]
+    receipts.append(("other", "R10", b"{}"))  # the same receipt_id in another store is new
+    expected = []
+    with one_by_one.transaction() as tx:
+        for store_id, receipt_id, payload in receipts:
+            is_new = statedb.insert_receipt(
+                tx, source="till-1", store_id=store_id, receipt_id=receipt_id,
+                payload=payload, file="f.json", now=1000.0,
+            )  # fmt: skip
+            expected.append(is_new)
+    with batched.transaction() as tx:
+        answers = statedb.insert_receipts(tx, receipts, source="till-1", file="f.json", now=1000.0)
+    assert answers == expected
+    assert answers.count(False) == 7  # R3, R5, and the repeats of R10, R7, R7, R149, R3
+    assert _rows(batched) == _rows(one_by_one)
+    assert batched.counts() == {"pending": 150, "sent": 1, "rejected": 0}
+
+
+def test_insert_receipts_of_new_receipts_stores_payloads_as_bytes(tmp_path: Path) -> None:
+    """New receipts are all answered new, due in file order, with the payload that was given."""
+    db = statedb.StateDB(tmp_path / "state.db")
+    receipts = [("sc029", f"R{n}", f'{{"n": {n}}}'.encode()) for n in range(3)]
+    with db.transaction() as tx:
+        assert statedb.insert_receipts(tx, receipts, source="s", file="f", now=1.0) == [True] * 3
+    due = db.due(now=2.0, limit=10)
+    assert [(q.receipt_id, q.payload) for q in due] == [(r[1], r[2]) for r in receipts]
+    assert all(type(q.payload) is bytes for q in due)
+    db.close()
+
+
+def test_record_entries_matches_record_entry_one_by_one(
+    two: tuple[statedb.StateDB, statedb.StateDB],
+) -> None:
+    """Ledger rows written in chunks are the rows record_entry writes, in the same order,
+    and the same content read twice stays one row."""
+    entries = []
+    for n in range(90):
+        entry = LedgerEntry(
+            register="1" if n % 2 else "", number=None if n % 3 else str(n % 70),
+            business_day="2026-11-20", outcome="receipt", content=f"c{n % 70}",
+            amount_minor=n, vat_minor={"25": n}, payments_minor={"CARD": n},
+        )  # fmt: skip
+        entries.append(("sc029", f"R{n % 70}", entry))
+    one_by_one, batched = two
+    with one_by_one.transaction() as tx:
+        for store_id, receipt_id, entry in entries:
+            ledger_store.record_entry(
+                tx, source="till-1", store_id=store_id, receipt_id=receipt_id, entry=entry,
+                file="f.json", now=1000.0,
+            )  # fmt: skip
+    with batched.transaction() as tx:
+        ledger_store.record_entries(tx, entries, source="till-1", file="f.json", now=1000.0)
+    dumps = []
+    for db in (one_by_one, batched):
+        with db.reading() as conn:
+            dumps.append(conn.execute("SELECT rowid, * FROM ledger ORDER BY rowid").fetchall())
+    assert dumps[0] == dumps[1]
+    keys = {(e.register, e.number or receipt_id, e.content) for _, receipt_id, e in entries}
+    assert len(dumps[0]) == len(keys) < len(entries)
+
+
+def test_mark_sent_and_retry_of_a_large_batch_touch_exactly_those_receipts(
+    tmp_path: Path,
+) -> None:
+    """A batch of 700 ids (two statements, the last padded) is sent; the others stay pending;
+    a retry counts one attempt per receipt even for an id given twice."""
+    db = statedb.StateDB(tmp_path / "state.db")
+    receipts = [("sc029", f"R{n}", b"{}") for n in range(1000)]
+    with db.transaction() as tx:
+        statedb.insert_receipts(tx, receipts, source="s", file="f", now=1.0)
+    ids = [row.id for row in db.list_receipts(limit=2000)]
+    db.mark_sent(ids[:700], now=2.0)
+    assert db.counts() == {"pending": 300, "sent": 700, "rejected": 0}
+    db.mark_retry([*ids[700:703], ids[700]], "HTTP 503", now=3.0, next_attempt_at=9.0)
+    retried = {q.id: q.attempts for q in db.due(now=3.0, limit=1000, ignore_backoff=True)}
+    assert [retried[i] for i in ids[700:704]] == [1, 1, 1, 0]
+    assert len(db.due(now=3.0, limit=1000)) == 297
+    raw = sqlite3.connect(tmp_path / "state.db")
+    try:
+        sent = raw.execute("SELECT COUNT(*) FROM receipts WHERE payload = x''").fetchone()[0]
+    finally:
+        raw.close()
+    assert sent == 700
+    db.close()
+
+
+def test_batch_updates_look_rows_up_by_id_never_scan_the_backlog(tmp_path: Path) -> None:
+    """mark_sent and mark_retry of any batch size find their rows by id (a rowid search per
+    id), so a batch costs the same with 100,000 receipts pending as with 100."""
+    db = statedb.StateDB(tmp_path / "state.db")
+    with db.reading() as conn:
+        for count in (1, 4, 512):
+            for sql, fixed in (
+                (statedb_sql.mark_sent(count), 1),
+                (statedb_sql.mark_retry(count), 3),
+            ):
+                plan = conn.execute("EXPLAIN QUERY PLAN " + sql, [0] * (fixed + count)).fetchall()
+                assert [row[3] for row in plan] == [
+                    "SEARCH receipts USING INTEGER PRIMARY KEY (rowid=?)"
+                ], (count, plan)
+    db.close()
