@@ -50,6 +50,16 @@ class SendObserver(Protocol):
     def last_success(self, unix_ts: float) -> None: ...
 
 
+@dataclass(slots=True)
+class _SentMark:
+    """One 2xx batch's ids waiting to be recorded `sent` (see Sender._record_sent)."""
+
+    ids: list[int]
+    done: bool = False
+    at: float = 0.0
+    error: BaseException | None = None
+
+
 @dataclass
 class FlushResult:
     """What one flush did."""
@@ -102,6 +112,9 @@ class Sender:
         self._in_flight = 0
         self._claimed: set[int] = set()
         self._cursor = 0
+        self._marks = threading.Condition(threading.Lock())  # group commit of `sent`
+        self._marks_waiting: list[_SentMark] = []
+        self._marking = False
 
     def reconfigure(self, config: AgentConfig, client: DinteroClient) -> None:
         """SIGHUP's reload: new batch and retry settings (and client) for the next batches.
@@ -363,9 +376,8 @@ class Sender:
                 )  # fmt: skip
             result.failed = True
             return False
-        now = time.time()
         ids = [receipt.id for receipt in batch]
-        self._db.mark_sent(ids, now=now)
+        now = self._record_sent(ids)
         if self._split_cap:
             for receipt_row_id in ids:
                 self._split_cap.pop(receipt_row_id, None)
@@ -386,6 +398,50 @@ class Sender:
             if self._observer is not None:
                 self._observer.receipts(batch[0].source, "duplicate", answer.duplicates)
         return True
+
+    def _record_sent(self, ids: list[int]) -> float:
+        """Record a 2xx batch `sent`, in one transaction with the batches answered meanwhile.
+
+        Group commit: the batch that finds no recording under way takes the write lock
+        (an intake group holds it for up to 50 ms), then records its ids and those of
+        every batch answered until then, which wait for that commit. One write lock, one
+        UPDATE and one fsync for the group instead of one each: mark_sent of 4 batches
+        in one costs 3.55 M instructions a batch against 5.43 M alone (callgrind). Return
+        the time recorded. Raise what the recording raised, in every batch of the group:
+        then none of them is recorded (they stay pending).
+        """
+        mark = _SentMark(ids)
+        with self._marks:
+            self._marks_waiting.append(mark)
+            while self._marking and not mark.done:
+                self._marks.wait()
+            if mark.done:
+                if mark.error is not None:
+                    raise mark.error
+                return mark.at
+            self._marking = True  # no recording under way: this batch records the group
+        group: list[_SentMark] = []
+        now = time.time()
+        error: BaseException | None = None
+        try:
+            with self._db.group():  # the write lock first: who arrives meanwhile joins
+                with self._marks:
+                    group, self._marks_waiting = self._marks_waiting, []
+                now = time.time()
+                self._db.mark_sent([row_id for other in group for row_id in other.ids], now=now)
+        except BaseException as caught:
+            error = caught
+            raise
+        finally:
+            with self._marks:
+                if not group:  # failed before taking the group: only this batch gives up
+                    self._marks_waiting.remove(mark)
+                    group = [mark]
+                for other in group:
+                    other.done, other.at, other.error = True, now, error
+                self._marking = False
+                self._marks.notify_all()
+        return now
 
     def _send_smaller(
         self, batch: list[statedb.QueuedReceipt], result: FlushResult, error: PayloadTooLargeError

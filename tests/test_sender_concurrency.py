@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from pydantic import SecretStr
-from support import ACCOUNT, SECRET, queue_receipts
+from support import ACCOUNT, SECRET, queue_receipts, wait_until
 
 from receipt_agent import statedb
 from receipt_agent.api import DinteroClient
@@ -207,3 +207,45 @@ def test_most_at_once_counts_overlapping_posts() -> None:
 
     assert _most_at_once([post(0, 1), post(0.5, 1.5), post(1.0, 2.0)]) == 2
     assert _most_at_once([post(0, 1), post(1, 2)]) == 1
+
+
+def test_batches_answered_while_the_store_is_busy_are_recorded_in_one_transaction(
+    make_config: Callable[..., AgentConfig],
+    db: statedb.StateDB,
+    sandbox: Sandbox,
+    pool: ThreadPoolExecutor,
+) -> None:
+    """Four 2xx batches that wait for the write lock are recorded together, each sent once.
+
+    1. Another thread holds the state store's write transaction (as an intake group does).
+    2. Four batches are POSTed at once and all answered 2xx meanwhile.
+    3. The transaction ends.
+    Result: all 200 receipts are `sent` with one updated_at (one commit), nothing resent.
+    """
+    sandbox.set_faults(delay_s=0.05)
+    config = make_config(batch={"max_receipts": 50, "concurrency": 4})
+    sender, client = _sender(config, db, pool)
+    queue_receipts(db, 200)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_write_lock() -> None:
+        with db.transaction():
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold_the_write_lock)
+    holder.start()
+    holding.wait(5)
+    flushing = threading.Thread(target=lambda: sender.flush(threading.Event()))
+    flushing.start()
+    wait_until(lambda: len(_posts(sandbox)) == 4)
+    release.set()
+    holder.join()
+    flushing.join(30)
+    client.close()
+    assert not flushing.is_alive()
+    sent = db.list_receipts(state="sent")
+    assert len(sent) == 200
+    assert len({row.updated_at for row in sent}) == 1
+    assert sum(post.receipts or 0 for post in _posts(sandbox)) == 200
+    assert sandbox.stats()["duplicates"] == 0
