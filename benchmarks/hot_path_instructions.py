@@ -25,10 +25,7 @@ from __future__ import annotations
 import argparse
 import functools
 import io
-import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import callgrind
 import harness
 import yaml
 
@@ -144,31 +142,7 @@ def _child(stage: str, receipts: int, go: Path) -> None:
 
 def count(stage: str, receipts: int) -> float:
     """Instructions per receipt of one stage, from a callgrind run of this script."""
-    with tempfile.TemporaryDirectory(prefix="hot-path-cg-") as folder:
-        go, out = Path(folder) / "go", Path(folder) / "callgrind.out"
-        command = [
-            "valgrind", "--tool=callgrind", "--instr-atstart=no",
-            "--toggle-collect=functools_reduce", f"--callgrind-out-file={out}",
-            sys.executable, __file__, "--child", stage, str(receipts), str(go),
-        ]  # fmt: skip
-        process = subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=dict(os.environ, PYTHONHASHSEED="0"),
-        )
-        assert process.stdout is not None
-        for line in process.stdout:
-            if line.strip() == b"READY":
-                break
-        control = ["callgrind_control", "-i", "on", str(process.pid)]
-        subprocess.run(control, check=True, capture_output=True)
-        go.touch()
-        _, stderr = process.communicate()
-        found = re.search(rb"Collected : (\d+)", stderr)
-        if process.returncode != 0 or found is None:
-            raise RuntimeError(f"{stage}: {stderr.decode()[-2000:]}")
-        return int(found.group(1)) / receipts
+    return callgrind.collected(__file__, stage, str(receipts)) / receipts
 
 
 def main() -> None:

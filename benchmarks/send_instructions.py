@@ -21,16 +21,14 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+import callgrind
 import harness
 import orjson
 import yaml
@@ -101,33 +99,8 @@ def count(stage: str, batches: int) -> float:
     with (
         harness.workdir("send-instructions") as work,
         harness.SandboxProcess(work) as sandbox,
-        tempfile.TemporaryDirectory(prefix="send-cg-") as folder,
     ):
-        go, out = Path(folder) / "go", Path(folder) / "callgrind.out"
-        command = [
-            "valgrind", "--tool=callgrind", "--instr-atstart=no",
-            "--toggle-collect=functools_reduce", f"--callgrind-out-file={out}",
-            sys.executable, __file__, "--child", stage, str(batches), str(go),
-            sandbox.base_url,
-        ]  # fmt: skip
-        process = subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=dict(os.environ, PYTHONHASHSEED="0"),
-        )
-        assert process.stdout is not None
-        for line in process.stdout:
-            if line.strip() == b"READY":
-                break
-        control = ["callgrind_control", "-i", "on", str(process.pid)]
-        subprocess.run(control, check=True, capture_output=True)
-        go.touch()
-        _, stderr = process.communicate()
-        found = re.search(rb"Collected : (\d+)", stderr)
-        if process.returncode != 0 or found is None:
-            raise RuntimeError(f"{stage}: {stderr.decode()[-2000:]}")
-        return int(found.group(1)) / batches
+        return callgrind.collected(__file__, stage, str(batches), sandbox.base_url) / batches
 
 
 def main() -> None:
@@ -138,7 +111,7 @@ def main() -> None:
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        stage, batches, go, base_url = args.child
+        stage, batches, base_url, go = args.child
         _child(stage, int(batches), Path(go), base_url)
         return
     if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
