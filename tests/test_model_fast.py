@@ -94,17 +94,23 @@ def test_model_fast_writes_fields_in_model_order_whatever_the_input_order() -> N
     assert model_fast.validate(reordered)[1] == by_model(data)[1]  # type: ignore[index]
 
 
+def _with(path: tuple[str | int, ...], value: Any) -> dict[str, Any]:
+    """The test receipt with `value` (a copy) at `path`."""
+    data = receipt()
+    parent: Any = data
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = copy.deepcopy(value)
+    return data
+
+
 @pytest.mark.parametrize("path", FIELDS, ids=[".".join(map(str, path)) for path in FIELDS])
 def test_model_fast_agrees_with_the_model_on_every_tricky_value(
     path: tuple[str | int, ...],
 ) -> None:
     """For each awkward value in each field with a fast schema: same values, bytes or errors."""
     for value in TRICKY:
-        data = receipt()
-        parent: Any = data
-        for key in path[:-1]:
-            parent = parent[key]
-        parent[path[-1]] = copy.deepcopy(value)
+        data = _with(path, value)
         assert repr(by_fast(data)) == repr(by_model(data)), (path, value)
 
 
@@ -112,11 +118,7 @@ def test_model_fast_never_accepts_what_the_model_refuses_without_asking_it() -> 
     """Its own validator refuses every tricky value the model refuses (no fallback needed)."""
     for path in FIELDS:
         for value in TRICKY:
-            data = receipt()
-            parent: Any = data
-            for key in path[:-1]:
-                parent = parent[key]
-            parent[path[-1]] = copy.deepcopy(value)
+            data = _with(path, value)
             if isinstance(by_model(data), list):
                 with pytest.raises(ValidationError):
                     model_fast._validator.validate_python(data)
