@@ -82,21 +82,25 @@ def id_chunks(ids: list[int]) -> list[list[int]]:
 @functools.lru_cache(maxsize=16)
 def mark_sent(count: int) -> str:
     """UPDATE to `sent` of `count` ids (an `id_chunks` chunk); ?1 is now."""
-    return (
-        "UPDATE receipts NOT INDEXED SET state = 'sent', payload = x'', "  # noqa: S608 - placeholders only
-        "attempts = attempts + 1, "
-        f"last_error = NULL, updated_at = ? WHERE id IN ({_marks(count)}) "
-        "AND state = 'pending'"
+    return _pending_by_ids(
+        "state = 'sent', payload = x'', attempts = attempts + 1, last_error = NULL, updated_at = ?",
+        count,
     )
 
 
 @functools.lru_cache(maxsize=16)
 def mark_retry(count: int) -> str:
     """UPDATE for a retry of `count` ids; ?1 next_attempt_at, ?2 error, ?3 now."""
+    return _pending_by_ids(
+        "attempts = attempts + 1, next_attempt_at = ?, last_error = ?, updated_at = ?", count
+    )
+
+
+def _pending_by_ids(assignments: str, count: int) -> str:
+    """UPDATE of the still-pending receipts among `count` ids (NOT INDEXED: see above)."""
     return (
-        "UPDATE receipts NOT INDEXED SET attempts = attempts + 1, next_attempt_at = ?, "  # noqa: S608 - placeholders only
-        "last_error = ?, "
-        f"updated_at = ? WHERE id IN ({_marks(count)}) AND state = 'pending'"
+        f"UPDATE receipts NOT INDEXED SET {assignments} "  # noqa: S608 - placeholders only
+        f"WHERE id IN ({_marks(count)}) AND state = 'pending'"
     )
 
 
