@@ -120,6 +120,38 @@ def lock_dir(state_dir: Path) -> IO[str]:
     return handle
 
 
+class _FairLock:
+    """A first-come, first-served lock for the store's writes (a ticket lock).
+
+    threading.Lock lets the thread that releases it take it straight back: on one core
+    the intake thread closed a 50 ms group and opened the next before a sender thread
+    waiting to record its 2xx batches `sent` ever ran, so that batch waited out groups.
+    """
+
+    def __init__(self) -> None:
+        self._turn = threading.Condition(threading.Lock())
+        self._next = 0
+        self._serving = 0
+
+    def __enter__(self) -> None:
+        with self._turn:
+            ticket = self._next
+            self._next += 1
+            while ticket != self._serving:
+                self._turn.wait()
+
+    def __exit__(self, *_: object) -> None:
+        with self._turn:
+            self._serving += 1
+            self._turn.notify_all()
+
+    @property
+    def waiting(self) -> int:
+        """Threads queued behind the holder."""
+        with self._turn:
+            return max(0, self._next - self._serving - 1)
+
+
 class StateDB:
     """The queue database; safe to share between threads (one connection per thread)."""
 
@@ -127,7 +159,7 @@ class StateDB:
         self.path = path
         self.readonly = readonly
         self._local = threading.local()
-        self._write_lock = threading.Lock()
+        self._write_lock = _FairLock()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         if readonly:
@@ -161,6 +193,11 @@ class StateDB:
         with self._connections_lock:
             self._connections.append(conn)
         return conn
+
+    @property
+    def writers_waiting(self) -> int:
+        """Threads waiting for the write lock (served first come, first served)."""
+        return self._write_lock.waiting
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:

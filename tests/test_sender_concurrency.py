@@ -249,3 +249,50 @@ def test_batches_answered_while_the_store_is_busy_are_recorded_in_one_transactio
     assert len({row.updated_at for row in sent}) == 1
     assert sum(post.receipts or 0 for post in _posts(sandbox)) == 200
     assert sandbox.stats()["duplicates"] == 0
+
+
+def test_batches_go_on_being_posted_while_answered_ones_wait_for_the_write_lock(
+    make_config: Callable[..., AgentConfig],
+    db: statedb.StateDB,
+    sandbox: Sandbox,
+    pool: ThreadPoolExecutor,
+) -> None:
+    """A 2xx batch frees its POST slot while its `sent` mark waits; at most 2 × concurrency wait.
+
+    1. Another thread holds the state store's write transaction (as an intake group does).
+    2. Sixteen batches are due, concurrency 4, the API 50 ms away.
+    Result: the first four are answered and four more go out meanwhile (eight POSTs), then
+    the sender waits; nothing is `sent` before the transaction ends, then all 800 are,
+    each POSTed once.
+    """
+    sandbox.set_faults(delay_s=0.05)
+    config = make_config(batch={"max_receipts": 50, "concurrency": 4})
+    sender, client = _sender(config, db, pool)
+    queue_receipts(db, 800)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_write_lock() -> None:
+        with db.transaction():
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold_the_write_lock)
+    holder.start()
+    holding.wait(5)
+    flushing = threading.Thread(target=lambda: sender.flush(threading.Event()))
+    flushing.start()
+    try:
+        wait_until(lambda: len(_posts(sandbox)) == 8)
+        time.sleep(0.5)  # ten round trips: room for more POSTs, were the waiting marks unbounded
+        posted_while_held = len(_posts(sandbox))
+        sent_while_held = db.counts()["sent"]
+    finally:
+        release.set()
+        holder.join()
+    flushing.join(30)
+    client.close()
+    assert not flushing.is_alive()
+    assert (posted_while_held, sent_while_held) == (8, 0)
+    assert db.counts() == {"pending": 0, "sent": 800, "rejected": 0}
+    assert sum(post.receipts or 0 for post in _posts(sandbox)) == 800
+    assert sandbox.stats()["duplicates"] == 0

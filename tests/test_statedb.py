@@ -216,6 +216,45 @@ def test_writes_from_many_threads_are_serialised_and_all_kept(db: statedb.StateD
         raw.close()
 
 
+def test_a_writer_waiting_for_the_store_goes_before_the_holders_next_write(
+    db: statedb.StateDB,
+) -> None:
+    """First come, first served: the holder's next transaction queues behind a waiting one.
+
+    With a plain lock the releasing thread took it straight back (on one core the waiter
+    never ran first), so a sender's `sent` mark waited out intake group after group.
+    """
+    order: list[str] = []
+    holding, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with db.transaction():
+            holding.set()
+            release.wait(30)
+            order.append("holder")
+        with db.transaction():
+            order.append("holder again")
+
+    def waiter() -> None:
+        with db.transaction():
+            order.append("waiter")
+
+    first = threading.Thread(target=holder)
+    first.start()
+    holding.wait(5)
+    second = threading.Thread(target=waiter)
+    second.start()
+    try:
+        deadline = time.monotonic() + 30
+        while db.writers_waiting < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        release.set()
+    first.join(30)
+    second.join(30)
+    assert order == ["holder", "waiter", "holder again"]
+
+
 def test_a_closed_and_reopened_store_keeps_everything_without_migrating_again(
     tmp_path: Path,
 ) -> None:
