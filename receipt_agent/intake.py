@@ -142,6 +142,7 @@ def take_in(
     config: AgentConfig,
     *,
     hold_s: float = 0.0,
+    unparsed_hold_s: float = 0.0,
     held_mtime: float | None = None,
     defer: Callable[[Callable[[], None]], None] | None = None,
 ) -> FileOutcome:
@@ -150,7 +151,8 @@ def take_in(
     A file that changed since it was opened (a till still appending) is left in the spool
     (outcome `changed`, `file.changed` logged), and so is one whose mtime is younger than
     `hold_s` (outcome `held`): its receipts are queued, and it is archived or quarantined
-    at a later visit, once it is old enough and unchanged (CONTRACT §3). `held_mtime`:
+    at a later visit, once it is old enough and unchanged (CONTRACT §3); one that does not
+    parse is left so while younger than `unparsed_hold_s`, never quarantined. `held_mtime`:
     the caller held this file after reading it, with this mtime; another mtime now means
     it changed since (`file.changed`), and no second `file.accepted` line is logged.
     `defer`: inside a `GroupCommit` the records are not committed yet, so the move and
@@ -194,7 +196,7 @@ def take_in(
             except InputFileError:
                 # Half a file still being written does not parse: never quarantine it
                 # while the till may append to it (the rows would land in quarantine).
-                if left := _leave_in_spool(path, opened, hold_s, log):
+                if left := _leave_in_spool(path, opened, max(hold_s, unparsed_hold_s), log):
                     return FileOutcome(source.name, path.name, left)
                 raise
             finally:

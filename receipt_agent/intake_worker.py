@@ -68,14 +68,12 @@ class IntakeWorker:
         """
         key = (ready.source.name, ready.path.name)
         held = self._revisit.get(key)
-        # The hold guards against a writer that keeps the file open and appends after a
-        # pause; a file its writer closed needs none, and `run --once` (one pass, no
-        # later visit) takes in what is settled and archives it, as CONTRACT §3 says.
-        hold_s = 0.0 if ready.closed or self.once else HOLD_FACTOR * ready.source.settle
+        hold_s, unparsed_hold_s = self._hold_s(ready)
         try:
             outcome = take_in(
                 ready.path, ready.source, self._db, self.config,
                 hold_s=hold_s,
+                unparsed_hold_s=unparsed_hold_s,
                 held_mtime=None if held is None else held[2],
                 defer=None if group is None else group.defer_for(key),
             )  # fmt: skip
@@ -95,7 +93,7 @@ class IntakeWorker:
         if outcome.outcome in ("changed", "held"):
             # Still in the spool: visit it again when it may leave (a changed file is
             # unsettled again, so the spool holds it back until it settles).
-            hold_s = HOLD_FACTOR * ready.source.settle
+            hold_s = max(hold_s, unparsed_hold_s)
             due = time.monotonic() + max(0.0, ready.mtime + hold_s - time.time())
             self._revisit[key] = (due, ready.path, ready.mtime)
         if outcome.recorded:  # the store took a write; in a group, only once it commits
@@ -113,6 +111,23 @@ class IntakeWorker:
             self._metrics.receipts(outcome.source, "rejected", outcome.rejected)
             self._metrics.receipts(outcome.source, "duplicate", outcome.duplicates)
         return outcome
+
+    def _hold_s(self, ready: spool.ReadyFile) -> tuple[float, float]:
+        """(how long after its last change a file taken in stays in the spool, and how long
+        one that does not parse does).
+
+        The hold guards against a writer that keeps the file open and appends after a
+        pause: while it lasts the file is read again when it changes (its queued receipts
+        are local duplicates). A file its writer closed needs none, except when it does
+        not parse: tills that write a file in pieces, closing it between them, are common,
+        and the first piece alone was quarantined; now it waits until unchanged for
+        `settle` (CONTRACT §3's settled), and is read again when its writer closes it again.
+        `run --once` (one pass, no later visit) takes in what is settled and archives it.
+        """
+        if self.once:
+            return 0.0, 0.0
+        settle = ready.source.settle
+        return (0.0, settle) if ready.closed else (HOLD_FACTOR * settle, HOLD_FACTOR * settle)
 
     def commit_group(self, group: GroupCommit) -> bool:
         """Commit the intake group (one fsync), then move its files: each one's own fault.
@@ -180,7 +195,7 @@ class IntakeWorker:
                     key = (item.source.name, item.path.name)
                     if not self.faults.is_due(*key):
                         continue  # in its backoff after a failure; the others go on
-                    if key in self._revisit and self._revisit[key][0] > time.monotonic():
+                    if self._held_back(key, item):
                         continue  # read, queued, held in the spool a little longer
                     outcome = self.take(item, group)
                     taken = outcome is not None or taken
@@ -216,6 +231,14 @@ class IntakeWorker:
                 self._log.exception("intake.failed")
                 timeout = STORE_RETRY_S
             wake.wait(timeout)
+
+    def _held_back(self, key: tuple[str, str], item: spool.ReadyFile) -> bool:
+        """Whether a file read and held waits for its visit; one closed again since goes now
+        (a till that appended and closed: its new rows go out at once)."""
+        held = self._revisit.get(key)
+        if held is None or held[0] <= time.monotonic():
+            return False
+        return not (item.closed and item.mtime != held[2])
 
     def sync_folders(self, taken: bool) -> None:
         """After a pass that moved files: fsync the folders once (intake's step 4)."""
