@@ -132,24 +132,39 @@ class _FairLock:
         self._turn = threading.Condition(threading.Lock())
         self._next = 0
         self._serving = 0
+        self._abandoned: set[int] = set()  # tickets whose threads stopped waiting
 
     def __enter__(self) -> None:
         with self._turn:
             ticket = self._next
             self._next += 1
-            while ticket != self._serving:
-                self._turn.wait()
+            try:
+                while ticket != self._serving:
+                    self._turn.wait()
+            except BaseException:  # interrupted while queued: the turn must not stall
+                if ticket == self._serving:
+                    self._advance()
+                else:
+                    self._abandoned.add(ticket)
+                raise
 
     def __exit__(self, *_: object) -> None:
         with self._turn:
+            self._advance()
+
+    def _advance(self) -> None:
+        """Serve the next ticket still waiting (call with `_turn` held)."""
+        self._serving += 1
+        while self._serving in self._abandoned:
+            self._abandoned.discard(self._serving)
             self._serving += 1
-            self._turn.notify_all()
+        self._turn.notify_all()
 
     @property
     def waiting(self) -> int:
         """Threads queued behind the holder."""
         with self._turn:
-            return max(0, self._next - self._serving - 1)
+            return max(0, self._next - self._serving - 1 - len(self._abandoned))
 
 
 class StateDB:

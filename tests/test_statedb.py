@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 import threading
 import time
@@ -253,6 +255,51 @@ def test_a_writer_waiting_for_the_store_goes_before_the_holders_next_write(
     first.join(30)
     second.join(30)
     assert order == ["holder", "waiter", "holder again"]
+
+
+def test_a_writer_interrupted_while_queued_does_not_stall_the_writers_after_it(
+    db: statedb.StateDB,
+) -> None:
+    """A thread that stops waiting for the write lock (a signal's exception) gives up its turn."""
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupted(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    holding, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with db.transaction():
+            holding.set()
+            release.wait(30)
+
+    def interrupt_the_queued_main_thread() -> None:
+        deadline = time.monotonic() + 30
+        while db.writers_waiting < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    first = threading.Thread(target=holder)
+    first.start()
+    holding.wait(5)
+    previous = signal.signal(signal.SIGUSR1, interrupted)
+    try:
+        killer = threading.Thread(target=interrupt_the_queued_main_thread)
+        killer.start()
+        with pytest.raises(Interrupted), db.transaction():
+            pass
+        killer.join()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        release.set()
+        first.join(30)
+    later = threading.Thread(target=_queue, args=(db, "after"))
+    later.start()
+    later.join(10)
+    assert not later.is_alive()
+    assert db.pending_count() == 1
 
 
 def test_a_closed_and_reopened_store_keeps_everything_without_migrating_again(
