@@ -262,8 +262,8 @@ def test_a_writer_interrupted_while_queued_does_not_stall_the_writers_after_it(
 ) -> None:
     """A thread that stops waiting for the write lock (a signal's exception) gives up its turn."""
 
-    class Interrupted(Exception):
-        pass
+    class Interrupted(Exception):  # noqa: N818 - named for what happened to the waiter
+        """The signal handler's exception."""
 
     def interrupted(signum: int, frame: object) -> None:
         raise Interrupted
