@@ -40,9 +40,8 @@ from pathlib import Path
 from typing import IO, Any, get_args
 
 import orjson
-import structlog
 
-from receipt_agent import files, ledger, ledger_store, permissions, statedb
+from receipt_agent import files, ledger, ledger_store, logs, permissions, statedb
 from receipt_agent.config import AgentConfig, SourceBase
 from receipt_agent.errors import (
     InputFileError,
@@ -160,7 +159,7 @@ def take_in(
     Return the outcome. Raise StateStoreError (the file stays in the spool) when the
     state store cannot be written, OSError when archive or quarantine cannot be written.
     """
-    log = structlog.get_logger("receipt_agent").bind(source=source.name, file=path.name)
+    log = logs.bound(source=source.name, file=path.name)
     try:
         fd, opened = _open_checked(path, source.size_limit_bytes)
         try:
