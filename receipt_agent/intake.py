@@ -159,7 +159,8 @@ def take_in(
     Return the outcome. Raise StateStoreError (the file stays in the spool) when the
     state store cannot be written, OSError when archive or quarantine cannot be written.
     """
-    log = logs.bound(source=source.name, file=path.name)
+    name = path.name  # a Path computes it on every use
+    log = logs.bound(source=source.name, file=name)
     try:
         fd, opened = _open_checked(path, source.size_limit_bytes)
         try:
@@ -172,7 +173,7 @@ def take_in(
                                 "file.accepted", receipts=0, rejected=0, skipped=_NO_SKIPS,
                                 already_seen=True, archived=False,
                             )  # fmt: skip
-                        return FileOutcome(source.name, path.name, left)
+                        return FileOutcome(source.name, name, left)
                     held = held_mtime is not None
                     seen = "archived" if held else "already_seen"
 
@@ -187,7 +188,7 @@ def take_in(
                             )  # fmt: skip
 
                     _now_or_after_commit(archive_seen, defer, path, opened, log)
-                    return FileOutcome(source.name, path.name, seen)
+                    return FileOutcome(source.name, name, seen)
                 if held_mtime is not None and held_mtime != opened.st_mtime:
                     # Read, held, and grown since: read again (§3)
                     log.info("file.changed", size_bytes=opened.st_size)
@@ -196,7 +197,7 @@ def take_in(
                 # Half a file still being written does not parse: never quarantine it
                 # while the till may append to it (the rows would land in quarantine).
                 if left := _leave_in_spool(path, opened, max(hold_s, unparsed_hold_s), log):
-                    return FileOutcome(source.name, path.name, left)
+                    return FileOutcome(source.name, name, left)
                 raise
             finally:
                 stream.close()
@@ -346,7 +347,8 @@ def _record(
     stream: IO[bytes], path: Path, source: SourceBase, db: statedb.StateDB, digest: str
 ) -> tuple[FileOutcome, list[tuple[str, str, str]], list[tuple[str, str]]]:
     parser = get_parser(source.format_name)
-    outcome = FileOutcome(source.name, path.name, "accepted")
+    name = path.name  # a Path computes it on every use
+    outcome = FileOutcome(source.name, name, "accepted")
     skipped: Counter[str] = Counter()
     rejections: list[tuple[str, str, str]] = []
     duplicates: list[tuple[str, str]] = []
@@ -361,25 +363,25 @@ def _record(
                 if isinstance(finished, ValidReceipt):
                     valid.append(finished)
                     if len(valid) >= _VALID_CHUNK:
-                        _record_valid(tx, valid, outcome, duplicates, source, path.name, now)
+                        _record_valid(tx, valid, outcome, duplicates, source, name, now)
                     continue
                 # Rows stay in the file's order (the ledger's rowid order is reconcile's).
-                _record_valid(tx, valid, outcome, duplicates, source, path.name, now)
+                _record_valid(tx, valid, outcome, duplicates, source, name, now)
                 if isinstance(finished, SkippedRecord):
                     skipped[finished.reason] += 1
-                    _record_skipped(tx, finished, source, path.name, now)
+                    _record_skipped(tx, finished, source, name, now)
                     continue
                 store_id, receipt_id, message = _describe_invalid(finished, source, path)
                 statedb.insert_receipt(
                     tx, source=source.name, store_id=store_id, receipt_id=receipt_id,
-                    payload=orjson.dumps(finished.data, default=str), file=path.name, now=now,
+                    payload=orjson.dumps(finished.data, default=str), file=name, now=now,
                     rejected_error=message,
                 )  # fmt: skip
                 outcome.rejected += 1
                 rejections.append((store_id, receipt_id, message))
-                _record_rejected(tx, finished, store_id, receipt_id, source, path.name, now)
-            _record_valid(tx, valid, outcome, duplicates, source, path.name, now)
-            _record_controls(tx, stream, source, path.name, now)
+                _record_rejected(tx, finished, store_id, receipt_id, source, name, now)
+            _record_valid(tx, valid, outcome, duplicates, source, name, now)
+            _record_controls(tx, stream, source, name, now)
         except (UnicodeDecodeError, RecursionError) as error:
             raise ParseError(f"cannot be parsed ({type(error).__name__}: {error})") from None
         except (OSError, sqlite3.Error, ReceiptAgentError):
@@ -394,7 +396,7 @@ def _record(
                 detail=_crash_site(error),
             ) from None
         statedb.record_file(
-            tx, digest=digest, source=source.name, name=path.name,
+            tx, digest=digest, source=source.name, name=name,
             receipts=outcome.receipts, rejected=outcome.rejected, now=now,
         )  # fmt: skip
     outcome.skipped = _skip_counts(skipped)
@@ -437,12 +439,14 @@ def _record_valid(
 _SKIP_REASONS: tuple[str, ...] = get_args(SkipReason)
 
 
+_NO_SKIPS = dict.fromkeys(_SKIP_REASONS, 0)
+
+
 def _skip_counts(skipped: Counter[str]) -> dict[str, int]:
     """`file.accepted`'s skipped: every reason of CONTRACT §2 (non_sale, training, voided)."""
+    if not skipped:  # the usual file: a copy, not three lookups of missing keys
+        return dict(_NO_SKIPS)
     return {reason: skipped[reason] for reason in _SKIP_REASONS}
-
-
-_NO_SKIPS = _skip_counts(Counter())
 
 
 def _crash_site(error: BaseException) -> str:

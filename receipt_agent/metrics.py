@@ -174,6 +174,7 @@ class AgentMetrics:
         # The labelled children, looked up once: prometheus-client's labels() validates and
         # joins the label values under a lock on every call (per batch and per file).
         self._receipt_children: dict[tuple[str, str], Any] = {}
+        self._file_children: dict[tuple[str, str], Any] = {}
         self._batch_children: dict[tuple[str, int | None], tuple[Any, Any]] = {}
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -188,7 +189,8 @@ class AgentMetrics:
         if child is None:
             child = self._receipts.labels(source, _check(outcome, RECEIPT_OUTCOMES, "receipt"))
             self._receipt_children[source, outcome] = child
-        child.inc(count)
+        if count:  # the series exists from labels() above; adding 0 changes nothing
+            child.inc(count)
 
     def batch(self, outcome: str, status: int | None, seconds: float) -> None:
         """Count one POST /receipts that took `seconds` and ended with HTTP `status`."""
@@ -218,11 +220,18 @@ class AgentMetrics:
 
     def file_accepted(self, source: str) -> None:
         """Count one export file of `source` taken in (its receipts are in the DB)."""
-        self._files.labels(source, "accepted").inc()
+        self._file_child(source, "accepted").inc()
 
     def file_quarantined(self, source: str) -> None:
         """Count one export file of `source` moved to quarantine."""
-        self._files.labels(source, "quarantined").inc()
+        self._file_child(source, "quarantined").inc()
+
+    def _file_child(self, source: str, outcome: str) -> Any:
+        # Looked up once per source and outcome, as for receipts (one file.accepted a file).
+        child = self._file_children.get((source, outcome))
+        if child is None:
+            child = self._file_children[source, outcome] = self._files.labels(source, outcome)
+        return child
 
     def reconciled(self, source: str, result: str, gaps: int) -> None:
         """Count one reconciled register-day of `source`: a mismatch, and its gaps."""

@@ -59,8 +59,12 @@ def _reads(
 
     @functools.wraps(method)
     def mapped(self: StateDB, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        with _sqlite_errors(self.path, "cannot read the state store"):
+        # What `with _sqlite_errors(self.path, "cannot read the state store")` does, without
+        # a generator-based context manager on every query (has_file: one per spool file).
+        try:
             return method(self, *args, **kwargs)
+        except sqlite3.Error as error:
+            raise StateStoreError(f"{self.path}: cannot read the state store ({error})") from None
 
     return mapped
 

@@ -29,8 +29,20 @@ from receipt_agent.records import InvalidRecord, RawReceipt, Record, SkippedReco
 Parser = Callable[[IO[bytes], SourceBase], Iterator[Record]]
 
 
+# `format:` value → its parser, once imported: intake asks once per file, and a
+# function-level import is a trip through the import machinery each time.
+_PARSERS: dict[str, Parser] = {}
+
+
 def get_parser(format_name: str) -> Parser:
     """Given a `format:` value, return its parser (imported lazily, XML stacks are heavy)."""
+    parser = _PARSERS.get(format_name)
+    if parser is None:
+        parser = _PARSERS[format_name] = _import_parser(format_name)
+    return parser
+
+
+def _import_parser(format_name: str) -> Parser:
     if format_name == "dintero-json":
         from receipt_agent.formats.dintero_json import parse as parse_dintero_json
 
