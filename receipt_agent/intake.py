@@ -537,7 +537,7 @@ def _finish(path: Path, source: SourceBase, config: AgentConfig) -> None:
     if source.after == "delete":
         files.remove(path, durable=False)
     else:
-        files.move_into(path, _archive_dir(config, source), durable=False)
+        files.move_away(path, _archive_dir(config, source), durable=False)
 
 
 # id(source) → (source, config, config.archive_dir(source)). Its Path joins cost ~10-20 µs,

@@ -62,7 +62,7 @@ def create_file(path: Path) -> None:
     os.close(fd)
 
 
-def close_to_others(path: Path) -> None:
+def close_to_others(path: Path | str) -> None:
     """Remove others' permission bits from a file the agent just moved in (best effort).
 
     Only a regular file, opened without following links (a quarantined symlink must not
@@ -70,7 +70,7 @@ def close_to_others(path: Path) -> None:
     changed; its folder's 0750 mode keeps others out of it all the same.
     """
     with contextlib.suppress(OSError):
-        if not stat.S_ISREG(path.lstat().st_mode):
+        if not stat.S_ISREG(os.lstat(path).st_mode):
             return
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         try:

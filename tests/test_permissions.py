@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from receipt_agent.files import move_into
+from receipt_agent.files import move_away, move_into
 from receipt_agent.permissions import close_to_others, create_file, make_dirs
 
 
@@ -79,3 +79,24 @@ def test_move_into_a_missing_folder_creates_it_0750_and_closes_the_file(tmp_path
     second = spool / "a.json"
     second.write_text("[]")
     assert move_into(second, tmp_path / "archive" / "till-1").name == "a.json.1"
+
+
+@pytest.mark.usefixtures("umask_zero")
+def test_move_away_archives_like_move_into_never_overwriting(tmp_path: Path) -> None:
+    """Intake's archive move (no Path returned) makes the folder 0750, keeps every earlier
+    file under a numbered name, and closes the moved file to others."""
+    spool, archive = tmp_path / "spool", tmp_path / "archive" / "till-1"
+    spool.mkdir()
+    for text in ("{}", "[]", "[1]"):
+        (spool / "a.json").write_text(text)
+        (spool / "a.json").chmod(0o666)
+        move_away(spool / "a.json", archive, durable=False)
+    assert sorted(p.name for p in archive.iterdir()) == ["a.json", "a.json.1", "a.json.2"]
+    assert [(archive / n).read_text() for n in ("a.json", "a.json.1", "a.json.2")] == [
+        "{}",
+        "[]",
+        "[1]",
+    ]
+    assert _mode(archive) == 0o750
+    assert {_mode(p) for p in archive.iterdir()} == {0o660}
+    assert not (spool / "a.json").exists()
