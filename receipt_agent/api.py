@@ -19,7 +19,6 @@ token, a header or a request body. Knows nothing of the state store.
 from __future__ import annotations
 
 import email.utils
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -32,7 +31,7 @@ import structlog
 import tenacity
 from pydantic import SecretStr
 
-from receipt_agent import __version__, refused
+from receipt_agent import __version__, lean_import, refused
 from receipt_agent.config import DinteroConfig, RetryConfig
 from receipt_agent.config.environment import resolve_client_secret
 from receipt_agent.config.rules import ca_file_problems
@@ -44,28 +43,12 @@ from receipt_agent.errors import (
     TransientSendError,
 )
 
-
-def _import_httpx_without_its_cli() -> None:
-    """Import httpx while `click` is hidden, unless either is imported already.
-
-    `import httpx` imports its command-line client (httpx._main: click, pygments, and
-    rich's console, progress, syntax and table) whenever those are installed, and falls
-    back to a stub `httpx.main` on ImportError: ~40 % of the imports of every start-up
-    (~120 ms of `run --once`) for an `httpx` command receipt-agent never runs. Hiding
-    `click` makes that import fail at its first line; nothing else of httpx uses it, and
-    click, pygments and rich stay importable afterwards for whoever needs them (the same
-    move as `logs` makes for structlog and rich).
-    """
-    if "httpx" in sys.modules or "click" in sys.modules:
-        return
-    sys.modules["click"] = None  # type: ignore[assignment] # `import click` raises ImportError
-    try:
-        import httpx  # noqa: F401 - the import is the point
-    finally:
-        del sys.modules["click"]
-
-
-_import_httpx_without_its_cli()
+# httpx imports its command-line client (httpx._main: click, pygments, and rich's console,
+# progress, syntax and table) whenever those are installed, and falls back to a stub
+# `httpx.main` on ImportError: ~40 % of the imports of every start-up (~120 ms of
+# `run --once`) for an `httpx` command receipt-agent never runs. Hiding `click` makes that
+# import fail at its first line; nothing else of httpx uses it.
+lean_import.import_hiding("httpx", "click")
 
 import httpx  # noqa: E402 - after the import above, on purpose
 

@@ -24,28 +24,15 @@ import time
 from collections.abc import MutableMapping
 from typing import Any
 
+from receipt_agent import lean_import
 
-def _import_structlog_without_rich() -> None:
-    """Import structlog while `rich` is hidden, unless either is imported already.
-
-    `import structlog` imports structlog.dev and structlog.tracebacks, which import rich
-    (console, traceback, pretty) when it is installed: ~130 ms of every start-up, for
-    rich tracebacks that the JSON log never uses (its tracebacks are dicts without
-    locals) and that the console renderer below does not use either (it is given plain
-    tracebacks explicitly). structlog falls back to its plain formatter on ImportError;
-    rich stays importable for the commands that draw with it (status, progress bars).
-    Runs at import of this module, which `cli` imports before anything imports structlog.
-    """
-    if "structlog" in sys.modules or "rich" in sys.modules:
-        return
-    sys.modules["rich"] = None  # type: ignore[assignment] # `import rich` raises ImportError
-    try:
-        import structlog  # noqa: F401 - the import is the point
-    finally:
-        del sys.modules["rich"]
-
-
-_import_structlog_without_rich()
+# structlog imports structlog.dev and structlog.tracebacks, which import rich (console,
+# traceback, pretty) when it is installed: ~130 ms of every start-up, for rich tracebacks
+# that the JSON log never uses (its tracebacks are dicts without locals) and that the
+# console renderer below does not use either (it is given plain tracebacks explicitly).
+# structlog falls back to its plain formatter on ImportError. Done at import of this
+# module, which `cli` imports before anything imports structlog.
+lean_import.import_hiding("structlog", "rich")
 
 import orjson  # noqa: E402 - after the import above, on purpose
 import structlog  # noqa: E402 - after the import above, on purpose

@@ -7,6 +7,7 @@ request records (each POST's start and end), never from the sender's internals.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -209,6 +210,32 @@ def test_most_at_once_counts_overlapping_posts() -> None:
     assert _most_at_once([post(0, 1), post(1, 2)]) == 1
 
 
+@contextlib.contextmanager
+def _flushing_while_the_store_is_held(
+    db: statedb.StateDB, sender: Sender
+) -> Iterator[threading.Thread]:
+    """Hold the state store's write transaction in another thread (as an intake group
+    does), start a flush; on exit release the transaction and wait for the flush."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_write_lock() -> None:
+        with db.transaction():
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold_the_write_lock)
+    holder.start()
+    holding.wait(5)
+    flushing = threading.Thread(target=lambda: sender.flush(threading.Event()))
+    flushing.start()
+    try:
+        yield flushing
+    finally:
+        release.set()
+        holder.join()
+        flushing.join(30)
+
+
 def test_batches_answered_while_the_store_is_busy_are_recorded_in_one_transaction(
     make_config: Callable[..., AgentConfig],
     db: statedb.StateDB,
@@ -226,22 +253,8 @@ def test_batches_answered_while_the_store_is_busy_are_recorded_in_one_transactio
     config = make_config(batch={"max_receipts": 50, "concurrency": 4})
     sender, client = _sender(config, db, pool)
     queue_receipts(db, 200)
-    holding, release = threading.Event(), threading.Event()
-
-    def hold_the_write_lock() -> None:
-        with db.transaction():
-            holding.set()
-            release.wait(30)
-
-    holder = threading.Thread(target=hold_the_write_lock)
-    holder.start()
-    holding.wait(5)
-    flushing = threading.Thread(target=lambda: sender.flush(threading.Event()))
-    flushing.start()
-    wait_until(lambda: len(_posts(sandbox)) == 4)
-    release.set()
-    holder.join()
-    flushing.join(30)
+    with _flushing_while_the_store_is_held(db, sender) as flushing:
+        wait_until(lambda: len(_posts(sandbox)) == 4)
     client.close()
     assert not flushing.is_alive()
     sent = db.list_receipts(state="sent")
@@ -269,27 +282,11 @@ def test_batches_go_on_being_posted_while_answered_ones_wait_for_the_write_lock(
     config = make_config(batch={"max_receipts": 50, "concurrency": 4})
     sender, client = _sender(config, db, pool)
     queue_receipts(db, 800)
-    holding, release = threading.Event(), threading.Event()
-
-    def hold_the_write_lock() -> None:
-        with db.transaction():
-            holding.set()
-            release.wait(30)
-
-    holder = threading.Thread(target=hold_the_write_lock)
-    holder.start()
-    holding.wait(5)
-    flushing = threading.Thread(target=lambda: sender.flush(threading.Event()))
-    flushing.start()
-    try:
+    with _flushing_while_the_store_is_held(db, sender) as flushing:
         wait_until(lambda: len(_posts(sandbox)) == 8)
         time.sleep(0.5)  # ten round trips: room for more POSTs, were the waiting marks unbounded
         posted_while_held = len(_posts(sandbox))
         sent_while_held = db.counts()["sent"]
-    finally:
-        release.set()
-        holder.join()
-    flushing.join(30)
     client.close()
     assert not flushing.is_alive()
     assert (posted_while_held, sent_while_held) == (8, 0)
