@@ -21,14 +21,24 @@ So this validator accepts a receipt only when `Receipt` accepts it with the same
 and `validate` falls back to `Receipt` whenever it refuses one: `Receipt` then decides,
 and its errors are the ones the operator reads. A receipt is never accepted here that
 `Receipt` refuses (tests/test_model_fast.py compares the two on every sample and test
-receipt). Pure: imports pydantic only; never does I/O.
+receipt).
+
+The payload of an accepted receipt is written by orjson when the values are plain JSON
+(the common till receipt: text, integers, finite floats, lists, the typed dicts, already
+in the model's field order) and its date-times are ones pydantic parsed from ISO text
+(`TzInfo`, whole minutes); orjson writes these byte for byte as pydantic's serialiser
+does (`Z` for UTC, microseconds as six digits, the same float and string escapes: tested
+on every code point and 300,000 floats), at a third of the instructions. Anything else
+(a None to leave out, a customer, discount rules, a number past 64 bits, another tzinfo)
+goes to pydantic's serialiser. Pure: imports pydantic and orjson only; never does I/O.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic_core import SchemaSerializer, SchemaValidator, ValidationError, core_schema
+import orjson
+from pydantic_core import SchemaSerializer, SchemaValidator, TzInfo, ValidationError, core_schema
 
 from receipt_agent import model
 from receipt_agent.model import Receipt
@@ -133,6 +143,32 @@ def validate(data: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
     return valid, to_json(valid)
 
 
+# Subclasses and dataclasses are refused (TypeError): pydantic may write them otherwise.
+_PLAIN = orjson.OPT_UTC_Z | orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS
+# The fields whose values may be other than plain JSON: `customer` (`metadata` holds any
+# value; dates), `discounts` (rule models); with them, pydantic writes the payload.
+_NOT_PLAIN = ("customer", "discounts")
+
+
 def to_json(valid: dict[str, Any]) -> bytes:
-    """The compact JSON payload of a receipt `validate` accepted here: the model's bytes."""
+    """The compact JSON payload of a receipt `validate` accepted here: the model's bytes.
+
+    Written by orjson when that gives the same bytes (module docstring), else by
+    pydantic's serialiser (callgrind, the harness receipt: ~8,000 instructions instead of
+    ~26,000).
+    """
+    transaction_date = valid.get("transaction_date")
+    if (
+        _NOT_PLAIN[0] not in valid
+        and _NOT_PLAIN[1] not in valid
+        and type(valid["purchase_at"].tzinfo) is TzInfo
+        and (transaction_date is None or type(transaction_date.tzinfo) is TzInfo)
+    ):
+        try:
+            payload = orjson.dumps(valid, option=_PLAIN)
+        except TypeError:  # orjson.JSONEncodeError: an int past 64 bits, a lone surrogate
+            pass
+        else:
+            if b"null" not in payload:  # a None to leave out (or the word in a text)
+                return payload
     return _serializer.to_json(valid, exclude_none=True)

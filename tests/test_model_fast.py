@@ -143,3 +143,55 @@ def test_model_fast_blank_check_keeps_exactly_the_characters_strip_keeps() -> No
         except ValidationError:
             kept = False
         assert kept == bool(character.strip()), hex(ord(character))
+
+
+class _NoSerializer:
+    """Stands in for pydantic's serialiser to show which receipts orjson writes alone."""
+
+    def to_json(self, *_args: object, **_kwargs: object) -> bytes:
+        raise AssertionError("pydantic's serialiser was asked")
+
+
+def test_model_fast_writes_a_plain_receipt_with_orjson_byte_for_byte(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A plain till receipt (texts with escapes and non-ASCII, floats, UTC and offset times)
+    is written without pydantic's serialiser, and its bytes are the model's."""
+    monkeypatch.setattr(model_fast, "_serializer", _NoSerializer())
+    for purchase_at in (
+        "2026-11-20T10:15:00+01:00",
+        "2026-11-20 10:15:00.5Z",
+        "0999-01-02T03:04-09:30",
+    ):
+        data = receipt()
+        data["purchase_at"] = purchase_at
+        data["transaction_date"] = "2026-11-20T09:15:00.000001+00:00"
+        data["store"]["name"] = 'Kafé "Ø" \\ \n\t\x00\x1f\x7f\u2028 ☕ 𝄞'
+        data["items"][0]["quantity"] = 0.1 + 0.2
+        data["items"][0]["tax_lines"][0]["percentage"] = 12.5
+        data["no_of_items"] = 1e16
+        assert model_fast.validate(data)[1] == by_model(data)[1]  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("transaction_date",), None),
+        (("items", 0, "description"), None),
+        (("gross_amount",), 2**64),
+        (("purchase_at",), datetime(2026, 11, 20, 10, 15, tzinfo=UTC)),
+        (("customer",), {"first_name": "Kari", "metadata": {"n": None, "d": 1.5}}),
+    ],
+    ids=["none-top", "none-item", "past-64-bits", "datetime-utc", "customer"],
+)
+def test_model_fast_leaves_what_orjson_may_write_otherwise_to_pydantic(
+    monkeypatch: pytest.MonkeyPatch, path: tuple[str | int, ...], value: object
+) -> None:
+    """A None to leave out, a number past 64 bits, a datetime handed in by a parser and a
+    customer go to pydantic's serialiser (and the bytes are the model's)."""
+    data = _with(path, value)
+    expected = by_model(data)[1]  # type: ignore[index]
+    assert model_fast.validate(data)[1] == expected
+    monkeypatch.setattr(model_fast, "_serializer", _NoSerializer())
+    with pytest.raises(AssertionError, match="serialiser was asked"):
+        model_fast.validate(data)
