@@ -44,6 +44,13 @@ from typing import Any
 def check_invariants(data: Mapping[str, Any], private: Mapping[str, Any]) -> list[str]:
     """Given a receipt that validated and its private keys, return one sentence per broken
     invariant (module docstring), or [] when it keeps them all."""
+    if _keeps_all_at_a_glance(data, private):
+        return []
+    return _problems(data, private)
+
+
+def _problems(data: Mapping[str, Any], private: Mapping[str, Any]) -> list[str]:
+    """Every check, each broken invariant worded (`check_invariants` without its glance)."""
     problems: list[str] = []
     items = _dicts(data.get("items"))
     _check_sums(data, items, problems)
@@ -63,6 +70,154 @@ def check_invariants(data: Mapping[str, Any], private: Mapping[str, Any]) -> lis
             "read in the source's timezone"
         )
     return problems
+
+
+def _keeps_all_at_a_glance(data: Mapping[str, Any], private: Mapping[str, Any]) -> bool:
+    """True when the receipt keeps every invariant, decided in one pass over the usual shape
+    (lists of objects holding exact ints, plain sales); False when it breaks one or looks
+    otherwise, and the checks below then decide and word it.
+
+    The rules of the checks below on that shape, nothing looser: it never says True of a
+    receipt they would find a problem in (tests/test_invariants.py compares the two).
+    Every receipt is checked, so it is written for the interpreter: one function, no
+    lists built (callgrind, a one-item receipt: ~19,000 instructions instead of ~35,000).
+    """
+    items = data.get("items")
+    gross_sum = net_sum = covered = 0
+    has_gross = has_net = any_item_split = False
+    if items:
+        if type(items) is not list:
+            return False
+        has_gross = has_net = True  # every item has the amount (else no Σ to check)
+        for item in items:
+            if type(item) is not dict:
+                return False
+            quantity, gross, net = (
+                item.get("quantity"),
+                item.get("gross_amount"),
+                item.get("net_amount"),
+            )
+            # A plain sale (_is_plain_sale): else _return_sign decides.
+            if quantity is not None and not (
+                (type(quantity) is int or type(quantity) is float) and quantity >= 0
+            ):
+                return False
+            if gross is None:
+                has_gross = False
+            elif type(gross) is int and gross >= 0:
+                gross_sum += gross
+            else:
+                return False
+            if net is None:
+                has_net = False
+            elif type(net) is int and net >= 0:
+                net_sum += net
+            else:
+                return False
+            if item.get("is_return_item") is True:
+                return False
+            lines = item.get("tax_lines")
+            if lines is not None:  # _check_tax on this item
+                if type(lines) is not list:
+                    return False
+                split = count = 0
+                for line in lines:
+                    if type(line) is not dict:
+                        return False
+                    if line.get("included_in_price") is False:
+                        continue
+                    amount, basis = line.get("amount"), line.get("tax_basis")
+                    if type(amount) is not int or type(basis) is not int:
+                        return False
+                    split += amount + basis
+                    count += 1
+                if count:
+                    if net is None or abs(split - net) > count:
+                        return False
+                    any_item_split = True
+                    covered += net
+    gross, net = data.get("gross_amount"), data.get("net_amount")
+    if has_gross and gross is not None and (type(gross) is not int or gross != gross_sum):
+        return False
+    if has_net and net is not None and (type(net) is not int or net != net_sum):
+        return False
+    if any_item_split and not _glance_receipt_tax(data.get("tax_lines"), covered, net):
+        return False
+    if data.get("total_discount") is not None or not _glance_payments(data, private):
+        return False
+    purchase_at = data.get("purchase_at")
+    if type(purchase_at) is str:  # as dintero_json._localize reads it: see _glance_offset
+        return (
+            purchase_at.find("+", 11) > 0
+            or purchase_at.find("-", 11) > 0
+            or purchase_at.endswith("Z")
+        )
+    return _has_offset(purchase_at)
+
+
+def _glance_receipt_tax(lines: object, covered: int, whole: object) -> bool:
+    """`_check_tax` on the receipt's own tax lines finds nothing, on exact ints."""
+    if lines is None:
+        return True
+    if type(lines) is not list or (whole is not None and type(whole) is not int):
+        return False
+    total = count = 0
+    for line in lines:
+        if type(line) is not dict:
+            return False
+        if line.get("included_in_price") is False:
+            continue
+        amount, basis = line.get("amount"), line.get("tax_basis")
+        if type(amount) is not int or type(basis) is not int:
+            return False
+        total += amount + basis
+        count += 1
+    return not (
+        count and abs(total - covered) > count and (whole is None or abs(total - whole) > count)
+    )
+
+
+def _glance_payments(data: Mapping[str, Any], private: Mapping[str, Any]) -> bool:
+    """`_check_payments` finds nothing, on exact ints."""
+    payments = data.get("payments")
+    if payments is None:
+        return True
+    if type(payments) is not list:
+        return False
+    paid = 0
+    for payment in payments:
+        if type(payment) is not dict:
+            return False
+        amount = payment.get("amount")
+        if type(amount) is not int:
+            return False
+        paid += amount
+    if not payments:
+        return True
+    for key in ("amount_due", "net_amount", "gross_amount"):
+        due = data.get(key)
+        if due is not None:
+            if type(due) is not int:
+                return False
+            break
+    else:
+        return True
+    change: Any = 0
+    rounding: Any = None
+    coin = data.get("round_off_to_coin")
+    if private:
+        change, rounding = private.get("_change"), private.get("_rounding")
+        if change is None:
+            change = 0
+        if type(change) is not int or (rounding is not None and type(rounding) is not int):
+            return False
+    if coin is None:
+        coin = 0
+    elif type(coin) is not int:
+        return False
+    allowed = coin // 2 if rounding is None and coin > 0 else 0
+    difference: int = paid - change - (due + (rounding or 0))
+    return abs(difference) <= allowed
 
 
 def _check_discount(data: Mapping[str, Any], problems: list[str]) -> None:

@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
+from receipt_agent import invariants
 from receipt_agent.config import DinteroJsonSource
 from receipt_agent.formats import InvalidRecord, RawReceipt
 from receipt_agent.invariants import check_invariants
@@ -194,3 +197,140 @@ def test_finish_receipt_rejects_a_receipt_that_breaks_an_invariant(tmp_path: Pat
     assert isinstance(bad, InvalidRecord)
     assert bad.receipt_id == "1"
     assert any("total_discount" in error for error in bad.errors)
+
+
+_ODD = st.sampled_from(["absent", None, True, 1.5, Decimal(2), -1, 0, "7", [], {}])
+_SMALL = st.sampled_from([0, 0, 0, 0, 0, 0, 1, -1, 2])  # how far a figure is from agreeing
+_TIMES = [
+    "2026-01-15T12:00:00+01:00", "2026-01-15T12:00:00-03:30", "2026-01-15T12:00Z",
+    "2026-01-15T12:00:00", "2026-01-15", "20260115T120000-0100", "not a time-at-all",
+    "2026-01-15T12:00:00+0",
+]  # fmt: skip
+MIXED_SIGNS = [(-1, 1, 1), (1, -1, 1), (1, 1, -1), (1, -1, -1)]
+
+
+@st.composite
+def _receipts(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A receipt whose figures (nearly) agree, then a few values made odd or removed."""
+    items = []
+    for _ in range(draw(st.integers(0, 3))):
+        # Signs of quantity, gross and net: a sale, a return, now and then a mix.
+        signs = draw(st.sampled_from([(1, 1, 1)] * 6 + [(-1, -1, -1)] * 2 + MIXED_SIGNS))
+        sign = signs[2]
+        net = sign * draw(st.integers(0, 60))
+        item: dict[str, Any] = {
+            "quantity": signs[0] * draw(st.sampled_from([1, 2, 0.5, 0])),
+            "gross_amount": signs[1] * (abs(net) + draw(st.sampled_from([0, 0, 10]))),
+            "net_amount": net,
+        }
+        if sign < 0 or draw(st.integers(0, 9)) == 0:
+            item["is_return_item"] = draw(st.booleans())
+        if draw(st.booleans()):
+            tax = sign * draw(st.integers(0, abs(net)))
+            item["tax_lines"] = [{"amount": tax, "tax_basis": net - tax + draw(_SMALL)}]
+            if draw(st.booleans()):
+                item["tax_lines"].append(
+                    {"amount": 3, "tax_basis": 9, "included_in_price": draw(st.booleans())}
+                )
+        items.append(item)
+    net = sum(item["net_amount"] for item in items) + draw(_SMALL)
+    gross = sum(item["gross_amount"] for item in items) + draw(_SMALL)
+    covered = sum(item["net_amount"] for item in items if "tax_lines" in item)
+    data: dict[str, Any] = {
+        "purchase_at": draw(st.sampled_from(_TIMES)),
+        "items": items,
+        "gross_amount": gross,
+        "net_amount": net,
+        "tax_lines": [
+            {"amount": 0, "tax_basis": draw(st.sampled_from([covered, net])) + draw(_SMALL)}
+        ],
+    }
+    private: dict[str, Any] = {}
+    due = net
+    if draw(st.booleans()):
+        data["amount_due"] = due = net + draw(_SMALL)
+    if draw(st.booleans()):
+        private["_rounding"] = draw(st.integers(-3, 3))
+    if draw(st.booleans()):
+        private["_change"] = draw(st.integers(0, 5))
+    if draw(st.booleans()):
+        data["round_off_to_coin"] = draw(st.sampled_from([0, 4, 100]))
+    if draw(st.booleans()):
+        data["total_discount"] = gross - net + draw(_SMALL)
+    paid = due + private.get("_rounding", 0) + private.get("_change", 0) + draw(_SMALL)
+    data["payments"] = [{"amount": paid - 1}, {"amount": 1}]
+    lines = [line for item in items for line in item.get("tax_lines", [])]
+    parents = [data, private, *items, *data["payments"], *data["tax_lines"], *lines]
+    for _ in range(draw(st.integers(0, 2))):  # a few odd values anywhere
+        parent: dict[str, Any] = draw(st.sampled_from(parents))
+        key = draw(
+            st.sampled_from(
+                [
+                    "items", "tax_lines", "payments", "gross_amount", "net_amount", "amount_due",
+                    "quantity", "is_return_item", "amount", "tax_basis", "included_in_price",
+                    "_change", "_rounding", "round_off_to_coin", "total_discount", "purchase_at",
+                ]
+            )
+        )  # fmt: skip
+        value = draw(_ODD)
+        if value == "absent":
+            parent.pop(key, None)
+        else:
+            parent[key] = value
+    return data, private
+
+
+def _one_item(**changes: Any) -> dict[str, Any]:
+    """A one-item card sale that keeps every invariant, with `changes` made."""
+    data: dict[str, Any] = {
+        "purchase_at": "2026-11-20T10:15:00+01:00",
+        "gross_amount": 12500,
+        "net_amount": 12500,
+        "items": [
+            {
+                "quantity": 1, "gross_amount": 12500, "net_amount": 12500, "tax_percent": 25,
+                "tax_lines": [{"amount": 2500, "percentage": 25, "tax_basis": 10000}],
+            }
+        ],
+        "tax_lines": [{"amount": 2500, "percentage": 25, "tax_basis": 10000}],
+        "payments": [{"amount": 12500, "type_id": "CARD"}],
+    }  # fmt: skip
+    data.update(changes)
+    return data
+
+
+_NEAR_MISSES = [  # each breaks exactly one rule, by a little
+    (_one_item(items=[{**_one_item()["items"][0], "quantity": -1}]), {}),
+    (_one_item(round_off_to_coin=4, payments=[{"amount": 12501}]), {"_rounding": 0}),
+    (_one_item(tax_lines=[{"amount": 2500, "tax_basis": 9990}]), {}),
+    (_one_item(payments=[{"amount": 12500}]), {"_change": 1}),
+    (_one_item(total_discount=0, gross_amount=12600), {}),
+]
+
+
+@settings(max_examples=1000)
+@given(_receipts())
+@example(_NEAR_MISSES[0])
+@example(_NEAR_MISSES[1])
+@example(_NEAR_MISSES[2])
+@example(_NEAR_MISSES[3])
+@example(_NEAR_MISSES[4])
+def test_invariants_glance_never_passes_a_receipt_the_checks_refuse(
+    receipt: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    """Whatever the receipt, the one-pass glance says "keeps them all" only when every check
+    finds nothing: the operator gets the same decisions and sentences as without it."""
+    data, private = receipt
+    if invariants._keeps_all_at_a_glance(data, private):
+        assert invariants._problems(data, private) == []
+    assert check_invariants(data, private) == invariants._problems(data, private)
+
+
+def test_invariants_glance_decides_the_usual_receipts_alone() -> None:
+    """A good receipt with discounts aside, tax lines, rounding and a tip, and a one-item
+    card sale, are decided in the one pass (the checks' calls are not needed)."""
+    usual = changed(total_discount=None)
+    assert invariants._keeps_all_at_a_glance(usual, ROUNDING)
+    assert invariants._keeps_all_at_a_glance(_one_item(), {})
+    for data, private in _NEAR_MISSES:
+        assert check_invariants(data, private) != []
