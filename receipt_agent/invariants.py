@@ -118,19 +118,10 @@ def _keeps_all_at_a_glance(data: Mapping[str, Any], private: Mapping[str, Any]) 
                 return False
             lines = item.get("tax_lines")
             if lines is not None:  # _check_tax on this item
-                if type(lines) is not list:
+                summed = _glance_tax_sum(lines)
+                if summed is None:
                     return False
-                split = count = 0
-                for line in lines:
-                    if type(line) is not dict:
-                        return False
-                    if line.get("included_in_price") is False:
-                        continue
-                    amount, basis = line.get("amount"), line.get("tax_basis")
-                    if type(amount) is not int or type(basis) is not int:
-                        return False
-                    split += amount + basis
-                    count += 1
+                split, count = summed
                 if count:
                     if net is None or abs(split - net) > count:
                         return False
@@ -159,22 +150,34 @@ def _glance_receipt_tax(lines: object, covered: int, whole: object) -> bool:
     """`_check_tax` on the receipt's own tax lines finds nothing, on exact ints."""
     if lines is None:
         return True
-    if type(lines) is not list or (whole is not None and type(whole) is not int):
+    if whole is not None and type(whole) is not int:
         return False
+    summed = _glance_tax_sum(lines)
+    if summed is None:
+        return False
+    total, count = summed
+    return not (
+        count and abs(total - covered) > count and (whole is None or abs(total - whole) > count)
+    )
+
+
+def _glance_tax_sum(lines: object) -> tuple[int, int] | None:
+    """(amount + tax_basis summed, lines counted) over the tax lines included in price, on
+    exact ints; None when they are not a list of such lines (the full checks decide)."""
+    if type(lines) is not list:
+        return None
     total = count = 0
     for line in lines:
         if type(line) is not dict:
-            return False
+            return None
         if line.get("included_in_price") is False:
             continue
         amount, basis = line.get("amount"), line.get("tax_basis")
         if type(amount) is not int or type(basis) is not int:
-            return False
+            return None
         total += amount + basis
         count += 1
-    return not (
-        count and abs(total - covered) > count and (whole is None or abs(total - whole) > count)
-    )
+    return total, count
 
 
 def _glance_payments(data: Mapping[str, Any], private: Mapping[str, Any]) -> bool:
