@@ -138,6 +138,12 @@ class Sender:
         self._learned_cap = min(learned or config.batch.max_receipts, config.batch.max_receipts)
 
     @property
+    def marks_waiting(self) -> int:
+        """Batches answered 2xx whose `sent` mark waits for the state store's write lock."""
+        with self._marks:
+            return len(self._marks_waiting)
+
+    @property
     def paused_for_s(self) -> float:
         """Seconds until the sender may try again (0 when not backing off)."""
         return max(0.0, self._paused_until - time.monotonic())
