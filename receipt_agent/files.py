@@ -74,10 +74,15 @@ def free_name(folder: Path, name: str) -> Path:
 
     Taken means anything `lstat` finds there: a file, a folder, a link (dangling too).
     """
-    candidate = folder / name
+    return Path(_free_name(os.fspath(folder), name))
+
+
+def _free_name(folder: str, name: str) -> str:
+    """`free_name` on strings (intake's archive move needs no Path of it)."""
+    candidate = os.path.join(folder, name)  # noqa: PTH118 - a str is all the callers need
     counter = 1
     while _is_taken(candidate):
-        candidate = folder / f"{name}.{counter}"
+        candidate = os.path.join(folder, f"{name}.{counter}")  # noqa: PTH118 - as above
         counter += 1
     return candidate
 
@@ -111,12 +116,7 @@ def move_away(source: Path, folder: Path, *, durable: bool = True) -> None:
 
 
 def _move_into(source: Path, folder: Path, name: str, durable: bool) -> str:
-    folder_text = os.fspath(folder)
-    target = os.path.join(folder_text, name)  # noqa: PTH118 - a str is all the caller needs
-    counter = 1
-    while _is_taken(target):  # as free_name, on strings
-        target = os.path.join(folder_text, f"{name}.{counter}")  # noqa: PTH118 - as above
-        counter += 1
+    target = _free_name(os.fspath(folder), name)
     try:
         _rename_into(source, target, folder)
         close_to_others(target)
