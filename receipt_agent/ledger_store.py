@@ -53,25 +53,28 @@ def record_entry(
     Without a till number the row is keyed by its receipt_id, else by `location` in the
     file, so unnumbered transactions are each counted once.
     """
-    number = entry.number if entry.number is not None else (receipt_id or location)
-    figures = {"vat": entry.vat_minor, "payments": entry.payments_minor}
     tx.execute(
         "INSERT OR IGNORE INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            source,
-            store_id,
-            entry.register,
-            number,
-            int(entry.number is not None),
-            entry.business_day,
-            entry.outcome,
-            receipt_id,
-            entry.amount_minor,
-            orjson.dumps(figures).decode(),
-            entry.content,
-            file,
-            now,
-        ),
+        (source, *_row(store_id, receipt_id, entry, location), file, now),
+    )
+
+
+def _row(
+    store_id: str, receipt_id: str | None, entry: LedgerEntry, location: str = ""
+) -> tuple[object, ...]:
+    """A ledger row's own columns, store_id to content (source, file and time are shared)."""
+    number = entry.number
+    return (
+        store_id,
+        entry.register,
+        (receipt_id or location) if number is None else number,
+        int(number is not None),
+        entry.business_day,
+        entry.outcome,
+        receipt_id,
+        entry.amount_minor,
+        orjson.dumps({"vat": entry.vat_minor, "payments": entry.payments_minor}).decode(),
+        entry.content,
     )
 
 
@@ -88,19 +91,7 @@ def record_entries(
     for start, size in statedb_sql.chunks(len(entries)):
         params: list[object] = [source, file, now]
         for store_id, receipt_id, entry in entries[start : start + size]:
-            number = entry.number
-            params += (
-                store_id,
-                entry.register,
-                (receipt_id or "") if number is None else number,  # as record_entry
-                int(number is not None),
-                entry.business_day,
-                entry.outcome,
-                receipt_id,
-                entry.amount_minor,
-                orjson.dumps({"vat": entry.vat_minor, "payments": entry.payments_minor}).decode(),
-                entry.content,
-            )
+            params += _row(store_id, receipt_id, entry)
         tx.execute(statedb_sql.ledger_insert(size), params)
 
 
