@@ -201,3 +201,42 @@ def test_bound_logger_under_another_configuration_is_bound_the_usual_way() -> No
     finally:
         structlog.configure(**previous)
     assert records == [{"source": "till-1", "event": "file.accepted"}]
+
+
+_LINE_TEXT = st.lists(st.sampled_from([*_PIECES, '"', "\\", "kari@example.no"]), max_size=12).map(
+    "".join
+)
+
+
+@example(values={"file": "kari@example.no"})  # an e-mail: no whitespace, no escape
+@example(values={"error": "basic\tabcdefghijkl"})  # whitespace the line shows escaped
+@example(values={"note": "bearer\x1cabcdefghijkl"})  # whitespace to str.split and re, escaped
+@example(values={"Token": "abc"})  # a secret key, however plain its value
+@example(values={"error": 'quote " then basic\tabcdefghijkl'})
+@example(values={"file": "a\\b.json", "note": "bearer abcdefghijkl"})
+@given(
+    values=st.dictionaries(
+        st.sampled_from(["file", "error", "store_id", "receipt_id", "Token", "note", "count"]),
+        st.one_of(
+            _LINE_TEXT,
+            st.integers(),
+            st.none(),
+            st.dictionaries(st.sampled_from(["a", "b"]), _LINE_TEXT, max_size=2),
+        ),
+        max_size=4,
+    )
+)
+def test_configured_chain_writes_the_stock_chains_line_for_any_values(
+    values: dict[str, Any],
+) -> None:
+    """Redaction checked once on the rendered line leaves exactly what the stock chain wrote."""
+    logs.configure(file="-", format="json", level="info")
+    ours, stock = structlog.get_config()["processors"], _stock_processors()
+    lines = []
+    with time_machine.travel(datetime(2026, 11, 30, 10, 0, 0, 5, tzinfo=UTC), tick=False):
+        for chain in (ours, stock):
+            event: Any = {"source": "till-1", **values, "event": "file.accepted"}
+            for processor in chain:
+                event = processor(None, "warning", event)
+            lines.append(event)
+    assert lines[0] == lines[1]
