@@ -327,7 +327,7 @@ class StateDB:
     @_reads
     def counts(self) -> dict[str, int]:
         """Return the number of receipts per state (every state present)."""
-        rows = self._connect().execute("SELECT state, COUNT(*) FROM receipts GROUP BY state")
+        rows = self._connect().execute(statedb_sql.COUNTS)
         counts = dict.fromkeys(STATES, 0)
         counts.update(dict(rows))
         return counts
@@ -395,8 +395,8 @@ class StateDB:
     def mark_sent(self, ids: list[int], *, now: float) -> None:
         """Mark receipts `sent`; their payload is dropped, the (store, receipt) key stays."""
         with self.transaction() as tx:
-            for chunk in statedb_sql.id_chunks(ids):
-                tx.execute(statedb_sql.mark_sent(len(chunk)), (now, *chunk))
+            for sql, params in statedb_sql.mark_sent_statements(ids, now):
+                tx.execute(sql, params)
             _set_meta(tx, "last_success_at", str(now))
 
     def mark_rejected(self, receipt_row_id: int, error: str, *, now: float) -> None:

@@ -125,5 +125,17 @@ MIGRATIONS: list[str] = [
     CREATE INDEX receipts_pending ON receipts (id) WHERE state = 'pending';
     CREATE INDEX receipts_state_updated ON receipts (state, updated_at);
     """,
+    # 4: the (state, updated_at) index holds sent and rejected receipts only (a partial
+    # index). Its readers ask for those states alone (rejected_since, purge, the counts of
+    # `status`); pending receipts are found through receipts_pending. Every receipt used
+    # to be written into it three times: at intake, out again and back in when sent; now
+    # once, when sent (callgrind, files of 100: ~8,000 instructions less per receipt).
+    # The OR form, not `<> 'pending'`: SQLite uses a partial index when the query's own
+    # term (`state = 'rejected'`, or `state = ?` bound) is one side of the index's OR.
+    """
+    DROP INDEX receipts_state_updated;
+    CREATE INDEX receipts_done ON receipts (state, updated_at)
+        WHERE state = 'sent' OR state = 'rejected';
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

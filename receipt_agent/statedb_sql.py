@@ -62,8 +62,41 @@ def ledger_insert(rows: int) -> str:
 
 
 # The UPDATEs below say NOT INDEXED (rowid lookups stay allowed): with `id IN (…) AND
-# state = 'pending'` and no statistics, SQLite picks receipts_state_updated (state=?) and
-# reads EVERY pending row per batch, O(backlog), instead of one rowid lookup per id.
+# state = 'pending'` and no statistics, SQLite picked receipts_state_updated (state=?) and
+# read EVERY pending row per batch, O(backlog), instead of one rowid lookup per id.
+
+# Receipts per state, each state counted along its partial index (migration 4): a GROUP BY
+# state over the whole table reads every row.
+COUNTS = (
+    "SELECT 'pending', COUNT(*) FROM receipts WHERE state = 'pending' UNION ALL "
+    "SELECT state, COUNT(*) FROM receipts WHERE state = 'sent' OR state = 'rejected' "
+    "GROUP BY state"
+)
+
+RUN_MIN = 8  # consecutive ids written as one `id BETWEEN` range rather than in an IN list
+
+
+def id_runs(ids: list[int]) -> tuple[list[tuple[int, int]], list[int]]:
+    """`ids` as (first, last) ranges of at least RUN_MIN consecutive ids, and the ids left.
+
+    A batch is claimed in id order, so its ids are mostly one run: a range is one rowid
+    search and a walk, where an IN list builds an ephemeral index of the ids first and
+    searches once per id (callgrind, mark_sent of 100: ~1,800 instructions less per id).
+    """
+    ordered = sorted(set(ids))
+    if ordered and ordered[-1] - ordered[0] + 1 == len(ordered) >= RUN_MIN:
+        return [(ordered[0], ordered[-1])], []  # the usual batch, or group of batches
+    ranges: list[tuple[int, int]] = []
+    loose: list[int] = []
+    start = 0
+    for end in range(1, len(ordered) + 1):
+        if end == len(ordered) or ordered[end] != ordered[end - 1] + 1:
+            if end - start >= RUN_MIN:
+                ranges.append((ordered[start], ordered[end - 1]))
+            else:
+                loose += ordered[start:end]
+            start = end
+    return ranges, loose
 
 
 def id_chunks(ids: list[int]) -> list[list[int]]:
@@ -79,13 +112,30 @@ def id_chunks(ids: list[int]) -> list[list[int]]:
     return result
 
 
+_SENT = "state = 'sent', payload = x'', attempts = attempts + 1, last_error = NULL, updated_at = ?"
+
+
 @functools.lru_cache(maxsize=16)
 def mark_sent(count: int) -> str:
     """UPDATE to `sent` of `count` ids (an `id_chunks` chunk); ?1 is now."""
-    return _pending_by_ids(
-        "state = 'sent', payload = x'', attempts = attempts + 1, last_error = NULL, updated_at = ?",
-        count,
-    )
+    return _pending_by_ids(_SENT, count)
+
+
+# UPDATE to `sent` of the ids from ?2 to ?3 (an `id_runs` range); ?1 is now.
+MARK_SENT_RANGE = (
+    f"UPDATE receipts NOT INDEXED SET {_SENT} "  # noqa: S608 - placeholders only
+    "WHERE id BETWEEN ? AND ? AND state = 'pending'"
+)
+
+
+def mark_sent_statements(ids: list[int], now: float) -> list[tuple[str, tuple[float, ...]]]:
+    """(statement, parameters) that mark `ids` sent at `now`: a range per run, IN for the rest."""
+    ranges, loose = id_runs(ids)
+    statements: list[tuple[str, tuple[float, ...]]] = [
+        (MARK_SENT_RANGE, (now, first, last)) for first, last in ranges
+    ]
+    statements += [(mark_sent(len(chunk)), (now, *chunk)) for chunk in id_chunks(loose)]
+    return statements
 
 
 @functools.lru_cache(maxsize=16)

@@ -156,3 +156,53 @@ def test_batch_updates_look_rows_up_by_id_never_scan_the_backlog(tmp_path: Path)
                     "SEARCH receipts USING INTEGER PRIMARY KEY (rowid=?)"
                 ], (count, plan)
     db.close()
+
+
+def test_mark_sent_of_runs_and_scattered_ids_marks_exactly_the_pending_ones(
+    tmp_path: Path,
+) -> None:
+    """Marking sent a run of ids holding a rejected and an already sent receipt, plus a few
+    scattered ids, sends exactly the pending receipts among them; the others keep their
+    state and attempts, and receipts outside the ids stay pending."""
+    db = statedb.StateDB(tmp_path / "state.db")
+    with db.transaction() as tx:
+        statedb.insert_receipts(
+            tx, [("sc029", f"R{n}", b"{}") for n in range(40)], source="s", file="f", now=1.0
+        )
+    ids = [row.id for row in reversed(db.list_receipts(limit=100))]
+    db.mark_rejected(ids[3], "refused", now=1.5)
+    db.mark_sent([ids[5]], now=1.5)
+    chosen = [*ids[0:20], ids[25], ids[27], ids[30], ids[31]]
+    db.mark_sent(chosen, now=2.0)
+    with db.reading() as conn:
+        states = dict(conn.execute("SELECT id, state || ' ' || attempts FROM receipts"))
+    expected = dict.fromkeys(ids, "pending 0")
+    expected.update(dict.fromkeys(chosen, "sent 1"))
+    expected[ids[3]] = "rejected 1"
+    assert states == expected
+    assert db.counts() == {"pending": 40 - len(chosen), "sent": len(chosen) - 1, "rejected": 1}
+    db.close()
+
+
+def test_id_runs_cut_ids_into_ranges_and_leftovers() -> None:
+    """Consecutive ids (in any order, repeats once) become ranges when at least RUN_MIN
+    long; shorter runs are left for the IN list."""
+    long_run = list(range(10, 10 + statedb_sql.RUN_MIN))
+    assert statedb_sql.id_runs([*reversed(long_run), long_run[0]]) == ([(10, long_run[-1])], [])
+    assert statedb_sql.id_runs([*long_run, 40, 41, *range(50, 60), 70]) == (
+        [(10, long_run[-1]), (50, 59)],
+        [40, 41, 70],
+    )
+    assert statedb_sql.id_runs([1, 2, 3]) == ([], [1, 2, 3])
+    assert statedb_sql.id_runs([]) == ([], [])
+
+
+def test_mark_sent_of_a_run_walks_its_rowid_range(tmp_path: Path) -> None:
+    """A run of ids is marked sent with one rowid range search, never a scan of the backlog."""
+    db = statedb.StateDB(tmp_path / "state.db")
+    with db.reading() as conn:
+        plan = conn.execute("EXPLAIN QUERY PLAN " + statedb_sql.MARK_SENT_RANGE, [0] * 3)
+        assert [row[3] for row in plan] == [
+            "SEARCH receipts USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"
+        ]
+    db.close()

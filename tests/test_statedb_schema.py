@@ -76,3 +76,64 @@ def test_writing_receipts_builds_no_table_per_row(tmp_path: Path) -> None:
                 assert "OpenEphemeral" not in {step[1] for step in program}, sql
     finally:
         db.close()
+
+
+def test_migration_4_keeps_every_receipt_and_indexes_only_finished_ones(tmp_path: Path) -> None:
+    """A version-3 state store opens with every row as it was; its (state, updated_at) index
+    now holds only sent and rejected receipts, and status counts, recent rejections and
+    purge give the same answers as before."""
+    path = tmp_path / "state.db"
+    conn = _store_at_version(path, 3)
+    rows = ((3, "pending", b"{}", 2.0), (7, "sent", b"", 2.0), (9, "rejected", b"", 4.0))
+    for row_id, state, payload, updated in rows:
+        conn.execute(
+            "INSERT INTO receipts (id, source, store_id, receipt_id, state, payload, size_bytes, "
+            "attempts, next_attempt_at, last_error, created_at, updated_at, file) "
+            "VALUES (?, 'till', 'sc029', ?, ?, ?, ?, 2, 5.5, NULL, 1.0, ?, 'a.json')",
+            (row_id, f"r-{row_id}", state, payload, len(payload), updated),
+        )
+    before = conn.execute("SELECT * FROM receipts ORDER BY id").fetchall()
+    conn.close()
+
+    db = statedb.StateDB(path)
+    try:
+        with db.reading() as reader:
+            assert reader.execute("PRAGMA user_version").fetchone()[0] == statedb.SCHEMA_VERSION
+            assert reader.execute("SELECT * FROM receipts ORDER BY id").fetchall() == before
+            assert reader.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            indexes = {row[1]: row[4] for row in reader.execute("PRAGMA index_list(receipts)")}
+            assert "receipts_state_updated" not in indexes
+            assert indexes["receipts_done"] == 1  # partial
+            done = reader.execute(
+                "SELECT id FROM receipts INDEXED BY receipts_done "
+                "WHERE state = 'sent' OR state = 'rejected' ORDER BY id"
+            ).fetchall()
+            assert done == [(7,), (9,)]
+        assert db.counts() == {"pending": 1, "sent": 1, "rejected": 1}
+        assert db.rejected_since(3.0) == 1
+        assert db.purge(state="sent", older_than=3.0) == 1
+        assert db.counts() == {"pending": 1, "sent": 0, "rejected": 1}
+    finally:
+        db.close()
+
+
+def test_finished_receipts_are_found_through_their_partial_index(tmp_path: Path) -> None:
+    """Counting by state, recent rejections and purge read the partial indexes, never
+    every row of a large store."""
+    db = statedb.StateDB(tmp_path / "state.db")
+    try:
+        with db.reading() as conn:
+            for sql, params in (
+                (statedb_sql.COUNTS, ()),
+                (
+                    "SELECT COUNT(*) FROM receipts WHERE state = 'rejected' AND updated_at >= ?",
+                    (1.0,),
+                ),
+                ("DELETE FROM receipts WHERE state = ? AND updated_at < ?", ("sent", 1.0)),
+                ("DELETE FROM receipts WHERE state = ? AND updated_at < ?", ("rejected", 1.0)),
+            ):
+                plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
+                assert not [step for step in plan if step.startswith("SCAN receipts")
+                            and "INDEX" not in step], (sql, plan)  # fmt: skip
+    finally:
+        db.close()
