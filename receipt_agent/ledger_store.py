@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from receipt_agent import statedb, statedb_sql
-from receipt_agent.ledger import LedgerEntry
+from receipt_agent.ledger import RECEIPT, LedgerEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +89,25 @@ def record_entries(
     """Inside a transaction, `record_entry` for each (store_id, receipt_id, entry), in order,
     with one multi-row statement per chunk (`statedb_sql`)."""
     for start, size in statedb_sql.chunks(len(entries)):
+        chunk = entries[start : start + size]
         params: list[object] = [source, file, now]
-        for store_id, receipt_id, entry in entries[start : start + size]:
+        for store_id, receipt_id, entry in chunk:
+            # The usual row (a dintero-json receipt's) in the short form; any other row
+            # sends its chunk to the full form. The same row either way.
+            if entry.number is not None or entry.register or not receipt_id:
+                break
+            if entry.outcome != RECEIPT:
+                break
+            figures = orjson.dumps({"vat": entry.vat_minor, "payments": entry.payments_minor})
+            params += (
+                store_id, receipt_id, entry.business_day, entry.amount_minor,
+                figures.decode(), entry.content,
+            )  # fmt: skip
+        else:
+            tx.execute(statedb_sql.ledger_receipts_insert(size), params)
+            continue
+        params = [source, file, now]
+        for store_id, receipt_id, entry in chunk:
             params += _row(store_id, receipt_id, entry)
         tx.execute(statedb_sql.ledger_insert(size), params)
 

@@ -116,6 +116,41 @@ def test_record_entries_matches_record_entry_one_by_one(
     assert len(dumps[0]) == len(keys) < len(entries)
 
 
+def test_record_entries_of_unnumbered_receipts_writes_the_rows_record_entry_writes(
+    two: tuple[statedb.StateDB, statedb.StateDB],
+) -> None:
+    """A dintero-json file's ledger rows (no till number, no register), written in their
+    short form, hold the same values of the same types as record_entry's, in order; a
+    chunk holding another kind of row is written in full."""
+    entries = []
+    for n in range(100):
+        entry = LedgerEntry(
+            register="", number=None, business_day="2026-11-20",
+            outcome="receipt" if n != 90 else "rejected", content=f"c{n}",
+            amount_minor=None if n == 3 else n, vat_minor={"25": n}, payments_minor={},
+        )  # fmt: skip
+        entries.append(("sc029", f"R{n}", entry))
+    one_by_one, batched = two
+    with one_by_one.transaction() as tx:
+        for store_id, receipt_id, entry in entries:
+            ledger_store.record_entry(
+                tx, source="till-1", store_id=store_id, receipt_id=receipt_id, entry=entry,
+                file="f.json", now=1000.0,
+            )  # fmt: skip
+    with batched.transaction() as tx:
+        ledger_store.record_entries(tx, entries, source="till-1", file="f.json", now=1000.0)
+    dumps = []
+    for db in (one_by_one, batched):
+        with db.reading() as conn:
+            rows = conn.execute(
+                "SELECT rowid, *, typeof(register), typeof(number), typeof(numbered), "
+                "typeof(amount_minor), typeof(figures) FROM ledger ORDER BY rowid"
+            )
+            dumps.append(rows.fetchall())
+    assert dumps[0] == dumps[1]
+    assert len(dumps[0]) == len(entries)
+
+
 def test_mark_sent_and_retry_of_a_large_batch_touch_exactly_those_receipts(
     tmp_path: Path,
 ) -> None:
