@@ -197,17 +197,20 @@ def _glance_payments(data: Mapping[str, Any], private: Mapping[str, Any]) -> boo
         paid += amount
     if not payments:
         return True
-    for key in ("amount_due", "net_amount", "gross_amount"):
-        due = data.get(key)
-        if due is not None:
-            if type(due) is not int:
-                return False
-            break
-    else:
-        return True
+    due = data.get("amount_due")  # else net_amount, else gross_amount: the amount due
+    if due is None:
+        due = data.get("net_amount")
+        if due is None:
+            due = data.get("gross_amount")
+            if due is None:
+                return True
+    if type(due) is not int:
+        return False
+    coin = data.get("round_off_to_coin")
+    if coin is None and not private:  # the usual receipt: no change, rounding or coin
+        return paid == due
     change: Any = 0
     rounding: Any = None
-    coin = data.get("round_off_to_coin")
     if private:
         change, rounding = private.get("_change"), private.get("_rounding")
         if change is None:

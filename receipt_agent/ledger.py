@@ -112,35 +112,28 @@ def receipt_entry(
     amount = receipt.get("net_amount")
     if amount is None:
         amount = receipt.get("gross_amount")
+    items = receipt.get("items") or ()
     if amount is None:
-        amount = sum(
-            item.get("net_amount") or item.get("gross_amount") or 0
-            for item in receipt.get("items") or ()
-        )
-    return LedgerEntry(
-        register=register,
-        number=number,
-        business_day=day,
-        outcome=RECEIPT,
-        content=digest(payload),
-        amount_minor=amount,
-        vat_minor=_vat(receipt),
-        payments_minor=_payments(receipt),
-    )
-
-
-def _vat(receipt: Mapping[str, Any]) -> dict[str, int]:
-    """VAT per rate: the receipt's tax lines, else every item's (loops, no lists built)."""
-    totals: dict[str, int] = {}
+        amount = sum(item.get("net_amount") or item.get("gross_amount") or 0 for item in items)
+    # VAT per rate: the receipt's tax lines, else every item's; payments per type. Inline
+    # loops (one frame per receipt, not four): every valid receipt comes through here.
+    vat: dict[str, int] = {}
     lines = receipt.get("tax_lines")
     if lines:
-        _add_vat(lines, totals)
+        _add_vat(lines, vat)
     else:
-        for item in receipt.get("items") or ():
+        for item in items:
             lines = item.get("tax_lines")
             if lines:
-                _add_vat(lines, totals)
-    return totals
+                _add_vat(lines, vat)
+    payments: dict[str, int] = {}
+    for payment in receipt.get("payments") or ():
+        paid = payment.get("amount")
+        if paid is None or payment.get("voided"):
+            continue
+        key = payment.get("type_id") or "unknown"
+        payments[key] = payments.get(key, 0) + paid
+    return LedgerEntry(register, number, day, RECEIPT, digest(payload), amount, vat, payments)
 
 
 def _add_vat(lines: list[dict[str, Any]], totals: dict[str, int]) -> None:
@@ -150,14 +143,3 @@ def _add_vat(lines: list[dict[str, Any]], totals: dict[str, int]) -> None:
             continue
         key = rate_key(percentage)
         totals[key] = totals.get(key, 0) + amount
-
-
-def _payments(receipt: Mapping[str, Any]) -> dict[str, int]:
-    totals: dict[str, int] = {}
-    for payment in receipt.get("payments") or ():
-        amount = payment.get("amount")
-        if amount is None or payment.get("voided"):
-            continue
-        key = payment.get("type_id") or "unknown"
-        totals[key] = totals.get(key, 0) + amount
-    return totals

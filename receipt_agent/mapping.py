@@ -59,6 +59,7 @@ from receipt_agent.refused import refused
 _MIN_UNQUOTED_ECHO = 8
 _MAX_ECHO_DEPTH = 3
 PRIVATE_KEYS = ("_register_id", "_number", "_rounding", "_change", "_business_day")
+_PRIVATE = frozenset(PRIVATE_KEYS)
 _NOT_AMOUNTS = frozenset({"line_id", "total_manual_percentage_discount"})  # ints, not money
 
 # Kept so that `from receipt_agent.mapping import check_totals` goes on working; new code
@@ -94,9 +95,10 @@ def finish_receipt(raw: RawReceipt, source: SourceBase) -> ValidReceipt | Invali
     """
     data = dict(raw.data)
     private: dict[str, Any] = {}
-    for key in PRIVATE_KEYS:
-        if key in data:
-            private[key] = data.pop(key)
+    if not _PRIVATE.isdisjoint(data):  # dintero-json receipts have none: one C-level test
+        for key in PRIVATE_KEYS:
+            if key in data:
+                private[key] = data.pop(key)
     data["store"] = _merge_store(data.get("store"), source)
     if data.get("currency") is None:
         data["currency"] = source.currency
@@ -113,7 +115,7 @@ def finish_receipt(raw: RawReceipt, source: SourceBase) -> ValidReceipt | Invali
     except ValidationError as error:
         errors.extend(error_sentences(error))
     if valid is not None and not errors:
-        errors.extend(check_invariants(data, private))
+        errors = check_invariants(data, private)
     if valid is None or errors:
         return InvalidRecord(
             location=raw.location,
@@ -125,11 +127,11 @@ def finish_receipt(raw: RawReceipt, source: SourceBase) -> ValidReceipt | Invali
             number=ledger.text_id(private.get("_number")),
         )
     return ValidReceipt(
-        store_id=valid["store"]["id"],
-        receipt_id=valid["receipt_id"],
-        payload=payload,
-        location=raw.location,
-        entry=ledger.receipt_entry(valid, private, payload, source.tz),
+        valid["store"]["id"],
+        valid["receipt_id"],
+        payload,
+        raw.location,
+        ledger.receipt_entry(valid, private, payload, source.tz),
     )
 
 
@@ -228,11 +230,15 @@ def _merge_store(store: object, source: SourceBase) -> object:
         return store
     if store.get("id") not in (None, defaults["id"]):
         return dict(store)
-    merged = _copy_store(defaults)
+    default_address = defaults.get("address")
+    # The copy owns its address (a dict); without one a plain copy is the same thing.
+    merged = dict(defaults) if default_address is None else _copy_store(defaults)
     for key, value in store.items():
         if value is not None:
             merged[key] = value
-    default_address, own_address = defaults.get("address"), store.get("address")
+    if default_address is None:
+        return merged
+    own_address = store.get("address")
     if isinstance(default_address, dict) and isinstance(own_address, dict):
         merged["address"] = {
             **default_address,

@@ -60,10 +60,7 @@ def parse(stream: IO[bytes], source: SourceBase) -> Iterator[Record]:
             "export smaller files or raise sources[].max_file_size"
         )
     tz = source.tz  # a ZoneInfo cache lookup: once per file, not once per receipt
-    for record in _records(raw):
-        if isinstance(record, RawReceipt):
-            _localize(record.data, tz)
-        yield record
+    yield from _records(raw, tz)
 
 
 def _read_at_most(stream: IO[bytes], most: int) -> bytes:
@@ -80,9 +77,13 @@ def _read_at_most(stream: IO[bytes], most: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+_BOTH_TIMES = ("purchase_at", "transaction_date")
+_PURCHASE_AT = ("purchase_at",)
+
+
 def _localize(data: dict[str, Any], tz: ZoneInfo) -> None:
     """Local times without an offset → the source's timezone (module docstring)."""
-    for key in ("purchase_at", "transaction_date"):
+    for key in _BOTH_TIMES if "transaction_date" in data else _PURCHASE_AT:
         written = data.get(key)
         if not isinstance(written, str) or len(written) <= len("YYYY-MM-DD"):  # a date alone
             continue
@@ -101,7 +102,8 @@ def _localize(data: dict[str, Any], tz: ZoneInfo) -> None:
             data[key] = local.astimezone(UTC).astimezone(tz).isoformat()
 
 
-def _records(raw: bytes) -> Iterator[Record]:
+def _records(raw: bytes, tz: ZoneInfo) -> Iterator[Record]:
+    """The file's records, each receipt's local times read in `tz` (`_localize`)."""
     if raw.startswith(_UTF8_BOM):
         raw = raw[len(_UTF8_BOM) :]
     elif raw.startswith(_OTHER_BOMS):
@@ -120,16 +122,21 @@ def _records(raw: bytes) -> Iterator[Record]:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
         if raw[start : start + 1] == b"{" and error.msg == "unexpected content after document":
-            yield from _ndjson(raw)
+            yield from _ndjson(raw, tz)
             return
         raise ParseError(
             _json_problem(error.msg), location=f"line {error.lineno}, column {error.colno}"
         ) from None
     if isinstance(document, dict):
-        yield RawReceipt(data=document, location="")
+        _localize(document, tz)
+        yield RawReceipt(document, "")
     elif isinstance(document, list):
         for index, element in enumerate(document):
-            yield _record(element, f"[{index}]", "each element of the array")
+            if isinstance(element, dict):  # _record's receipt, without its frame
+                _localize(element, tz)
+                yield RawReceipt(element, f"[{index}]")
+            else:
+                yield _record(element, f"[{index}]", "each element of the array")
     else:
         line, column = _line_column(raw, start)
         raise ParseError(
@@ -138,7 +145,7 @@ def _records(raw: bytes) -> Iterator[Record]:
         )
 
 
-def _ndjson(raw: bytes) -> Iterator[Record]:
+def _ndjson(raw: bytes, tz: ZoneInfo) -> Iterator[Record]:
     for number, line in enumerate(raw.split(b"\n"), start=1):
         if not line.strip(_WHITESPACE):
             continue
@@ -150,7 +157,10 @@ def _ndjson(raw: bytes) -> Iterator[Record]:
                 "must hold one complete receipt object",
                 location=f"line {number}",
             ) from None
-        yield _record(value, f"line {number}", "each line")
+        record = _record(value, f"line {number}", "each line")
+        if isinstance(record, RawReceipt):
+            _localize(record.data, tz)
+        yield record
 
 
 def _record(value: Any, location: str, unit: str) -> Record:
