@@ -39,7 +39,7 @@ from receipt_agent import logs, reload, scheduler, spool, statedb, systemd
 from receipt_agent.api import DinteroClient
 from receipt_agent.config import MAX_CONCURRENCY, AgentConfig
 from receipt_agent.daemon_jobs import DaemonJobs
-from receipt_agent.intake import GroupCommit
+from receipt_agent.intake_group import GroupCommit
 from receipt_agent.intake_worker import RESCAN_INTERVAL_S, IntakeWorker
 from receipt_agent.metrics import AgentMetrics, HealthCheck
 from receipt_agent.once_report import OnceSummary

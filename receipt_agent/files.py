@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from receipt_agent.permissions import FILE_MODE, close_to_others, make_dirs
+from receipt_agent.permissions import FILE_MODE, close_fd_to_others, close_to_others, make_dirs
 
 _CHUNK = 1 << 20
 
@@ -106,20 +106,28 @@ def move_into(source: Path, folder: Path, *, name: str | None = None, durable: b
     return Path(_move_into(source, folder, name or source.name, durable))
 
 
-def move_away(source: Path, folder: Path, *, durable: bool = True) -> None:
+def move_away(
+    source: Path, folder: Path, *, durable: bool = True, opened: int | None = None
+) -> None:
     """`move_into` for a caller that does not need the new path (intake's archive move).
 
     The same move; the new path stays a string (building its Path and then its string
-    again cost ~22,000 instructions of pathlib per archived file).
+    again cost ~22,000 instructions of pathlib per archived file). `opened`: a descriptor
+    of `source`, through which the moved file loses others' bits (see `close_fd_to_others`).
     """
-    _move_into(source, folder, source.name, durable)
+    _move_into(source, folder, source.name, durable, opened)
 
 
-def _move_into(source: Path, folder: Path, name: str, durable: bool) -> str:
+def _move_into(
+    source: Path, folder: Path, name: str, durable: bool, opened: int | None = None
+) -> str:
     target = _free_name(os.fspath(folder), name)
     try:
         _rename_into(source, target, folder)
-        close_to_others(target)
+        if opened is None:
+            close_to_others(target)
+        else:
+            close_fd_to_others(opened)
     except OSError as error:
         if error.errno != errno.EXDEV:
             raise

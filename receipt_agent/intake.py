@@ -25,7 +25,6 @@ receipt.duplicate (where=local). Never deletes a spool file before its commit.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import os
@@ -34,10 +33,10 @@ import stat
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, get_args
+from typing import IO, Any, cast, get_args
 
 import orjson
 
@@ -163,6 +162,10 @@ def take_in(
     log = logs.bound(source=source.name, file=name)
     try:
         fd, opened = _open_checked(path, source.size_limit_bytes)
+        # Open to others: its archived copy is closed to them through this descriptor
+        kept = (
+            _KeptOpen(fd) if opened.st_mode & stat.S_IRWXO and source.after == "archive" else None
+        )
         try:
             stream, digest = _read_for_intake(fd, opened.st_size)
             try:
@@ -178,7 +181,7 @@ def take_in(
                     seen = "archived" if held else "already_seen"
 
                     def archive_seen() -> None:
-                        _finish(path, source, config)
+                        _finish(path, source, config, kept)
                         if held:  # held after its read: file.accepted was logged
                             log.debug("file.archived")
                         else:
@@ -203,7 +206,8 @@ def take_in(
                 stream.close()
             left = _leave_in_spool(path, opened, hold_s, log)
         finally:
-            os.close(fd)
+            if kept is None:
+                os.close(fd)
     except InputFileError as error:
         return _quarantine(path, source, config, error, log)
     if left is not None:
@@ -212,7 +216,7 @@ def take_in(
     def archive_recorded() -> None:
         # Only after the commit may the file leave the spool (§3.4).
         if left is None:
-            _finish(path, source, config)
+            _finish(path, source, config, kept)
         for store_id, receipt_id, message in rejections[:_MAX_RECEIPT_LINES]:
             log.warning("receipt.rejected", store_id=store_id, receipt_id=receipt_id, error=message)
         for store_id, receipt_id in duplicates[:_MAX_RECEIPT_LINES]:
@@ -260,61 +264,6 @@ def _now_or_after_commit(
     defer(checked)
 
 
-class GroupCommit:
-    """Group commit at intake: many small ready files under ONE transaction (one fsync).
-
-    Each file is a savepoint of the group (a failing file rolls back alone: the per-file
-    boundary holds); its move waits for the group's commit (CONTRACT §3.4), so a crash
-    before the commit leaves every file of the group in the spool with nothing recorded,
-    and a crash after it leaves recorded files that the next pass archives as already
-    seen. The group commits after `max_files` files or `max_s` seconds, whichever first.
-    """
-
-    def __init__(self, db: statedb.StateDB, *, max_files: int = 64, max_s: float = 0.05) -> None:
-        self._db = db
-        self._max_files, self._max_s = max_files, max_s
-        self._stack: contextlib.ExitStack | None = None
-        self._files = 0
-        self._opened_at = 0.0
-        self._after: list[tuple[tuple[str, str], Callable[[], None]]] = []
-        # A file of the open group wrote its records (set by the caller from
-        # FileOutcome.recorded): its commit proves the store takes writes again.
-        self.has_records = False
-
-    def defer_for(self, key: tuple[str, str]) -> Callable[[Callable[[], None]], None]:
-        """Return the `defer` for one file's take_in; opens the group on first use."""
-        if self._stack is None:
-            stack = contextlib.ExitStack()
-            stack.enter_context(self._db.group())
-            self._stack, self._files, self._opened_at = stack, 0, time.monotonic()
-        self._files += 1
-        return lambda action: self._after.append((key, action))
-
-    def is_full(self) -> bool:
-        return self._stack is not None and (
-            self._files >= self._max_files or time.monotonic() - self._opened_at >= self._max_s
-        )
-
-    def commit(self) -> list[tuple[tuple[str, str], Callable[[], None]]]:
-        """Commit the group; return each file's (key, after-commit action), to be run next.
-
-        Raise StateStoreError when the commit failed: nothing of the group was recorded
-        and every file stays in the spool.
-        """
-        stack, after = self._stack, self._after
-        self._stack, self._after, self.has_records = None, [], False
-        if stack is not None:
-            stack.close()
-        return after
-
-    def abandon(self) -> None:
-        """Roll the open group back (shutdown mid-group): its files stay in the spool."""
-        stack, self._stack, self._after, self.has_records = self._stack, None, [], False
-        if stack is not None:
-            with contextlib.suppress(Exception):
-                stack.__exit__(RuntimeError, RuntimeError("abandoned"), None)
-
-
 def _leave_in_spool(path: Path, opened: os.stat_result, hold_s: float, log: Any) -> str | None:
     """Return `changed` or `held` when the file must stay in the spool, else None.
 
@@ -346,20 +295,46 @@ def _fingerprint(info: os.stat_result) -> tuple[int, int, int, int]:
 def _record(
     stream: IO[bytes], path: Path, source: SourceBase, db: statedb.StateDB, digest: str
 ) -> tuple[FileOutcome, list[tuple[str, str, str]], list[tuple[str, str]]]:
-    parser = get_parser(source.format_name)
     name = path.name  # a Path computes it on every use
     outcome = FileOutcome(source.name, name, "accepted")
     skipped: Counter[str] = Counter()
     rejections: list[tuple[str, str, str]] = []
     duplicates: list[tuple[str, str]] = []
     now = time.time()
-    valid: list[ValidReceipt] = []  # written in chunks; flushed before any other row
+    records: Iterable[ValidReceipt | InvalidRecord | SkippedRecord] = (
+        finish_receipt(record, source) if isinstance(record, RawReceipt) else record
+        for record in get_parser(source.format_name)(stream, source)
+    )
+    if (
+        isinstance(stream, io.BytesIO)  # read whole (the usual small file)
+        and source.format_name != "saft-cashregister"  # no second pass (control totals)
+        and (conn := db.group_writer()) is not None
+    ):
+        # In a group, such a file is parsed and mapped whole before its first write, so
+        # nothing but SQLite can fail between its writes: no savepoint of its own (two
+        # statements and two context managers per file). A failed write breaks the whole
+        # group instead (nothing of it is committed; every file stays in the spool).
+        records = _parse_whole(records, source)
+        if all(isinstance(record, ValidReceipt) for record in records):
+            valid = cast(list[ValidReceipt], records)
+            try:
+                _record_valid(conn, valid, outcome, duplicates, source, name, now)
+                statedb.record_file(
+                    conn, digest=digest, source=source.name, name=name,
+                    receipts=outcome.receipts, rejected=0, now=now,
+                )  # fmt: skip
+            except sqlite3.Error as error:
+                raise db.break_group(error) from None
+            except BaseException as error:
+                db.break_group(error)  # half of this file may be written: never commit it
+                raise
+            outcome.skipped = dict(_NO_SKIPS)
+            outcome.recorded = True
+            return outcome, rejections, duplicates
+    valid = []  # written in chunks; flushed before any other row
     with db.transaction() as tx:
         try:
-            for record in parser(stream, source):
-                finished = (
-                    finish_receipt(record, source) if isinstance(record, RawReceipt) else record
-                )
+            for finished in records:
                 if isinstance(finished, ValidReceipt):
                     valid.append(finished)
                     if len(valid) >= _VALID_CHUNK:
@@ -382,19 +357,11 @@ def _record(
                 _record_rejected(tx, finished, store_id, receipt_id, source, name, now)
             _record_valid(tx, valid, outcome, duplicates, source, name, now)
             _record_controls(tx, stream, source, name, now)
-        except (UnicodeDecodeError, RecursionError) as error:
-            raise ParseError(f"cannot be parsed ({type(error).__name__}: {error})") from None
         except (OSError, sqlite3.Error, ReceiptAgentError):
             raise  # the file system, the state store, or an InputFileError: handled above
         except Exception as error:  # noqa: BLE001 - the per-file boundary: a parser or mapper bug
-            # Rolled back with the transaction; the file goes to quarantine instead of
-            # failing again on every pass. The type and the code line only: an exception's
-            # message may quote a value from the export.
-            raise ParseError(
-                f"the {source.format_name} reader failed on this file "
-                f"({type(error).__name__}, a bug in receipt-agent); please report it",
-                detail=_crash_site(error),
-            ) from None
+            # Rolled back with the transaction (see _reader_failure).
+            raise _reader_failure(error, source) from None
         statedb.record_file(
             tx, digest=digest, source=source.name, name=name,
             receipts=outcome.receipts, rejected=outcome.rejected, now=now,
@@ -402,6 +369,34 @@ def _record(
     outcome.skipped = _skip_counts(skipped)
     outcome.recorded = True
     return outcome, rejections, duplicates
+
+
+def _parse_whole(
+    records: Iterable[ValidReceipt | InvalidRecord | SkippedRecord], source: SourceBase
+) -> list[ValidReceipt | InvalidRecord | SkippedRecord]:
+    """Every finished record of a file read whole, before anything of it is written."""
+    try:
+        return list(records)
+    except (OSError, sqlite3.Error, ReceiptAgentError):
+        raise  # as in _record
+    except Exception as error:  # noqa: BLE001 - the per-file boundary: a parser or mapper bug
+        raise _reader_failure(error, source) from None
+
+
+def _reader_failure(error: Exception, source: SourceBase) -> ParseError:
+    """The ParseError for an exception out of a parser or mapper.
+
+    The file goes to quarantine instead of failing again on every pass. A reader bug is
+    named by its type and code line only: an exception's message may quote a value from
+    the export.
+    """
+    if isinstance(error, UnicodeDecodeError | RecursionError):
+        return ParseError(f"cannot be parsed ({type(error).__name__}: {error})")
+    return ParseError(
+        f"the {source.format_name} reader failed on this file "
+        f"({type(error).__name__}, a bug in receipt-agent); please report it",
+        detail=_crash_site(error),
+    )
 
 
 _VALID_CHUNK = 512  # valid receipts held before they are written (memory stays flat)
@@ -532,12 +527,39 @@ def _describe_invalid(
     return store_id, receipt_id, where + "; ".join(record.errors)
 
 
-def _finish(path: Path, source: SourceBase, config: AgentConfig) -> None:
+def _finish(path: Path, source: SourceBase, config: AgentConfig, kept: _KeptOpen | None) -> None:
     # Not durable yet: the caller's sync_moves fsyncs the folders once per pass (step 4).
     if source.after == "delete":
         files.remove(path, durable=False)
-    else:
-        files.move_away(path, _archive_dir(config, source), durable=False)
+        return
+    try:
+        folder = _archive_dir(config, source)
+        files.move_away(path, folder, durable=False, opened=None if kept is None else kept.fd)
+    finally:
+        if kept is not None:
+            kept.close()
+
+
+class _KeptOpen:
+    """The descriptor intake read a file through, kept open until its archive move.
+
+    The move then closes the archived copy to others with one fchmod on it (never through
+    a path, so never through a link) instead of an lstat, open, fstat and close of the new
+    path. Closed after the move, or when the move's action is dropped unrun (a group that
+    was abandoned or could not commit): whoever drops the last reference closes it.
+    """
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    __del__ = close
 
 
 # id(source) → (source, config, config.archive_dir(source)). Its Path joins cost ~10-20 µs,

@@ -74,12 +74,19 @@ def close_to_others(path: Path | str) -> None:
             return
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
-            info = os.fstat(fd)
-            mode = stat.S_IMODE(info.st_mode)
-            if stat.S_ISREG(info.st_mode) and mode & _OTHERS:
-                os.fchmod(fd, mode & ~_OTHERS)
+            close_fd_to_others(fd)
         finally:
             os.close(fd)
+
+
+def close_fd_to_others(fd: int) -> None:
+    """`close_to_others` through a descriptor of the file (best effort): an fchmod acts on
+    the open inode itself, so no link can lead it elsewhere."""
+    with contextlib.suppress(OSError):
+        info = os.fstat(fd)
+        mode = stat.S_IMODE(info.st_mode)
+        if stat.S_ISREG(info.st_mode) and mode & _OTHERS:
+            os.fchmod(fd, mode & ~_OTHERS)
 
 
 def tighten_state(config: AgentConfig) -> list[str]:

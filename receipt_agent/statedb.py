@@ -277,6 +277,22 @@ class StateDB:
             finally:
                 self._local.grouped = False
 
+    def group_writer(self) -> sqlite3.Connection | None:
+        """Inside this thread's group(): its connection, for a file written without a
+        savepoint (all its rows known before its first write); else None. A write through
+        it that fails must `break_group`. Raise StateStoreError after a failed write."""
+        if not getattr(self._local, "grouped", False):
+            return None
+        if self._local.broken:
+            raise StateStoreError(f"{self.path}: an earlier write of this group failed")
+        return self._connect()
+
+    def break_group(self, error: BaseException) -> StateStoreError:
+        """A `group_writer` write failed half-way through a file: return the error to raise;
+        the group will not commit (nothing of it is recorded; its files stay in the spool)."""
+        self._local.broken = True
+        return StateStoreError(f"{self.path}: write failed and was rolled back ({error})")
+
     @contextlib.contextmanager
     def _savepoint(self, conn: sqlite3.Connection) -> Iterator[None]:
         if self._local.broken:
@@ -557,7 +573,6 @@ def insert_receipts(
     (a second one with the same key in `receipts` is a local duplicate), with one
     multi-row INSERT per chunk (`statedb_sql`) instead of one statement per receipt.
     """
-    before = tx.execute("SELECT MAX(id) FROM receipts").fetchone()[0] or 0
     inserted = 0
     for start, size in statedb_sql.chunks(len(receipts)):
         params: list[object] = [source, file, now]
@@ -568,10 +583,16 @@ def insert_receipts(
         inserted += tx.execute(statedb_sql.receipts_insert(size), params).rowcount
     if inserted == len(receipts):
         return [True] * len(receipts)
-    # Some keys were there already: the rows inserted just now are those above `before`
-    # (ids grow); every other receipt goes through insert_receipt, which replaces a
-    # rejected predecessor (new) or leaves a pending or sent one (a local duplicate).
-    fresh = set(tx.execute("SELECT store_id, receipt_id FROM receipts WHERE id > ?", (before,)))
+    # Some keys were there already: the rows inserted just now are the `inserted` highest
+    # ids (a new row gets the highest id, and this transaction holds the write lock; no
+    # MAX(id) query before every insert for this rare case); every other receipt goes
+    # through insert_receipt, which replaces a rejected predecessor (new) or leaves a
+    # pending or sent one (a local duplicate).
+    fresh = set(
+        tx.execute(
+            "SELECT store_id, receipt_id FROM receipts ORDER BY id DESC LIMIT ?", (inserted,)
+        )
+    )
     result = []
     for store_id, receipt_id, payload in receipts:
         key = (store_id, receipt_id)

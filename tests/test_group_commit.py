@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,9 @@ import pytest
 from support import drop, make_receipt
 
 from receipt_agent.config import AgentConfig
-from receipt_agent.intake import GroupCommit, take_in
+from receipt_agent.errors import StateStoreError
+from receipt_agent.intake import take_in
+from receipt_agent.intake_group import GroupCommit
 from receipt_agent.statedb import StateDB
 
 
@@ -101,3 +104,81 @@ def test_group_commit_keeps_a_file_appended_to_before_the_commit_in_the_spool(
     for _, action in group.commit():
         action()
     assert path.exists()
+
+
+def test_group_commit_with_a_write_failing_mid_file_records_nothing_of_the_group(
+    config: AgentConfig, db: StateDB, spool_dir: Path, state_dir: Path
+) -> None:
+    """A state store that fails between a file's receipts and its digest commits no part
+    of the group: every file stays in the spool and is queued exactly once later."""
+    paths = [drop(spool_dir, f"f{n}.json", make_receipt(n)) for n in range(3)]
+    with db.transaction() as tx:  # a write fault after f1.json's receipts went in
+        tx.execute(
+            "CREATE TEMP TRIGGER refuse BEFORE INSERT ON files WHEN NEW.name = 'f1.json' "
+            "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+        )
+    group = GroupCommit(db, max_files=100, max_s=60)
+    outcomes = []
+    for path in paths:
+        try:
+            outcomes.append(
+                take_in(
+                    path,
+                    config.sources[0],
+                    db,
+                    config,
+                    defer=group.defer_for(("till-1", path.name)),
+                )
+            )
+        except StateStoreError:
+            outcomes.append(None)
+    assert outcomes[1:] == [None, None]  # refused, then the group is broken
+    with pytest.raises(StateStoreError):
+        group.commit()
+    assert all(p.exists() for p in paths)
+    assert _committed_receipts(state_dir) == 0
+    with db.transaction() as tx:
+        tx.execute("DROP TRIGGER temp.refuse")
+    again, _ = _take_group(paths, config, db)
+    for _, action in again.commit():
+        action()
+    assert _committed_receipts(state_dir) == 3
+    assert not any(p.exists() for p in paths)
+
+
+def _open_descriptors() -> int:
+    return len(list(Path("/proc/self/fd").iterdir()))
+
+
+def test_group_commit_archives_a_file_open_to_others_closed_to_them(
+    config: AgentConfig, db: StateDB, spool_dir: Path, state_dir: Path
+) -> None:
+    """A till file readable by everyone (0664) is archived 0660, and no descriptor stays open."""
+    paths = [drop(spool_dir, f"f{n}.json", make_receipt(n)) for n in range(3)]
+    for path in paths:
+        path.chmod(0o664)
+    before = _open_descriptors()
+    group, _ = _take_group(paths, config, db)
+    for _, action in group.commit():
+        action()
+    modes = {
+        p.name: stat.S_IMODE(p.stat().st_mode) for p in (state_dir / "archive/till-1").iterdir()
+    }
+    assert modes == {"f0.json": 0o660, "f1.json": 0o660, "f2.json": 0o660}
+    assert _open_descriptors() == before
+
+
+def test_group_commit_abandoned_closes_the_descriptors_it_kept_for_the_moves(
+    config: AgentConfig, db: StateDB, spool_dir: Path
+) -> None:
+    """A group abandoned with files open to others leaves them in the spool, unchanged, and
+    holds no descriptor of them (a store outage retried for hours must not run out of them)."""
+    paths = [drop(spool_dir, f"f{n}.json", make_receipt(n)) for n in range(5)]
+    for path in paths:
+        path.chmod(0o644)
+    before = _open_descriptors()
+    group, _ = _take_group(paths, config, db)
+    assert _open_descriptors() == before + 5  # kept for the moves after the commit
+    group.abandon()
+    assert _open_descriptors() == before
+    assert {stat.S_IMODE(p.stat().st_mode) for p in paths} == {0o644}
