@@ -90,18 +90,19 @@ def record_entries(
     with one multi-row statement per chunk (`statedb_sql`)."""
     for start, size in statedb_sql.chunks(len(entries)):
         chunk = entries[start : start + size]
-        params: list[object] = [source, file, now]
+        shared = chunk[0][0]
+        params: list[object] = [source, file, now, shared]
         for store_id, receipt_id, entry in chunk:
-            # The usual row (a dintero-json receipt's) in the short form; any other row
-            # sends its chunk to the full form. The same row either way.
+            # The usual rows (a dintero-json file's: one store, no till numbers) in the
+            # short form; any other row sends its chunk to the full form. The same rows.
             if entry.number is not None or entry.register or not receipt_id:
                 break
-            if entry.outcome != RECEIPT:
+            if entry.outcome != RECEIPT or store_id != shared:
                 break
             figures = orjson.dumps({"vat": entry.vat_minor, "payments": entry.payments_minor})
             params += (
-                store_id, receipt_id, entry.business_day, entry.amount_minor,
-                figures.decode(), entry.content,
+                receipt_id, entry.business_day, entry.amount_minor, figures.decode(),
+                entry.content,
             )  # fmt: skip
         else:
             tx.execute(statedb_sql.ledger_receipts_insert(size), params)

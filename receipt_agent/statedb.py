@@ -575,12 +575,10 @@ def insert_receipts(
     """
     inserted = 0
     for start, size in statedb_sql.chunks(len(receipts)):
-        params: list[object] = [source, file, now]
-        for store_id, receipt_id, payload in receipts[start : start + size]:
-            # A bytearray binds as the same BLOB without sqlite3's adapter lookup for
-            # bytes (an AttributeError raised and cleared inside: ~1,500 instructions).
-            params += (store_id, receipt_id, bytearray(payload), len(payload))
-        inserted += tx.execute(statedb_sql.receipts_insert(size), params).rowcount
+        sql, params = statedb_sql.receipts_insert_for(
+            receipts[start : start + size], source, file, now
+        )
+        inserted += tx.execute(sql, params).rowcount
     if inserted == len(receipts):
         return [True] * len(receipts)
     # Some keys were there already: the rows inserted just now are the `inserted` highest

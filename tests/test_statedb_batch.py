@@ -119,9 +119,9 @@ def test_record_entries_matches_record_entry_one_by_one(
 def test_record_entries_of_unnumbered_receipts_writes_the_rows_record_entry_writes(
     two: tuple[statedb.StateDB, statedb.StateDB],
 ) -> None:
-    """A dintero-json file's ledger rows (no till number, no register), written in their
-    short form, hold the same values of the same types as record_entry's, in order; a
-    chunk holding another kind of row is written in full."""
+    """A dintero-json file's ledger rows (one store, no till number, no register), written
+    in their short form, hold the same values of the same types as record_entry's, in
+    order; a chunk holding another kind of row, or another store, is written in full."""
     entries = []
     for n in range(100):
         entry = LedgerEntry(
@@ -129,7 +129,7 @@ def test_record_entries_of_unnumbered_receipts_writes_the_rows_record_entry_writ
             outcome="receipt" if n != 90 else "rejected", content=f"c{n}",
             amount_minor=None if n == 3 else n, vat_minor={"25": n}, payments_minor={},
         )  # fmt: skip
-        entries.append(("sc029", f"R{n}", entry))
+        entries.append(("sc029" if n != 97 else "other", f"R{n}", entry))
     one_by_one, batched = two
     with one_by_one.transaction() as tx:
         for store_id, receipt_id, entry in entries:
