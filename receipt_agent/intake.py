@@ -124,8 +124,14 @@ def _read_for_intake(fd: int, size_bytes: int) -> tuple[IO[bytes], str]:
     """
     if size_bytes <= _READ_WHOLE_BYTES:
         data = os.read(fd, size_bytes + 1)
-        while len(data) <= _READ_WHOLE_BYTES and (more := os.read(fd, 1 << 16)):
-            data += more  # grew since its fstat
+        # Exactly its fstat size, one byte short of the request: end of file (no second
+        # read to find it). A file that grows after this read fails the check before its
+        # move (`_leave_in_spool`) and is read again.
+        while len(data) != size_bytes and len(data) <= _READ_WHOLE_BYTES:
+            more = os.read(fd, 1 << 16)
+            if not more:
+                break
+            data += more  # grew since its fstat (or a short read)
         if len(data) <= _READ_WHOLE_BYTES:
             return io.BytesIO(data), hashlib.sha256(data).hexdigest()
         os.lseek(fd, 0, os.SEEK_SET)  # grew past the limit: stream it after all
@@ -283,7 +289,7 @@ def _leave_in_spool(path: Path, opened: os.stat_result, hold_s: float, log: Any)
     if _fingerprint(listed) != _fingerprint(opened):
         log.info("file.changed", size_bytes=listed.st_size, read_bytes=opened.st_size)
         return "changed"
-    if 0.0 <= time.time() - opened.st_mtime < hold_s:
+    if hold_s > 0.0 and 0.0 <= time.time() - opened.st_mtime < hold_s:
         return "held"
     return None
 
@@ -297,7 +303,6 @@ def _record(
 ) -> tuple[FileOutcome, list[tuple[str, str, str]], list[tuple[str, str]]]:
     name = path.name  # a Path computes it on every use
     outcome = FileOutcome(source.name, name, "accepted")
-    skipped: Counter[str] = Counter()
     rejections: list[tuple[str, str, str]] = []
     duplicates: list[tuple[str, str]] = []
     now = time.time()
@@ -332,6 +337,7 @@ def _record(
             outcome.recorded = True
             return outcome, rejections, duplicates
     valid = []  # written in chunks; flushed before any other row
+    skipped: Counter[str] = Counter()
     with db.transaction() as tx:
         try:
             for finished in records:

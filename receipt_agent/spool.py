@@ -221,8 +221,9 @@ class Spool:
     def forget(self, ready: ReadyFile) -> None:
         """Drop settle tracking for a file the intake has moved away."""
         self._seen.pop((ready.source.name, ready.path.name), None)
-        with self._closed_lock:
-            self._closed.pop(str(ready.path), None)
+        if self._closed:  # `run --once` and polled shares note none
+            with self._closed_lock:
+                self._closed.pop(str(ready.path), None)
 
 
 class _WakeHandler(FileSystemEventHandler):
