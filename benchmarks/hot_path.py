@@ -1,7 +1,7 @@
 """The intake hot path, stage by stage: µs of CPU per receipt on this machine, in this run.
 
 One dintero-json file of N receipts (harness.make_receipt, the shape the issue-17 drains
-use) goes through what `intake._record` does for it, each stage timed alone:
+use) goes through what `intake_record.write_records` does for it, each stage timed alone:
 
 - parse: `dintero_json.parse` of the whole file (orjson, local-time check);
 - finish_receipt: the whole of `mapping.finish_receipt`, and its parts measured alone:
@@ -9,7 +9,7 @@ use) goes through what `intake._record` does for it, each stage timed alone:
   alone, the ledger entry;
 - statedb: `statedb.insert_receipts` + `ledger_store.record_entries` of a file's 100
   receipts in one transaction (WAL, synchronous=FULL, as the daemon opens it), as
-  `intake._record_valid` writes them;
+  `intake_record._record_valid` writes them;
 - send side: `statedb.due` of a batch of 100, its body joined as the sender joins it, and
   `mark_sent` of the batch (the state store's share of sending; no HTTP).
 
@@ -142,7 +142,7 @@ def measure(receipts: int, repeat: int) -> dict[str, float]:
             prefix = f"run{next(calls)}-"  # every file's receipts new to the queue
             now = time.time()
             items = valid[first:end]
-            with db.transaction() as tx:  # what intake._record_valid writes for a file
+            with db.transaction() as tx:  # what intake_record._record_valid writes for a file
                 statedb.insert_receipts(
                     tx, [(r.store_id, prefix + r.receipt_id, r.payload) for r in items],
                     source=source.name, file="f.json", now=now,

@@ -10,7 +10,7 @@ on harness receipts in files of 100:
 - finish_receipt, and its parts: store merge, `model_fast.validate` (with the
   payload), `check_invariants`, the payload `to_json` alone, the ledger entry;
 - store: `statedb.insert_receipts` + `ledger_store.record_entries` of a file's 100 receipts,
-  one transaction per file (as `intake._record_valid` writes them);
+  one transaction per file (as `intake_record._record_valid` writes them);
 - send: `due` of 100, the body joined, `mark_sent` (the state store's share of sending).
 
 Instructions are not time (a memset of a 4 KiB page counts ~4,000 and takes ~0.1 µs),
@@ -87,7 +87,7 @@ def _child(stage: str, receipts: int, go: Path) -> None:
     def store(first: int) -> None:
         now = time.time()
         items = [r for r in valid[first : first + FILE] if isinstance(r, mapping.ValidReceipt)]
-        with db.transaction() as tx:  # what intake._record_valid writes for a file
+        with db.transaction() as tx:  # what intake_record._record_valid writes for a file
             statedb.insert_receipts(
                 tx, [(r.store_id, r.receipt_id, r.payload) for r in items],
                 source=source.name, file="f.json", now=now,

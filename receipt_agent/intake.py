@@ -6,7 +6,7 @@ For each file, in this order:
 2. hash it; content already recorded → archive (or delete) it, queue nothing;
 3. parse and map it record by record, inside ONE state-store transaction that records the
    receipts (valid → pending, invalid → rejected with field errors, already known →
-   local duplicate) and the file's digest;
+   local duplicate) and the file's digest (`intake_record.write_records`);
 4. only after that commit, archive or delete the file (CONTRACT §3.4). The folders'
    fsync that makes the move durable is batched: `sync_moves` once per intake pass, not
    two per file. Safe because the commit came first: a power cut that undoes a move puts
@@ -28,48 +28,21 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import sqlite3
 import stat
 import time
-import traceback
-from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, cast, get_args
+from typing import IO, Any
 
 import orjson
 
-from receipt_agent import files, ledger, ledger_store, logs, permissions, statedb
+from receipt_agent import files, logs, permissions, statedb
 from receipt_agent.config import AgentConfig, SourceBase
-from receipt_agent.errors import (
-    InputFileError,
-    ParseError,
-    ReceiptAgentError,
-    UnsafeFileError,
-)
-from receipt_agent.formats import InvalidRecord, RawReceipt, SkippedRecord, get_parser
-from receipt_agent.mapping import ValidReceipt, finish_receipt
-from receipt_agent.records import SkipReason
+from receipt_agent.errors import InputFileError, UnsafeFileError
+from receipt_agent.intake_record import NO_SKIPS, FileOutcome, write_records
 
 # Per-receipt log lines per file; beyond this a file's outcome line carries the counts.
 _MAX_RECEIPT_LINES = 100
-
-
-@dataclass
-class FileOutcome:
-    """What happened to one spool file."""
-
-    source: str
-    file: str
-    # accepted | already_seen | archived (after a hold) | quarantined | changed | held
-    outcome: str
-    receipts: int = 0
-    rejected: int = 0
-    duplicates: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)
-    error: str | None = None
-    recorded: bool = False  # its receipts and digest were written (committed, or in a group)
 
 
 def open_safely(path: Path, limit_bytes: int) -> IO[bytes]:
@@ -179,7 +152,7 @@ def take_in(
                     if left := _leave_in_spool(path, opened, hold_s, log):
                         if left == "held" and held_mtime is None:  # its one line, as below
                             log.info(
-                                "file.accepted", receipts=0, rejected=0, skipped=_NO_SKIPS,
+                                "file.accepted", receipts=0, rejected=0, skipped=NO_SKIPS,
                                 already_seen=True, archived=False,
                             )  # fmt: skip
                         return FileOutcome(source.name, name, left)
@@ -192,7 +165,7 @@ def take_in(
                             log.debug("file.archived")
                         else:
                             log.info(
-                                "file.accepted", receipts=0, rejected=0, skipped=_NO_SKIPS,
+                                "file.accepted", receipts=0, rejected=0, skipped=NO_SKIPS,
                                 already_seen=True,
                             )  # fmt: skip
 
@@ -201,7 +174,7 @@ def take_in(
                 if held_mtime is not None and held_mtime != opened.st_mtime:
                     # Read, held, and grown since: read again (§3)
                     log.info("file.changed", size_bytes=opened.st_size)
-                outcome, rejections, duplicates = _record(stream, path, source, db, digest)
+                outcome, rejections, duplicates = write_records(stream, path, source, db, digest)
             except InputFileError:
                 # Half a file still being written does not parse: never quarantine it
                 # while the till may append to it (the rows would land in quarantine).
@@ -296,241 +269,6 @@ def _leave_in_spool(path: Path, opened: os.stat_result, hold_s: float, log: Any)
 
 def _fingerprint(info: os.stat_result) -> tuple[int, int, int, int]:
     return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
-
-
-def _record(
-    stream: IO[bytes], path: Path, source: SourceBase, db: statedb.StateDB, digest: str
-) -> tuple[FileOutcome, list[tuple[str, str, str]], list[tuple[str, str]]]:
-    name = path.name  # a Path computes it on every use
-    outcome = FileOutcome(source.name, name, "accepted")
-    rejections: list[tuple[str, str, str]] = []
-    duplicates: list[tuple[str, str]] = []
-    now = time.time()
-    records: Iterable[ValidReceipt | InvalidRecord | SkippedRecord] = (
-        finish_receipt(record, source) if isinstance(record, RawReceipt) else record
-        for record in get_parser(source.format_name)(stream, source)
-    )
-    if (
-        isinstance(stream, io.BytesIO)  # read whole (the usual small file)
-        and source.format_name != "saft-cashregister"  # no second pass (control totals)
-        and (conn := db.group_writer()) is not None
-    ):
-        # In a group, such a file is parsed and mapped whole before its first write, so
-        # nothing but SQLite can fail between its writes: no savepoint of its own (two
-        # statements and two context managers per file). A failed write breaks the whole
-        # group instead (nothing of it is committed; every file stays in the spool).
-        records = _parse_whole(records, source)
-        if all(isinstance(record, ValidReceipt) for record in records):
-            valid = cast(list[ValidReceipt], records)
-            try:
-                _record_valid(conn, valid, outcome, duplicates, source, name, now)
-                statedb.record_file(
-                    conn, digest=digest, source=source.name, name=name,
-                    receipts=outcome.receipts, rejected=0, now=now,
-                )  # fmt: skip
-            except sqlite3.Error as error:
-                raise db.break_group(error) from None
-            except BaseException as error:
-                db.break_group(error)  # half of this file may be written: never commit it
-                raise
-            outcome.skipped = dict(_NO_SKIPS)
-            outcome.recorded = True
-            return outcome, rejections, duplicates
-    valid = []  # written in chunks; flushed before any other row
-    skipped: Counter[str] = Counter()
-    with db.transaction() as tx:
-        try:
-            for finished in records:
-                if isinstance(finished, ValidReceipt):
-                    valid.append(finished)
-                    if len(valid) >= _VALID_CHUNK:
-                        _record_valid(tx, valid, outcome, duplicates, source, name, now)
-                    continue
-                # Rows stay in the file's order (the ledger's rowid order is reconcile's).
-                _record_valid(tx, valid, outcome, duplicates, source, name, now)
-                if isinstance(finished, SkippedRecord):
-                    skipped[finished.reason] += 1
-                    _record_skipped(tx, finished, source, name, now)
-                    continue
-                store_id, receipt_id, message = _describe_invalid(finished, source, path)
-                statedb.insert_receipt(
-                    tx, source=source.name, store_id=store_id, receipt_id=receipt_id,
-                    payload=orjson.dumps(finished.data, default=str), file=name, now=now,
-                    rejected_error=message,
-                )  # fmt: skip
-                outcome.rejected += 1
-                rejections.append((store_id, receipt_id, message))
-                _record_rejected(tx, finished, store_id, receipt_id, source, name, now)
-            _record_valid(tx, valid, outcome, duplicates, source, name, now)
-            _record_controls(tx, stream, source, name, now)
-        except (OSError, sqlite3.Error, ReceiptAgentError):
-            raise  # the file system, the state store, or an InputFileError: handled above
-        except Exception as error:  # noqa: BLE001 - the per-file boundary: a parser or mapper bug
-            # Rolled back with the transaction (see _reader_failure).
-            raise _reader_failure(error, source) from None
-        statedb.record_file(
-            tx, digest=digest, source=source.name, name=name,
-            receipts=outcome.receipts, rejected=outcome.rejected, now=now,
-        )  # fmt: skip
-    outcome.skipped = _skip_counts(skipped)
-    outcome.recorded = True
-    return outcome, rejections, duplicates
-
-
-def _parse_whole(
-    records: Iterable[ValidReceipt | InvalidRecord | SkippedRecord], source: SourceBase
-) -> list[ValidReceipt | InvalidRecord | SkippedRecord]:
-    """Every finished record of a file read whole, before anything of it is written."""
-    try:
-        return list(records)
-    except (OSError, sqlite3.Error, ReceiptAgentError):
-        raise  # as in _record
-    except Exception as error:  # noqa: BLE001 - the per-file boundary: a parser or mapper bug
-        raise _reader_failure(error, source) from None
-
-
-def _reader_failure(error: Exception, source: SourceBase) -> ParseError:
-    """The ParseError for an exception out of a parser or mapper.
-
-    The file goes to quarantine instead of failing again on every pass. A reader bug is
-    named by its type and code line only: an exception's message may quote a value from
-    the export.
-    """
-    if isinstance(error, UnicodeDecodeError | RecursionError):
-        return ParseError(f"cannot be parsed ({type(error).__name__}: {error})")
-    return ParseError(
-        f"the {source.format_name} reader failed on this file "
-        f"({type(error).__name__}, a bug in receipt-agent); please report it",
-        detail=_crash_site(error),
-    )
-
-
-_VALID_CHUNK = 512  # valid receipts held before they are written (memory stays flat)
-
-
-def _record_valid(
-    tx: Any,
-    valid: list[ValidReceipt],
-    outcome: FileOutcome,
-    duplicates: list[tuple[str, str]],
-    source: SourceBase,
-    file: str,
-    now: float,
-) -> None:
-    """Write the valid receipts held so far and their ledger rows, count them, empty `valid`."""
-    if not valid:
-        return
-    is_new = statedb.insert_receipts(
-        tx, [(r.store_id, r.receipt_id, r.payload) for r in valid],
-        source=source.name, file=file, now=now,
-    )  # fmt: skip
-    ledger_store.record_entries(
-        tx, [(r.store_id, r.receipt_id, r.entry) for r in valid if r.entry is not None],
-        source=source.name, file=file, now=now,
-    )  # fmt: skip
-    for receipt, new in zip(valid, is_new, strict=True):
-        if new:
-            outcome.receipts += 1
-        else:
-            outcome.duplicates += 1
-            duplicates.append((receipt.store_id, receipt.receipt_id))
-    valid.clear()
-
-
-_SKIP_REASONS: tuple[str, ...] = get_args(SkipReason)
-
-
-_NO_SKIPS = dict.fromkeys(_SKIP_REASONS, 0)
-
-
-def _skip_counts(skipped: Counter[str]) -> dict[str, int]:
-    """`file.accepted`'s skipped: every reason of CONTRACT §2 (non_sale, training, voided)."""
-    if not skipped:  # the usual file: a copy, not three lookups of missing keys
-        return dict(_NO_SKIPS)
-    return {reason: skipped[reason] for reason in _SKIP_REASONS}
-
-
-def _crash_site(error: BaseException) -> str:
-    frames = traceback.extract_tb(error.__traceback__)
-    if not frames:
-        return "nothing from this file was queued"
-    last = frames[-1]
-    return (
-        f"raised at {Path(last.filename).name}:{last.lineno} in {last.name}; nothing from "
-        "this file was queued; move it back into the source folder after an upgrade"
-    )
-
-
-def _record_controls(tx: Any, stream: IO[bytes], source: SourceBase, file: str, now: float) -> None:
-    """The till's own control totals (SAF-T Z reports), a second streamed pass (CONTRACT §7)."""
-    if source.format_name != "saft-cashregister":
-        return
-    from receipt_agent.formats.saft_events import read_controls  # XML stack: only for SAF-T
-
-    for report in read_controls(stream, source):
-        ledger_store.record_control(
-            tx, source=source.name, store_id=report.store_id, register=report.register,
-            business_day=report.business_day, report_id=report.report_id,
-            totals=report.totals, file=file, now=now,
-        )  # fmt: skip
-
-
-def _record_skipped(
-    tx: Any, record: SkippedRecord, source: SourceBase, file: str, now: float
-) -> None:
-    """A skipped transaction's ledger row (CONTRACT §7: a skipped training receipt is no gap)."""
-    day = ledger.valid_day(record.business_day)
-    if day is None:
-        return  # no day to put it on; it is still counted in file.accepted
-    content = f"{record.reason}|{record.content or ''}|{day}"
-    entry = ledger.LedgerEntry(
-        register=record.register_id or "", number=record.number, business_day=day,
-        outcome=record.reason, content=ledger.digest(content.encode()),
-    )  # fmt: skip
-    ledger_store.record_entry(
-        tx, source=source.name, store_id=record.store_id or source.store.id, receipt_id=None,
-        entry=entry, file=file, now=now, location=record.location,
-    )  # fmt: skip
-
-
-def _record_rejected(
-    tx: Any,
-    record: InvalidRecord,
-    store_id: str,
-    receipt_id: str,
-    source: SourceBase,
-    file: str,
-    now: float,
-) -> None:
-    """A rejected transaction's ledger row, on the day of its purchase_at when readable."""
-    purchase_at = record.data.get("purchase_at")
-    day = ledger.valid_day(record.business_day)
-    try:
-        if day is None and purchase_at:
-            day = ledger.business_day(str(purchase_at), source.tz)
-    except (ValueError, TypeError):
-        day = None
-    if day is None:
-        return  # no day to put it on; `status` and `queue list` still show it
-    entry = ledger.LedgerEntry(
-        register=record.register_id or "", number=record.number, business_day=day,
-        outcome=ledger.REJECTED, content=ledger.digest(orjson.dumps(record.data, default=str)),
-    )  # fmt: skip
-    ledger_store.record_entry(
-        tx, source=source.name, store_id=store_id, receipt_id=receipt_id, entry=entry,
-        file=file, now=now,
-    )  # fmt: skip
-
-
-def _describe_invalid(
-    record: InvalidRecord, source: SourceBase, path: Path
-) -> tuple[str, str, str]:
-    store_id = record.store_id or source.store.id
-    receipt_id = (
-        record.receipt_id or f"{path.name}{'@' + record.location if record.location else ''}"
-    )
-    where = f"{path.name}: {record.location}: " if record.location else f"{path.name}: "
-    return store_id, receipt_id, where + "; ".join(record.errors)
 
 
 def _finish(path: Path, source: SourceBase, config: AgentConfig, kept: _KeptOpen | None) -> None:

@@ -25,8 +25,9 @@ from receipt_agent import spool, statedb
 from receipt_agent.config import AgentConfig
 from receipt_agent.errors import StateStoreError
 from receipt_agent.file_faults import FileFaults
-from receipt_agent.intake import FileOutcome, sync_moves, take_in
+from receipt_agent.intake import sync_moves, take_in
 from receipt_agent.intake_group import GroupCommit
+from receipt_agent.intake_record import FileOutcome
 from receipt_agent.metrics import AgentMetrics
 
 RESCAN_INTERVAL_S = 60.0  # the folder listing is the truth; inotify only wakes us earlier

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from receipt_agent.intake import FileOutcome
+    from receipt_agent.intake_record import FileOutcome
     from receipt_agent.sender import FlushResult
 
 EXIT_OK, EXIT_FAILED, EXIT_NEEDS_A_PERSON = 0, 1, 3

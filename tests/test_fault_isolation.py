@@ -13,7 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 from support import ACCOUNT, base_config, drop, events, make_receipt, wait_until
 
-from receipt_agent import intake
+from receipt_agent import intake, intake_record
 from receipt_agent.agent import Agent
 from receipt_agent.config import load_config
 from receipt_agent.file_faults import FileFaults
@@ -173,14 +173,14 @@ def test_take_in_quarantines_a_file_its_reader_crashes_on_and_queues_nothing(
     read before the crash was rolled back with the file's transaction.
     """
     config = load_config(write_config(two_sources))
-    real = intake.get_parser("dintero-json")
+    real = intake_record.get_parser("dintero-json")
 
     def crashing(stream: Any, source: Any) -> Any:
         records = real(stream, source)
         yield next(records)
         raise ZeroDivisionError("kari.nordmann@example.no")  # a message that must not leak
 
-    monkeypatch.setattr(intake, "get_parser", lambda _: crashing)
+    monkeypatch.setattr(intake_record, "get_parser", lambda _: crashing)
     path = drop(tmp_path / "a", "r.json", [make_receipt(1, store_id="a"), make_receipt(2)])
     db = StateDB(config.db_path)
     try:
