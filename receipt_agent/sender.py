@@ -524,13 +524,13 @@ class Sender:
         result: FlushResult,
     ) -> None:
         message = f"the API refused this receipt ({error.status}): {error}"
-        self._db.mark_rejected(receipt.id, message, now=time.time())
+        store_id, receipt_id = self._db.mark_rejected(receipt.id, message, now=time.time())
         self._split_cap.pop(receipt.id, None)
         result.rejected += 1
         if self._observer is not None:
             self._observer.receipts(receipt.source, "rejected", 1)
         self._log.warning(
-            "receipt.rejected", store_id=receipt.store_id, receipt_id=receipt.receipt_id,
+            "receipt.rejected", store_id=store_id, receipt_id=receipt_id,
             error=message, status=error.status, where="remote",
         )  # fmt: skip
 
@@ -545,9 +545,9 @@ class Sender:
         self._db.mark_retry(keep, str(error), now=now, next_attempt_at=now + retry_in)
         for receipt in expired:
             message = f"gave up after retry.give_up_after ({give_up:g}s); last error: {error}"
-            self._db.mark_rejected(receipt.id, message, now=now)
+            store_id, receipt_id = self._db.mark_rejected(receipt.id, message, now=now)
             self._log.error(
-                "receipt.rejected", store_id=receipt.store_id, receipt_id=receipt.receipt_id,
+                "receipt.rejected", store_id=store_id, receipt_id=receipt_id,
                 error=message, where="gave_up",
             )  # fmt: skip
         result.failed = True

@@ -71,12 +71,10 @@ def _reads(
 
 @dataclass(slots=True)  # not frozen: one per receipt sent (see mapping.ValidReceipt)
 class QueuedReceipt:
-    """A receipt row as the sender needs it; read-only."""
+    """A receipt row as the sender needs it to POST it; read-only (keys: mark_rejected)."""
 
     id: int
     source: str
-    store_id: str
-    receipt_id: str
     payload: bytes
     attempts: int
     created_at: float
@@ -398,7 +396,7 @@ class StateDB:
         # rows. Left to itself SQLite picks (state, updated_at), reads EVERY pending row and
         # sorts them: O(backlog) per batch, quadratic over a 100,000-receipt drain.
         sql = (
-            "SELECT id, source, store_id, receipt_id, payload, attempts, created_at "
+            "SELECT id, source, payload, attempts, created_at "
             "FROM receipts INDEXED BY receipts_pending WHERE state = 'pending' AND id > ?"
         )
         params: tuple[float | int, ...] = (after_id, limit)
@@ -415,14 +413,16 @@ class StateDB:
                 tx.execute(sql, params)
             _set_meta(tx, "last_success_at", str(now))
 
-    def mark_rejected(self, receipt_row_id: int, error: str, *, now: float) -> None:
-        """Mark one receipt `rejected` (a dead letter) with the API's message."""
+    def mark_rejected(self, receipt_row_id: int, error: str, *, now: float) -> tuple[str, str]:
+        """Mark one receipt `rejected` (a dead letter) with the API's message; return its
+        (store_id, receipt_id), ("", "") when there is no such receipt."""
         with self.transaction() as tx:
-            tx.execute(
+            rows = tx.execute(
                 "UPDATE receipts SET state = 'rejected', attempts = attempts + 1, "
-                "last_error = ?, updated_at = ? WHERE id = ?",
+                "last_error = ?, updated_at = ? WHERE id = ? RETURNING store_id, receipt_id",
                 (error, now, receipt_row_id),
-            )
+            ).fetchall()
+        return (rows[0][0], rows[0][1]) if rows else ("", "")
 
     def mark_retry(self, ids: list[int], error: str, *, now: float, next_attempt_at: float) -> None:
         """Keep receipts pending with attempts+1 and a next attempt time."""

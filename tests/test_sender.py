@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pydantic import SecretStr
+from structlog.testing import capture_logs
 from support import ACCOUNT, SECRET, queue_receipts
 
 from receipt_agent import statedb
@@ -74,7 +75,8 @@ def test_flush_on_403_keeps_everything_pending_and_backs_off(
 def test_flush_after_give_up_after_rejects_receipts_older_than_the_limit(
     make_config: Callable[..., AgentConfig], db: statedb.StateDB, sandbox: Sandbox
 ) -> None:
-    """With give_up_after set, a receipt failing transiently past that age becomes a dead letter."""
+    """With give_up_after set, a receipt failing transiently past that age becomes a dead letter,
+    logged as receipt.rejected with its store and receipt id."""
     sandbox.set_faults(error_rate=1.0)
     sender, client = _sender(
         make_config(retry={"initial": "0.1s", "max": "1s", "give_up_after": "1s"}), db
@@ -82,11 +84,18 @@ def test_flush_after_give_up_after_rejects_receipts_older_than_the_limit(
     queue_receipts(db, 2)
     with db.transaction() as tx:
         tx.execute("UPDATE receipts SET created_at = created_at - 10")
-    sender.flush(threading.Event())
+    with capture_logs() as logs:
+        sender.flush(threading.Event())
     client.close()
     rows = db.list_receipts(state="rejected")
     assert len(rows) == 2
     assert "gave up" in (rows[0].last_error or "")
+    named = {
+        (line["store_id"], line["receipt_id"], line["where"])
+        for line in logs
+        if line["event"] == "receipt.rejected"
+    }
+    assert named == {(row.store_id, row.receipt_id, "gave_up") for row in rows}
 
 
 def test_flush_after_413_keeps_later_batches_under_the_learned_size(

@@ -102,6 +102,11 @@ def _ids(db: statedb.StateDB, *receipt_ids: str) -> list[int]:
     return [rows[receipt_id] for receipt_id in receipt_ids]
 
 
+def _receipt_ids(db: statedb.StateDB, queued: list[statedb.QueuedReceipt]) -> list[str]:
+    names = {row.id: row.receipt_id for row in db.list_receipts()}
+    return [names[receipt.id] for receipt in queued]
+
+
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[statedb.StateDB]:
     store = statedb.StateDB(tmp_path / "state.db")
@@ -119,11 +124,11 @@ def test_due_is_oldest_first_limited_and_honours_backoff(db: statedb.StateDB) ->
     _queue(db, "R1", "R2", "R3", "R4")
     (r1,) = _ids(db, "R1")
     db.mark_retry([r1], "HTTP 503", now=1100.0, next_attempt_at=2000.0)
-    assert [q.receipt_id for q in db.due(now=1500.0, limit=2)] == ["R2", "R3"]
+    assert _receipt_ids(db, db.due(now=1500.0, limit=2)) == ["R2", "R3"]
     drained = db.due(now=1500.0, limit=2, ignore_backoff=True)
-    assert [q.receipt_id for q in drained] == ["R1", "R2"]
+    assert _receipt_ids(db, drained) == ["R1", "R2"]
     assert drained[0].attempts == 1
-    assert [q.receipt_id for q in db.due(now=2000.0, limit=10)] == ["R1", "R2", "R3", "R4"]
+    assert _receipt_ids(db, db.due(now=2000.0, limit=10)) == ["R1", "R2", "R3", "R4"]
     assert db.meta()["last_error"] == "HTTP 503"
 
 
@@ -134,7 +139,7 @@ def test_mark_sent_drops_the_payload_keeps_the_key_and_records_success(
     _queue(db, "R1", "R2")
     db.mark_sent(_ids(db, "R1"), now=1200.0)
     assert db.counts() == {"pending": 1, "sent": 1, "rejected": 0}
-    assert [q.receipt_id for q in db.due(now=1200.0, limit=10)] == ["R2"]
+    assert _receipt_ids(db, db.due(now=1200.0, limit=10)) == ["R2"]
     assert db.meta()["last_success_at"] == "1200.0"
     raw = sqlite3.connect(tmp_path / "state.db")
     try:
@@ -167,17 +172,22 @@ def test_retry_moves_remote_rejections_back_but_never_intake_rejections(
 ) -> None:
     """`queue retry` resends what Dintero refused; a receipt that failed validation has no payload.
 
-    1. R1 refused by the API (mark_rejected); R2 rejected at intake (no payload kept).
+    1. R1 refused by the API (mark_rejected names it by store and receipt id); R2 rejected
+       at intake (no payload kept).
     2. retry everything: 1 moved, R1 pending and due at once; R2 stays rejected.
     """
     _queue(db, "R1")
     _queue(db, "R2", rejected_error="currency: must be 3 letters")
     (r1,) = _ids(db, "R1")
-    db.mark_rejected(r1, "Dintero refused this receipt (400)", now=1100.0)
+    assert db.mark_rejected(r1, "Dintero refused this receipt (400)", now=1100.0) == (
+        "sc029",
+        "R1",
+    )
+    assert db.mark_rejected(r1 + 100, "no such receipt", now=1100.0) == ("", "")
     assert db.retry(None, now=1200.0) == 1
     states = {row.receipt_id: row.state for row in db.list_receipts()}
     assert states == {"R1": "pending", "R2": "rejected"}
-    assert [q.receipt_id for q in db.due(now=1200.0, limit=10)] == ["R1"]
+    assert _receipt_ids(db, db.due(now=1200.0, limit=10)) == ["R1"]
     assert db.retry([r1], now=1300.0) == 0  # already pending
 
 
