@@ -269,3 +269,23 @@ def test_ignore_settle_returns_fresh_files_at_once(config: AgentConfig, spool_di
     spool = Spool(config.sources)
     assert spool.scan()[0] == []
     assert [item.path for item in spool.scan(ignore_settle=True)[0]] == [path]
+
+
+def test_scan_names_each_ready_file_by_the_same_path_as_its_folder_joined_with_its_name(
+    config: AgentConfig, spool_dir: Path
+) -> None:
+    """A listed file's path is exactly `folder / name` (its text, parts, parent, hash), so
+    the intake opens, archives and reports the file the operator sees."""
+    names = ["z 0412.json", "a.b.c.json", "ø-kvittering.json"]
+    for name in names:
+        _write(spool_dir / name, "[]", time.time() - 60)
+    ready, _ = Spool(config.sources).scan()
+    got = {item.path.name: item.path for item in ready}
+    assert sorted(got) == sorted(names)
+    for name, path in got.items():
+        expected = spool_dir / name
+        assert (path, str(path), path.parts, path.parent) == (
+            expected, str(expected), expected.parts, expected.parent,
+        )  # fmt: skip
+        assert hash(path) == hash(expected)
+        assert os.fspath(path) == os.path.join(spool_dir, name)  # noqa: PTH118 - the text os sees
