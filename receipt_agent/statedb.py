@@ -289,7 +289,9 @@ class StateDB:
         """A `group_writer` write failed half-way through a file: return the error to raise;
         the group will not commit (nothing of it is recorded; its files stay in the spool)."""
         self._local.broken = True
-        return StateStoreError(f"{self.path}: write failed and was rolled back ({error})")
+        return StateStoreError(
+            f"{self.path}: write failed and was rolled back ({error}); check free disk space"
+        )
 
     @contextlib.contextmanager
     def _savepoint(self, conn: sqlite3.Connection) -> Iterator[None]:
