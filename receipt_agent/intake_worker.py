@@ -21,7 +21,7 @@ from pathlib import Path
 
 import structlog
 
-from receipt_agent import spool, statedb
+from receipt_agent import logs, spool, statedb
 from receipt_agent.config import AgentConfig
 from receipt_agent.errors import StateStoreError
 from receipt_agent.file_faults import FileFaults
@@ -144,15 +144,16 @@ class IntakeWorker:
             return False
         if recorded:  # not before: a file's savepoint proves nothing until the commit
             self._resume()
-        for key, action in after:
-            try:
-                action()
-            except Exception as error:  # noqa: BLE001 - the per-file boundary: this file alone
-                source, name = key
-                if isinstance(error, FileNotFoundError):
-                    self.faults.cleared(source, name)
-                else:
-                    self.faults.failed(source, name, error)
+        with logs.batched():  # the group's lines in one write, not one each
+            for key, action in after:
+                try:
+                    action()
+                except Exception as error:  # noqa: BLE001 - the per-file boundary: this file alone
+                    source, name = key
+                    if isinstance(error, FileNotFoundError):
+                        self.faults.cleared(source, name)
+                    else:
+                        self.faults.failed(source, name, error)
         if self.queued_since_flush >= self.config.batch.max_receipts:
             self._request_flush()
         return True

@@ -16,12 +16,14 @@ only and never pass secrets, tokens or customers' personal data.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.handlers
 import re
 import sys
+import threading
 import time
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 from receipt_agent import lean_import
@@ -147,13 +149,22 @@ class _LineWriter:
 
     What `Handler.handle` + `StreamHandler.emit` do for a record, for a line rendered
     already: the handler's lock, WatchedFileHandler's reopen-if-rotated check before each
-    line, the write, the flush; a failed write goes to `handleError` (stderr), never up
-    into the caller, as with every logging call. The handler is looked up per line, as
+    write, the write, the flush; a failed write goes to `handleError` (stderr), never up
+    into the caller, as with every logging call. The handler is looked up per write, as
     the stdlib logger did through the root logger: a logger bound before a reload's
-    `configure` writes to the new file too.
+    `configure` writes to the new file too. Inside `batched()` a thread's lines wait
+    and are written together when its block ends.
     """
 
     def msg(self, line: str) -> None:
+        waiting = getattr(_batch, "lines", None)
+        if waiting is not None:
+            waiting.append(line)
+        else:
+            self.write(line)
+
+    def write(self, lines: str) -> None:
+        """Write one or more lines (joined by newlines, none at the end) as one write."""
         handler = _handler
         if handler is None:  # pragma: no cover - configure() installs both together
             return
@@ -165,16 +176,43 @@ class _LineWriter:
             if stream is None and isinstance(handler, logging.FileHandler):
                 # closed, e.g. a reopen that failed: FileHandler.emit opens it again
                 stream = handler.stream = handler._open()
-            stream.write(line + "\n")
+            stream.write(lines + "\n")
             stream.flush()
         except RecursionError:
             raise
         except Exception:  # noqa: BLE001 - as Handler.emit: a failed write never raises
-            handler.handleError(logging.makeLogRecord({"msg": line}))
+            handler.handleError(logging.makeLogRecord({"msg": lines}))
         finally:
             handler.release()
 
     debug = info = warning = warn = error = exception = critical = fatal = log = msg
+
+
+# A thread's lines held by `batched()` (its `lines`: a list, or None outside a block).
+_batch = threading.local()
+
+
+@contextlib.contextmanager
+def batched() -> Iterator[None]:
+    """Hold this thread's own lines (structlog's) and write them together when the block ends.
+
+    For a burst of lines from one thread (a group's 64 `file.accepted`): one reopen
+    check, one write and one flush instead of one each per line; the lines, their order
+    and their timestamps are the same. Other threads' lines and the stdlib loggers' go
+    straight through meanwhile. A `kill -9` inside the block loses the lines held so far
+    (a group's after-commit moves take milliseconds). Nested blocks write at the outer end.
+    """
+    if getattr(_batch, "lines", None) is not None:
+        yield
+        return
+    lines: list[str] = []
+    _batch.lines = lines
+    try:
+        yield
+    finally:
+        _batch.lines = None
+        if lines:
+            _LINE_WRITER.write("\n".join(lines))
 
 
 _LINE_WRITER = _LineWriter()

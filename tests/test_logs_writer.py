@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from pathlib import Path
 
 import orjson
@@ -74,3 +76,46 @@ def test_logger_bound_before_a_reconfigure_writes_to_the_new_file(tmp_path: Path
         logs.configure(file="-")
     assert [line["event"] for line in _lines(first)] == ["file.accepted"]
     assert [line["event"] for line in _lines(second)] == ["file.changed"]
+
+
+def test_batched_lines_are_written_together_at_the_end_of_the_block(tmp_path: Path) -> None:
+    """A group's lines reach the file in one piece when its block ends, in order, none lost."""
+    log_file = tmp_path / "agent.log"
+    logs.configure(file=str(log_file), format="json", level="info")
+    other = threading.Thread(target=lambda: logs.bound(source="b").info("spool.missing"))
+    try:
+        with logs.batched():
+            for name in ("1.json", "2.json"):
+                logs.bound(source="a", file=name).info("file.accepted", receipts=1)
+            with logs.batched():  # nested: written with the outer block
+                logs.bound(source="a", file="3.json").warning("file.quarantined")
+            logging.getLogger("httpx").warning("a library warning")  # not held
+            other.start()
+            other.join()  # another thread's line: not held either
+            held = [line["event"] for line in _lines(log_file)]
+        written = _lines(log_file)
+    finally:
+        logs.configure(file="-")
+    assert held == ["a library warning", "spool.missing"]
+    assert [(line["event"], line.get("file")) for line in written] == [
+        ("a library warning", None),
+        ("spool.missing", None),
+        ("file.accepted", "1.json"),
+        ("file.accepted", "2.json"),
+        ("file.quarantined", "3.json"),
+    ]
+    assert [line["level"] for line in written[2:]] == ["info", "info", "warning"]
+
+
+def test_batched_block_that_raises_still_writes_its_lines(tmp_path: Path) -> None:
+    """An exception inside the block does not swallow the lines logged before it."""
+    log_file = tmp_path / "agent.log"
+    logs.configure(file=str(log_file), format="json", level="info")
+    try:
+        with contextlib.suppress(RuntimeError), logs.batched():
+            logs.bound(source="a", file="1.json").info("file.accepted")
+            raise RuntimeError("move failed")
+        logs.bound(source="a", file="2.json").info("file.accepted")  # not held any more
+    finally:
+        logs.configure(file="-")
+    assert [line["file"] for line in _lines(log_file)] == ["1.json", "2.json"]
