@@ -356,18 +356,18 @@ class Sender:
             ignore_backoff=ignore_backoff,
             after_id=after_id,
         )
-        batch: list[statedb.QueuedReceipt] = []
-        size = 2  # the brackets
-        cap = self._learned_cap
-        max_bytes = self._batch.max_bytes
-        split_cap = self._split_cap
-        for receipt in due:
-            if split_cap:  # empty unless a split is under way
-                cap = min(cap, split_cap.get(receipt.id, cap))
-            size += len(receipt.payload) + 1
-            if batch and (size > max_bytes or len(batch) >= cap):
-                break
-            batch.append(receipt)
+        cap, max_bytes, split_cap = self._learned_cap, self._batch.max_bytes, self._split_cap
+        size = 2 + len(due) + sum(map(len, [receipt.payload for receipt in due]))
+        batch = due  # the usual batch: no limit bites, the loop below would take them all
+        if split_cap or len(due) > cap or size > max_bytes:
+            batch, size = [], 2  # the brackets; then each receipt and its comma while it fits
+            for receipt in due:
+                if split_cap:  # empty unless a split is under way
+                    cap = min(cap, split_cap.get(receipt.id, cap))
+                size += len(receipt.payload) + 1
+                if batch and (size > max_bytes or len(batch) >= cap):
+                    break
+                batch.append(receipt)
         last = len(due) < self._batch.max_receipts and len(batch) == len(due)
         if full_only and last:
             return [], True  # no limit reached: not a full batch yet

@@ -43,6 +43,24 @@ def test_flush_splits_by_max_receipts_and_max_bytes(
     assert max(sizes) < 20
 
 
+def test_flush_fills_a_batch_up_to_max_bytes_exactly(
+    make_config: Callable[..., AgentConfig], db: statedb.StateDB, sandbox: Sandbox
+) -> None:
+    """A batch takes receipts while 2 + the sum of (payload + 1) stays within max_bytes: ten
+    receipts that add up to max_bytes exactly go in one POST; with one byte less, the
+    tenth goes in a second POST."""
+    for start, slack, expected in ((0, 0, [10]), (100, 1, [9, 1])):
+        queue_receipts(db, 10, start=start)
+        due = db.due(now=time.time() + 1, limit=100)
+        size = 2 + sum(len(receipt.payload) + 1 for receipt in due)
+        sender, client = _sender(make_config(batch={"max_bytes": size - slack}), db)
+        before = len(sandbox.requests)
+        sender.flush(threading.Event())
+        client.close()
+        sizes = [r.receipts for r in sandbox.requests[before:] if r.path.endswith("/receipts")]
+        assert sizes == expected, (start, slack)
+
+
 def test_flush_on_413_splits_until_batches_fit(
     make_config: Callable[..., AgentConfig], db: statedb.StateDB, sandbox: Sandbox
 ) -> None:
