@@ -90,20 +90,18 @@ def record_entries(
     with one multi-row statement per chunk (`statedb_sql`)."""
     for start, size in statedb_sql.chunks(len(entries)):
         chunk = entries[start : start + size]
-        shared = chunk[0][0]
-        params: list[object] = [source, file, now, shared]
+        shared, day = chunk[0][0], chunk[0][2].business_day
+        params: list[object] = [source, file, now, shared, day]
         for store_id, receipt_id, entry in chunk:
-            # The usual rows (a dintero-json file's: one store, no till numbers) in the
-            # short form; any other row sends its chunk to the full form. The same rows.
+            # The usual rows (a dintero-json file's: one store and day, no till numbers)
+            # in the short form; any other row sends its chunk to the full form. The same
+            # rows either way.
             if entry.number is not None or entry.register or not receipt_id:
                 break
-            if entry.outcome != RECEIPT or store_id != shared:
+            if entry.outcome != RECEIPT or store_id != shared or entry.business_day != day:
                 break
             figures = orjson.dumps({"vat": entry.vat_minor, "payments": entry.payments_minor})
-            params += (
-                receipt_id, entry.business_day, entry.amount_minor, figures.decode(),
-                entry.content,
-            )  # fmt: skip
+            params += (receipt_id, entry.amount_minor, figures.decode(), entry.content)
         else:
             tx.execute(statedb_sql.ledger_receipts_insert(size), params)
             continue

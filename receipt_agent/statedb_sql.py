@@ -94,19 +94,20 @@ def ledger_insert(rows: int) -> str:
     return f"INSERT OR IGNORE INTO ledger VALUES {values}"  # noqa: S608 - placeholders only
 
 
-RECEIPT_LEDGER_VARIABLES = 5  # per row of `ledger_receipts_insert`, after ?1 to ?4
+RECEIPT_LEDGER_VARIABLES = 4  # per row of `ledger_receipts_insert`, after ?1 to ?5
 
 
 @functools.lru_cache(maxsize=8)
 def ledger_receipts_insert(rows: int) -> str:
-    """`ledger_insert` of `rows` rows of queued receipts of one store (?4) without a till
-    number or register (a dintero-json file's): per row receipt_id (also the number),
-    business_day, amount_minor, figures, content. The columns every such row holds alike
-    are written in the statement (register '', numbered 0, outcome 'receipt'): 5 values
-    bound per row, not 10 (sqlite3 binds each through a locked call: ~700 instructions)."""
+    """`ledger_insert` of `rows` rows of queued receipts of one store (?4) and business day
+    (?5) without a till number or register (a dintero-json file's): per row receipt_id
+    (also the number), amount_minor, figures, content. The columns every such row holds
+    alike are written in the statement (register '', numbered 0, outcome 'receipt') or
+    bound once: 4 values bound per row, not 10 (sqlite3 binds each through a locked call:
+    ~700 instructions)."""
     values = ",".join(
-        "(?1,?4,'',?{0},0,?{1},'receipt',?{0},?{2},?{3},?{4},?2,?3)".format(
-            *(RECEIPT_LEDGER_VARIABLES * i + 5 + j for j in range(RECEIPT_LEDGER_VARIABLES))
+        "(?1,?4,'',?{0},0,?5,'receipt',?{0},?{1},?{2},?{3},?2,?3)".format(
+            *(RECEIPT_LEDGER_VARIABLES * i + 6 + j for j in range(RECEIPT_LEDGER_VARIABLES))
         )
         for i in range(rows)
     )

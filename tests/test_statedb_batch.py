@@ -119,17 +119,17 @@ def test_record_entries_matches_record_entry_one_by_one(
 def test_record_entries_of_unnumbered_receipts_writes_the_rows_record_entry_writes(
     two: tuple[statedb.StateDB, statedb.StateDB],
 ) -> None:
-    """A dintero-json file's ledger rows (one store, no till number, no register), written
-    in their short form, hold the same values of the same types as record_entry's, in
-    order; a chunk holding another kind of row, or another store, is written in full."""
+    """A dintero-json file's ledger rows (one store and day, no till number or register),
+    written in their short form, hold the same values of the same types as record_entry's,
+    in order; a chunk holding another kind of row, store or day is written in full."""
     entries = []
-    for n in range(100):
+    for n in range(138):  # chunks of 64, 64, 8, 2: short; a rejection; a store; a day
         entry = LedgerEntry(
-            register="", number=None, business_day="2026-11-20",
+            register="", number=None, business_day="2026-11-20" if n != 137 else "2026-11-21",
             outcome="receipt" if n != 90 else "rejected", content=f"c{n}",
             amount_minor=None if n == 3 else n, vat_minor={"25": n}, payments_minor={},
         )  # fmt: skip
-        entries.append(("sc029" if n != 97 else "other", f"R{n}", entry))
+        entries.append(("sc029" if n != 130 else "other", f"R{n}", entry))
     one_by_one, batched = two
     with one_by_one.transaction() as tx:
         for store_id, receipt_id, entry in entries:
