@@ -35,7 +35,7 @@ from typing import Any
 import structlog
 from pydantic import SecretStr
 
-from receipt_agent import logs, reload, scheduler, spool, statedb, systemd
+from receipt_agent import logs, reload, scheduler, spool, statedb, statedb_locks, systemd
 from receipt_agent.api import DinteroClient
 from receipt_agent.config import MAX_CONCURRENCY, AgentConfig
 from receipt_agent.daemon_jobs import DaemonJobs
@@ -82,7 +82,7 @@ class Agent:
     # --- shared set-up -------------------------------------------------------------------
 
     def _open(self) -> None:
-        self._lock = statedb.lock_dir(self.config.state_dir)
+        self._lock = statedb_locks.lock_dir(self.config.state_dir)
         self.db = statedb.StateDB(self.config.db_path)
         self.client = DinteroClient(self.config.dintero, self._secret)
         # The send slots (batch.concurrency, CONTRACT §2). Threads start only when a batch

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from receipt_agent import statedb
+from receipt_agent import statedb, statedb_locks
 from receipt_agent.errors import AgentLockedError, StateStoreError
 
 
@@ -71,11 +71,11 @@ def test_transaction_rolls_back_everything_on_error(tmp_path: Path) -> None:
 
 def test_lock_dir_refuses_a_second_holder(tmp_path: Path) -> None:
     """Only one agent may hold a state directory; the second learns who holds it."""
-    first = statedb.lock_dir(tmp_path)
+    first = statedb_locks.lock_dir(tmp_path)
     with pytest.raises(AgentLockedError, match="another receipt-agent"):
-        statedb.lock_dir(tmp_path)
+        statedb_locks.lock_dir(tmp_path)
     first.close()
-    statedb.lock_dir(tmp_path).close()
+    statedb_locks.lock_dir(tmp_path).close()
 
 
 def test_readonly_open_of_missing_store_explains(tmp_path: Path) -> None:
