@@ -18,7 +18,10 @@
   clock starts at its first POST (connection made, bodies built), so the like-for-like
   figure is the agent's steady state; the wall figure adds its start-up once.
 - files of 100, API 50 ms away (the sandbox's `--delay-s 0.05`): drain vs the same drain
-  on loopback.
+  on loopback; and its steady state vs the far API's own ceiling for a client with 4
+  batches in flight (batch.concurrency's default: 4 x 100 receipts per round trip bound
+  any client, so once the loopback drain passes ~1.25x that bound, far / loopback falls
+  under 80 % whatever the agent does).
 
     python benchmarks/issue17.py [--files-of-one 2000] [--receipts 20000]
                                  [--only-files-of-one | --only-files-of-100]
@@ -65,12 +68,23 @@ def api_ceiling(receipts: int) -> float:
         return limits.sandbox_ceiling(sandbox, receipts, first=50_000_000)
 
 
+def far_ceiling(receipts: int) -> float:
+    """The far API's own ceiling for a client with 4 batches in flight (batch.concurrency's
+    default): 4 x 100 receipts per round trip bound any client, the agent included."""
+    with (
+        harness.workdir("far-ceiling") as work,
+        harness.SandboxProcess(work, "--delay-s", str(FAR_S)) as sandbox,
+    ):
+        return limits.sandbox_ceiling_in_flight(sandbox, receipts, first=70_000_000, in_flight=4)
+
+
 def run(files_of_one: int, receipts: int) -> dict[str, Any]:
     ceiling_before = api_ceiling(receipts)
     one = drain.run_drain(files_of_one, 1)
     naive = naive_forwarder(files_of_one)
     near = drain.run_drain(receipts, 100)
     far = drain.run_drain(receipts, 100, sandbox_flags=("--delay-s", str(FAR_S)))
+    far_bound = far_ceiling(receipts)
     ceiling = (ceiling_before + api_ceiling(receipts)) / 2
     return {
         "ceiling_rate": ceiling,
@@ -88,6 +102,9 @@ def run(files_of_one: int, receipts: int) -> dict[str, Any]:
         "near_rate": near["rate"],
         "far_rate": far["rate"],
         "far_vs_near": far["rate"] / near["rate"],
+        "far_steady_rate": far["steady_rate"],
+        "far_ceiling": far_bound,
+        "far_steady_vs_ceiling": far["steady_rate"] / far_bound,
         "far_posts": far["posts"],
     }
 
@@ -162,6 +179,11 @@ def rows_far(result: dict[str, Any]) -> list[tuple[str, str]]:
          f"{result['near_rate']:,.0f} receipts/s"),
         (f"files of 100, API {FAR_S * 1000:.0f} ms away", f"{result['far_rate']:,.0f} receipts/s"),
         ("far / loopback", f"{result['far_vs_near'] * 100:.0f} %"),
+        (f"files of 100, API {FAR_S * 1000:.0f} ms away, steady state",
+         f"{result['far_steady_rate']:,.0f} receipts/s"),
+        (f"far API's ceiling (bare client, 4 POSTs of 100 in flight, {FAR_S * 1000:.0f} ms away)",
+         f"{result['far_ceiling']:,.0f} receipts/s"),
+        ("far drain / far ceiling, steady state", f"{result['far_steady_vs_ceiling'] * 100:.0f} %"),
         ("API stand-in ceiling (bare client, 100-receipt POSTs; mean of before and after)",
          f"{result['ceiling_rate']:,.0f} receipts/s"),
         ("files of 100, loopback, steady state (first file taken in → last 2xx)",

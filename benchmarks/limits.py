@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,45 @@ def sandbox_ceiling(sandbox: harness.SandboxProcess, receipts: int, first: int) 
             if answer.status_code != 200:  # noqa: PLR2004
                 raise RuntimeError(f"sandbox refused a batch: {answer.text[:300]}")
     return receipts / (time.perf_counter() - started)
+
+
+def sandbox_ceiling_in_flight(
+    sandbox: harness.SandboxProcess, receipts: int, first: int, in_flight: int
+) -> float:
+    """Receipts/s a bare client gets with `in_flight` 100-receipt POSTs at once (one keep-alive
+    connection each): what any client with `batch.concurrency` batches in flight can reach."""
+    bodies = iter([harness.file_body(start, 100) for start in range(first, first + receipts, 100)])
+    headers = {"Authorization": f"Bearer {sandbox.token()}", "Content-Type": "application/json"}
+    url = f"{sandbox.base_url}/accounts/{harness.ACCOUNT}/receipts"
+    taking, failures = threading.Lock(), list[str]()
+    clients = [httpx.Client(headers=headers, timeout=30) for _ in range(in_flight)]
+
+    def post_until_done(client: httpx.Client) -> None:
+        while not failures:
+            with taking:
+                body = next(bodies, None)
+            if body is None:
+                return
+            answer = client.post(url, content=body)
+            if answer.status_code != 200:  # noqa: PLR2004
+                failures.append(answer.text[:300])
+
+    try:
+        for number, client in enumerate(clients):  # connect outside the clock
+            client.post(url, content=harness.file_body(first - 1 - number, 1))
+        workers = [threading.Thread(target=post_until_done, args=(c,)) for c in clients]
+        started = time.perf_counter()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        elapsed = time.perf_counter() - started
+    finally:
+        for client in clients:
+            client.close()
+    if failures:
+        raise RuntimeError(f"sandbox refused a batch: {failures[0]}")
+    return receipts / elapsed
 
 
 def naive(sandbox: harness.SandboxProcess, spool: Path) -> float:
