@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,19 +99,7 @@ def test_record_entries_matches_record_entry_one_by_one(
             amount_minor=n, vat_minor={"25": n}, payments_minor={"CARD": n},
         )  # fmt: skip
         entries.append(("sc029", f"R{n % 70}", entry))
-    one_by_one, batched = two
-    with one_by_one.transaction() as tx:
-        for store_id, receipt_id, entry in entries:
-            ledger_store.record_entry(
-                tx, source="till-1", store_id=store_id, receipt_id=receipt_id, entry=entry,
-                file="f.json", now=1000.0,
-            )  # fmt: skip
-    with batched.transaction() as tx:
-        ledger_store.record_entries(tx, entries, source="till-1", file="f.json", now=1000.0)
-    dumps = []
-    for db in (one_by_one, batched):
-        with db.reading() as conn:
-            dumps.append(conn.execute("SELECT rowid, * FROM ledger ORDER BY rowid").fetchall())
+    dumps = _ledger_both_ways(two, entries, "SELECT rowid, * FROM ledger ORDER BY rowid")
     assert dumps[0] == dumps[1]
     keys = {(e.register, e.number or receipt_id, e.content) for _, receipt_id, e in entries}
     assert len(dumps[0]) == len(keys) < len(entries)
@@ -130,23 +119,11 @@ def test_record_entries_of_unnumbered_receipts_writes_the_rows_record_entry_writ
             amount_minor=None if n == 3 else n, vat_minor={"25": n}, payments_minor={},
         )  # fmt: skip
         entries.append(("sc029" if n != 130 else "other", f"R{n}", entry))
-    one_by_one, batched = two
-    with one_by_one.transaction() as tx:
-        for store_id, receipt_id, entry in entries:
-            ledger_store.record_entry(
-                tx, source="till-1", store_id=store_id, receipt_id=receipt_id, entry=entry,
-                file="f.json", now=1000.0,
-            )  # fmt: skip
-    with batched.transaction() as tx:
-        ledger_store.record_entries(tx, entries, source="till-1", file="f.json", now=1000.0)
-    dumps = []
-    for db in (one_by_one, batched):
-        with db.reading() as conn:
-            rows = conn.execute(
-                "SELECT rowid, *, typeof(register), typeof(number), typeof(numbered), "
-                "typeof(amount_minor), typeof(figures) FROM ledger ORDER BY rowid"
-            )
-            dumps.append(rows.fetchall())
+    dumps = _ledger_both_ways(
+        two, entries,
+        "SELECT rowid, *, typeof(register), typeof(number), typeof(numbered), "
+        "typeof(amount_minor), typeof(figures) FROM ledger ORDER BY rowid",
+    )  # fmt: skip
     assert dumps[0] == dumps[1]
     assert len(dumps[0]) == len(entries)
 
@@ -241,3 +218,26 @@ def test_mark_sent_of_a_run_walks_its_rowid_range(tmp_path: Path) -> None:
             "SEARCH receipts USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"
         ]
     db.close()
+
+
+def _ledger_both_ways(
+    two: tuple[statedb.StateDB, statedb.StateDB],
+    entries: list[tuple[str, str, LedgerEntry]],
+    query: str,
+) -> list[list[Any]]:
+    """Write `entries` with record_entry one by one into the first store and with
+    record_entries into the second; return `query`'s rows from each."""
+    one_by_one, batched = two
+    with one_by_one.transaction() as tx:
+        for store_id, receipt_id, entry in entries:
+            ledger_store.record_entry(
+                tx, source="till-1", store_id=store_id, receipt_id=receipt_id, entry=entry,
+                file="f.json", now=1000.0,
+            )  # fmt: skip
+    with batched.transaction() as tx:
+        ledger_store.record_entries(tx, entries, source="till-1", file="f.json", now=1000.0)
+    dumps = []
+    for db in (one_by_one, batched):
+        with db.reading() as conn:
+            dumps.append(conn.execute(query).fetchall())
+    return dumps

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,22 +24,16 @@ def test_migration_3_keeps_every_receipt_and_its_id(tmp_path: Path) -> None:
     id and value as it was, and new receipts get ids after the old ones."""
     path = tmp_path / "state.db"
     conn = _store_at_version(path, 2)
-    for row_id, state, payload in ((3, "pending", b"{}"), (7, "sent", b""), (9, "rejected", b"")):
-        conn.execute(
-            "INSERT INTO receipts (id, source, store_id, receipt_id, state, payload, size_bytes, "
-            "attempts, next_attempt_at, last_error, created_at, updated_at, file) "
-            "VALUES (?, 'till', 'sc029', ?, ?, ?, ?, 2, 5.5, ?, 1.0, 2.0, 'a.json')",
-            (row_id, f"r-{row_id}", state, payload, len(payload), f"error {row_id}"),
-        )
-    before = conn.execute("SELECT * FROM receipts ORDER BY id").fetchall()
-    conn.close()
+    rows = [
+        (n, state, payload, f"error {n}", 2.0)
+        for n, state, payload in ((3, "pending", b"{}"), (7, "sent", b""), (9, "rejected", b""))
+    ]
+    before = _old_rows(conn, rows)
 
     db = statedb.StateDB(path)
     try:
         with db.reading() as reader:
-            assert reader.execute("PRAGMA user_version").fetchone()[0] == statedb.SCHEMA_VERSION
-            assert reader.execute("SELECT * FROM receipts ORDER BY id").fetchall() == before
-            assert reader.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            _assert_upgraded_intact(reader, before)
         with db.transaction() as tx:
             statedb.insert_receipt(
                 tx, source="till", store_id="sc029", receipt_id="r-new", payload=b"{}",
@@ -85,23 +80,17 @@ def test_migration_4_keeps_every_receipt_and_indexes_only_finished_ones(tmp_path
     purge give the same answers as before."""
     path = tmp_path / "state.db"
     conn = _store_at_version(path, 3)
-    rows = ((3, "pending", b"{}", 2.0), (7, "sent", b"", 2.0), (9, "rejected", b"", 4.0))
-    for row_id, state, payload, updated in rows:
-        conn.execute(
-            "INSERT INTO receipts (id, source, store_id, receipt_id, state, payload, size_bytes, "
-            "attempts, next_attempt_at, last_error, created_at, updated_at, file) "
-            "VALUES (?, 'till', 'sc029', ?, ?, ?, ?, 2, 5.5, NULL, 1.0, ?, 'a.json')",
-            (row_id, f"r-{row_id}", state, payload, len(payload), updated),
-        )
-    before = conn.execute("SELECT * FROM receipts ORDER BY id").fetchall()
-    conn.close()
+    rows = [
+        (3, "pending", b"{}", None, 2.0),
+        (7, "sent", b"", None, 2.0),
+        (9, "rejected", b"", None, 4.0),
+    ]
+    before = _old_rows(conn, rows)
 
     db = statedb.StateDB(path)
     try:
         with db.reading() as reader:
-            assert reader.execute("PRAGMA user_version").fetchone()[0] == statedb.SCHEMA_VERSION
-            assert reader.execute("SELECT * FROM receipts ORDER BY id").fetchall() == before
-            assert reader.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            _assert_upgraded_intact(reader, before)
             indexes = {row[1]: row[4] for row in reader.execute("PRAGMA index_list(receipts)")}
             assert "receipts_state_updated" not in indexes
             assert indexes["receipts_done"] == 1  # partial
@@ -138,3 +127,27 @@ def test_finished_receipts_are_found_through_their_partial_index(tmp_path: Path)
                             and "INDEX" not in step], (sql, plan)  # fmt: skip
     finally:
         db.close()
+
+
+def _old_rows(
+    conn: sqlite3.Connection, rows: list[tuple[int, str, bytes, str | None, float]]
+) -> list[Any]:
+    """Insert (id, state, payload, last_error, updated_at) receipts into a store at an old
+    version, close it, and return its receipts as they were."""
+    for row_id, state, payload, error, updated in rows:
+        conn.execute(
+            "INSERT INTO receipts (id, source, store_id, receipt_id, state, payload, size_bytes, "
+            "attempts, next_attempt_at, last_error, created_at, updated_at, file) "
+            "VALUES (?, 'till', 'sc029', ?, ?, ?, ?, 2, 5.5, ?, 1.0, ?, 'a.json')",
+            (row_id, f"r-{row_id}", state, payload, len(payload), error, updated),
+        )
+    before = conn.execute("SELECT * FROM receipts ORDER BY id").fetchall()
+    conn.close()
+    return before
+
+
+def _assert_upgraded_intact(reader: sqlite3.Connection, before: list[Any]) -> None:
+    """The store is at the current version with every old receipt unchanged and whole."""
+    assert reader.execute("PRAGMA user_version").fetchone()[0] == statedb.SCHEMA_VERSION
+    assert reader.execute("SELECT * FROM receipts ORDER BY id").fetchall() == before
+    assert reader.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
