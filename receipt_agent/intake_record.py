@@ -132,7 +132,7 @@ def _parse_whole(
     try:
         return list(records)
     except (OSError, sqlite3.Error, ReceiptAgentError):
-        raise  # as in _record
+        raise  # as in write_records
     except Exception as error:  # noqa: BLE001 - the per-file boundary: a parser or mapper bug
         raise _reader_failure(error, source) from None
 

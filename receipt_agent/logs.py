@@ -7,8 +7,10 @@ move is noticed; `reopen()` on SIGHUP for good measure) and the routing of stdli
 are rendered by structlog and written straight through that handler (`_LineWriter`),
 without a stdlib LogRecord: the same line for a third of the CPU. The per-line steps
 are the cheap equivalents of structlog's (`_timestamp`, `redact`'s fast check, `_unusual`,
-`_render_json`; tests/test_logs_lines.py holds them to the stock chain's bytes), and
-`bound()` is `get_logger().bind()` for a per-file logger without rebuilding it each time.
+`_render_json`, and the redaction checked once on the rendered usual line;
+tests/test_logs_lines.py holds them to the stock chain's bytes). `bound()` is a per-file
+logger that runs those processors itself, and `batched()` holds one thread's lines so that
+a group's are written in one write.
 
 The redaction processor is a backstop: call sites name receipts by store_id + receipt_id
 only and never pass secrets, tokens or customers' personal data.

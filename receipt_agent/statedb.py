@@ -347,11 +347,16 @@ class StateDB:
         """Mark one receipt `rejected` (a dead letter) with the API's message; return its
         (store_id, receipt_id), ("", "") when there is no such receipt."""
         with self.transaction() as tx:
+            # Its keys read first, not by UPDATE … RETURNING: that needs SQLite 3.35, and
+            # RHEL 9's Python links 3.34. A give-up is rare; one more statement then.
             rows = tx.execute(
-                "UPDATE receipts SET state = 'rejected', attempts = attempts + 1, "
-                "last_error = ?, updated_at = ? WHERE id = ? RETURNING store_id, receipt_id",
-                (error, now, receipt_row_id),
+                "SELECT store_id, receipt_id FROM receipts WHERE id = ?", (receipt_row_id,)
             ).fetchall()
+            tx.execute(
+                "UPDATE receipts SET state = 'rejected', attempts = attempts + 1, "
+                "last_error = ?, updated_at = ? WHERE id = ?",
+                (error, now, receipt_row_id),
+            )
         return (rows[0][0], rows[0][1]) if rows else ("", "")
 
     def mark_retry(self, ids: list[int], error: str, *, now: float, next_attempt_at: float) -> None:

@@ -77,6 +77,30 @@ def test_group_commit_with_a_bad_file_quarantines_it_and_keeps_the_others(
     ]  # fmt: skip
 
 
+def test_group_commit_with_rejected_and_duplicate_receipts_records_each_as_one_file_would(
+    config: AgentConfig, db: StateDB, spool_dir: Path, state_dir: Path
+) -> None:
+    """In a group, a file with an invalid receipt among valid ones queues the valid one and
+    rejects the other, and a receipt a file of the same group queued is a local duplicate."""
+    bad = make_receipt(2)
+    bad["items"][0]["gross_amount"] = "lots"
+    paths = [
+        drop(spool_dir, "f0.json", make_receipt(0)),
+        drop(spool_dir, "mixed.json", [make_receipt(1), bad]),
+        drop(spool_dir, "again.json", [make_receipt(3), make_receipt(0)]),
+    ]
+    group, outcomes = _take_group(paths, config, db)
+    for _, action in group.commit():
+        action()
+    assert [(o.receipts, o.rejected, o.duplicates) for o in outcomes] == [
+        (1, 0, 0), (1, 1, 0), (1, 0, 1),
+    ]  # fmt: skip
+    assert (db.counts()["pending"], db.counts()["rejected"]) == (3, 1)
+    assert sorted(p.name for p in (state_dir / "archive/till-1").iterdir()) == [
+        "again.json", "f0.json", "mixed.json",
+    ]  # fmt: skip
+
+
 def test_group_commit_abandoned_leaves_every_file_and_records_nothing(
     config: AgentConfig, db: StateDB, spool_dir: Path, state_dir: Path
 ) -> None:
