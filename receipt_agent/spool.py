@@ -11,9 +11,12 @@ minute, so a lost event delays a file, never loses it.
 A file is ready when it has not been modified for `settle` seconds: by its mtime, or —
 for clocks that disagree (network shares) — by our own observation of an unchanged size
 and mtime for that long. On a local (inotify) folder a file is ready at once when its
-writer closed it after writing (IN_CLOSE_WRITE) or renamed it in, and it has not changed
+writer renamed it in, or closed it after writing (IN_CLOSE_WRITE), and it has not changed
 since: the writer said it is done, so waiting out `settle` only adds latency. `settle`
-stays for polled shares (no close events) and for writers that keep a file open.
+stays for polled shares (no close events), for writers that keep a file open, and for a
+CSV file its writer only closed: CSV tills often append a receipt's lines one by one,
+opening and closing the file each time, and a CSV cut after any line still parses (the
+first lines would go out as a whole receipt), where half a JSON or XML file does not.
 Never reads contents, never moves files.
 """
 
@@ -121,16 +124,17 @@ class Spool:
         # `log.level: debug` only: the last settle decision logged per file, so a file
         # waiting through ten scans is one `spool.settling` line, not ten.
         self._told: dict[tuple[str, str], str] = {}
-        # path → (size, mtime_ns, monotonic time noted) when its writer closed it or
-        # renamed it in (inotify only)
-        self._closed: dict[str, tuple[int, int, float]] = {}
+        # path → (size, mtime_ns, monotonic time noted, renamed in) when its writer closed
+        # it or renamed it in (inotify only)
+        self._closed: dict[str, tuple[int, int, float, bool]] = {}
         self._closed_lock = threading.Lock()
 
-    def note_closed(self, path: str) -> None:
+    def note_closed(self, path: str, renamed: bool = False) -> None:
         """A writer closed `path` after writing, or renamed it in: remember how it looked.
 
         Called from the watchdog observer's thread; the scan treats the file as settled
-        while its size and mtime are still what they were then.
+        while its size and mtime are still what they were then (a CSV file only when it
+        was `renamed` in: see the module docstring).
         """
         try:
             info = Path(path).lstat()
@@ -138,7 +142,7 @@ class Spool:
             return
         if stat.S_ISREG(info.st_mode):
             with self._closed_lock:
-                self._closed[path] = (info.st_size, info.st_mtime_ns, time.monotonic())
+                self._closed[path] = (info.st_size, info.st_mtime_ns, time.monotonic(), renamed)
 
     def scan(self, *, ignore_settle: bool = False) -> tuple[list[ReadyFile], float | None]:
         """Return (ready files oldest first, seconds until the next unsettled one may be ready).
@@ -168,7 +172,11 @@ class Spool:
                 was_closed = False
                 if self._closed and not source.poll:
                     closed = self._closed.get(entry.path)
-                    if closed is not None and closed[:2] == (info.st_size, info.st_mtime_ns):
+                    if (
+                        closed is not None
+                        and closed[:2] == (info.st_size, info.st_mtime_ns)
+                        and (closed[3] or source.format_name != "csv")
+                    ):
                         wait, was_closed = 0.0, True  # closed by its writer and unchanged since
                 if ignore_settle or wait <= 0 or not stat.S_ISREG(info.st_mode):
                     ready_file = ReadyFile(source, _child(folder, name), info.st_mtime, was_closed)
@@ -185,7 +193,7 @@ class Spool:
             del self._told[key]
         if self._closed:
             with self._closed_lock:  # forget files gone since (noted before this scan)
-                for path, (_, _, noted) in list(self._closed.items()):
+                for path, (_, _, noted, _) in list(self._closed.items()):
                     if noted < mono and path not in present_paths:
                         del self._closed[path]
         found.sort(key=operator.itemgetter(0, 1))
@@ -239,7 +247,7 @@ class Spool:
 
 class _WakeHandler(FileSystemEventHandler):
     def __init__(
-        self, wake: threading.Event, on_closed: Callable[[str], None] | None = None
+        self, wake: threading.Event, on_closed: Callable[[str, bool], None] | None = None
     ) -> None:
         self._wake = wake
         self._on_closed = on_closed
@@ -247,14 +255,14 @@ class _WakeHandler(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if self._on_closed is not None:
             if isinstance(event, FileClosedEvent):
-                self._on_closed(os.fsdecode(event.src_path))
+                self._on_closed(os.fsdecode(event.src_path), False)
             elif isinstance(event, FileMovedEvent):
-                self._on_closed(os.fsdecode(event.dest_path))
+                self._on_closed(os.fsdecode(event.dest_path), True)
         self._wake.set()
 
 
 def build_observers(
-    sources: list[Any], wake: threading.Event, on_closed: Callable[[str], None] | None = None
+    sources: list[Any], wake: threading.Event, on_closed: Callable[[str, bool], None] | None = None
 ) -> list[Any]:
     """Given sources and a wake-up event, return unstarted watchdog observers.
 
@@ -300,7 +308,7 @@ class SpoolWatcher:
         self,
         sources: list[Any],
         wake: threading.Event,
-        on_closed: Callable[[str], None] | None = None,
+        on_closed: Callable[[str, bool], None] | None = None,
     ) -> None:
         from watchdog.observers import Observer  # the daemon only; `run --once` never watches
         from watchdog.observers.polling import PollingObserver

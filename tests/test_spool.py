@@ -179,6 +179,45 @@ def test_scan_waits_settle_for_a_file_still_open_or_changed_after_close(
         _stop(observers)
 
 
+def test_scan_waits_settle_for_a_csv_file_only_closed_but_not_for_one_renamed_in(
+    tmp_path: Path, spool_dir: Path, state_dir: Path, secret_file: Path,
+    write_config: Callable[..., Path],
+) -> None:  # fmt: skip
+    """A CSV till may close its file between a receipt's lines: a CSV file only closed
+    waits out settle (its first lines would parse as a whole receipt); one renamed in is
+    complete and goes at once."""
+    raw = base_config(
+        base_url="http://127.0.0.1:9/v1", spool_dir=spool_dir, state_dir=state_dir,
+        secret_file=secret_file, log_file=tmp_path / "agent.log",
+    )  # fmt: skip
+    columns = {"receipt_number": "n", "purchase_at": "t", "item_gross_amount": "g"}
+    raw["sources"][0].update(
+        settle="60s", format="csv", pattern="*.csv", mapping={"columns": columns}
+    )
+    config = load_config(write_config(raw))
+    spool = Spool(config.sources)
+    observers = _watching(config, spool)
+    try:
+        with (spool_dir / "journal.csv").open("ab") as handle:  # header and a first line
+            handle.write(b"n,t,g\n1,2026-11-30T10:00:00+01:00,100\n")
+        (spool_dir / ".whole.tmp").write_bytes(b"n,t,g\n2,2026-11-30T10:01:00+01:00,100\n")
+        (spool_dir / ".whole.tmp").rename(spool_dir / "whole.csv")
+        wait_until(lambda: [r.path.name for r in spool.scan()[0]] == ["whole.csv"], timeout=5)
+        with (spool_dir / "journal.csv").open("ab") as handle:  # the receipt's second line
+            handle.write(b"1,2026-11-30T10:00:00+01:00,50\n")
+        # A marker renamed in after it: inotify keeps order, so once the marker is ready
+        # the journal's close was heard too.
+        (spool_dir / ".marker.tmp").write_bytes(b"n,t,g\n")
+        (spool_dir / ".marker.tmp").rename(spool_dir / "marker.csv")
+        wait_until(lambda: len(spool.scan()[0]) == 2, timeout=5)
+        ready, next_due = spool.scan()
+        assert sorted(r.path.name for r in ready) == ["marker.csv", "whole.csv"]
+        assert next_due is not None
+        assert next_due > 50
+    finally:
+        _stop(observers)
+
+
 def test_scan_of_a_polled_share_ignores_close_and_waits_settle(
     slow_settle: Callable[[bool], AgentConfig], spool_dir: Path
 ) -> None:
