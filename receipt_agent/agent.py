@@ -40,6 +40,7 @@ from receipt_agent.api import DinteroClient
 from receipt_agent.config import MAX_CONCURRENCY, AgentConfig
 from receipt_agent.daemon_jobs import DaemonJobs
 from receipt_agent.intake_group import GroupCommit
+from receipt_agent.intake_record import FileOutcome
 from receipt_agent.intake_worker import RESCAN_INTERVAL_S, IntakeWorker
 from receipt_agent.metrics import AgentMetrics, HealthCheck
 from receipt_agent.once_report import OnceSummary
@@ -171,6 +172,12 @@ class Agent:
         )
         sending.start()
         queued = 0
+
+        def counted(outcome: FileOutcome) -> None:  # after its group's commit
+            nonlocal queued
+            queued += outcome.receipts
+            summary.count_file(outcome)
+
         group = GroupCommit(self.db)
         try:
             for item in ready:
@@ -178,14 +185,12 @@ class Agent:
                     break
                 outcome = self._intake.take(item, group)
                 taken = outcome is not None or taken
-                queued += outcome.receipts if outcome is not None else 0
-                summary.count_file(outcome)
                 if group.is_full():
-                    self._intake.commit_group(group)
+                    self._intake.commit_group(group, counted)
                     if queued >= self.config.batch.max_receipts:
                         queued = 0
                         batch_ready.set()
-            self._intake.commit_group(group)
+            self._intake.commit_group(group, counted)
         finally:
             group.abandon()
             intake_done.set()

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from receipt_agent import statedb
+from receipt_agent.intake_record import FileOutcome
 
 
 class GroupCommit:
@@ -38,6 +39,9 @@ class GroupCommit:
         # A file of the open group wrote its records (set by the caller from
         # FileOutcome.recorded): its commit proves the store takes writes again.
         self.has_records = False
+        # The outcomes of its files, counted after its commit (its held rows, and so their
+        # files' counts, are written at the commit: intake_record.GroupRows).
+        self.outcomes: list[FileOutcome] = []
 
     def defer_for(self, key: tuple[str, str]) -> Callable[[Callable[[], None]], None]:
         """Return the `defer` for one file's take_in; opens the group on first use."""
@@ -60,7 +64,7 @@ class GroupCommit:
         and every file stays in the spool.
         """
         stack, after = self._stack, self._after
-        self._stack, self._after, self.has_records = None, [], False
+        self._stack, self._after, self.has_records, self.outcomes = None, [], False, []
         if stack is not None:
             stack.close()
         return after
@@ -68,6 +72,7 @@ class GroupCommit:
     def abandon(self) -> None:
         """Roll the open group back (shutdown mid-group): its files stay in the spool."""
         stack, self._stack, self._after, self.has_records = self._stack, None, [], False
+        self.outcomes = []
         if stack is not None:
             with contextlib.suppress(Exception):
                 stack.__exit__(RuntimeError, RuntimeError("abandoned"), None)

@@ -61,7 +61,7 @@ def write_records(
     if (
         isinstance(stream, io.BytesIO)  # read whole (the usual small file)
         and source.format_name != "saft-cashregister"  # no second pass (control totals)
-        and (conn := db.group_writer()) is not None
+        and (held := db.group_held(GroupRows)) is not None
     ):
         # In a group, such a file is parsed and mapped whole before its first write, so
         # nothing but SQLite can fail between its writes: no savepoint of its own (two
@@ -70,6 +70,14 @@ def write_records(
         records = _parse_whole(records, source)
         if all(isinstance(record, ValidReceipt) for record in records):
             valid = cast(list[ValidReceipt], records)
+            if len(valid) <= HELD_RECEIPTS:
+                # Its rows wait for the group's other files (GroupRows); its counts and
+                # `duplicates` are filled when they are written, before the commit.
+                held.add(outcome, duplicates, valid, digest, now)
+                outcome.skipped = dict(NO_SKIPS)
+                outcome.recorded = True
+                return outcome, rejections, duplicates
+            conn = db.group_writer()  # the rows held so far are written first
             try:
                 _record_valid(conn, valid, outcome, duplicates, source, name, now)
                 statedb.record_file(
@@ -123,6 +131,91 @@ def write_records(
     outcome.skipped = _skip_counts(skipped)
     outcome.recorded = True
     return outcome, rejections, duplicates
+
+
+HELD_RECEIPTS = 8  # a group holds a file of up to this many valid receipts (GroupRows)
+
+
+class GroupRows:
+    """The rows of a group's small files (read whole, every receipt valid, at most
+    HELD_RECEIPTS), held to be written at once: one multi-row statement per table (and
+    chunk of 64 rows) for the whole group, where a file at a time takes four per file
+    (has_file's SELECT aside). `statedb.StateDB.group_held` keeps one per open group and
+    writes it before any other write of the group and before its commit, so rows go in
+    in file order, and each file's counts (new receipts, local duplicates) come out as
+    they would have one file at a time. Their times are the first held file's.
+    """
+
+    __slots__ = ("_digests", "_files", "_now")
+
+    def __init__(self) -> None:
+        self._files: list[tuple[FileOutcome, list[tuple[str, str]], list[ValidReceipt], str]] = []
+        self._digests: set[str] = set()
+        self._now = 0.0
+
+    def __contains__(self, digest: str) -> bool:
+        return digest in self._digests
+
+    def add(
+        self,
+        outcome: FileOutcome,
+        duplicates: list[tuple[str, str]],
+        valid: list[ValidReceipt],
+        digest: str,
+        now: float,
+    ) -> None:
+        """Hold one file's receipts; `outcome` and `duplicates` are filled by `write`."""
+        if not self._files:
+            self._now = now
+        self._files.append((outcome, duplicates, valid, digest))
+        self._digests.add(digest)
+
+    def write(self, conn: sqlite3.Connection) -> None:
+        """Write every held row (a run of files of one source at a time), fill the counts."""
+        files, self._files = self._files, []
+        start = 0
+        while start < len(files):
+            source = files[start][0].source
+            end = start + 1
+            while end < len(files) and files[end][0].source == source:
+                end += 1
+            self._write_run(conn, files[start:end], source)
+            start = end
+
+    def _write_run(
+        self,
+        conn: sqlite3.Connection,
+        files: list[tuple[FileOutcome, list[tuple[str, str]], list[ValidReceipt], str]],
+        source: str,
+    ) -> None:
+        now = self._now
+        is_new = statedb.insert_receipts_of_files(
+            conn,
+            [(r.store_id, r.receipt_id, r.payload, o.file) for o, _, rs, _ in files for r in rs],
+            source=source, now=now,
+        )  # fmt: skip
+        ledger_store.record_entries_of_files(
+            conn,
+            [
+                (r.store_id, r.receipt_id, r.entry, o.file)
+                for o, _, valid, _ in files
+                for r in valid
+                if r.entry is not None
+            ],
+            source=source, now=now,
+        )  # fmt: skip
+        answers = iter(is_new)
+        for outcome, duplicates, valid, _ in files:
+            for receipt in valid:
+                if next(answers):
+                    outcome.receipts += 1
+                else:
+                    outcome.duplicates += 1
+                    duplicates.append((receipt.store_id, receipt.receipt_id))
+        statedb.record_files(
+            conn, [(digest, o.file, o.receipts) for o, _, _, digest in files],
+            source=source, now=now,
+        )  # fmt: skip
 
 
 def _parse_whole(

@@ -105,6 +105,14 @@ class IntakeWorker:
                 group.has_records = True
         if outcome.outcome not in ("changed", "held"):
             self.spool.forget(ready)
+        if group is None:
+            self._count(outcome)
+        else:  # its counts are known once the group wrote its rows: commit_group counts it
+            group.outcomes.append(outcome)
+        return outcome
+
+    def _count(self, outcome: FileOutcome) -> None:
+        """A file's metrics, and its receipts in `queued_since_flush`."""
         if outcome.outcome == "quarantined":
             self._metrics.file_quarantined(outcome.source)
         elif outcome.outcome != "archived":  # counted when it was read, before its hold
@@ -112,7 +120,7 @@ class IntakeWorker:
             self._metrics.receipts(outcome.source, "queued", outcome.receipts)
             self._metrics.receipts(outcome.source, "rejected", outcome.rejected)
             self._metrics.receipts(outcome.source, "duplicate", outcome.duplicates)
-        return outcome
+        self.queued_since_flush += outcome.receipts
 
     def _hold_s(self, ready: spool.ReadyFile) -> tuple[float, float]:
         """(how long after its last change a file taken in stays in the spool, and how long
@@ -131,19 +139,26 @@ class IntakeWorker:
         settle = ready.source.settle
         return (0.0, settle) if ready.closed else (HOLD_FACTOR * settle, HOLD_FACTOR * settle)
 
-    def commit_group(self, group: GroupCommit) -> bool:
-        """Commit the intake group (one fsync), then move its files: each one's own fault.
+    def commit_group(
+        self, group: GroupCommit, counted: Callable[[FileOutcome], None] | None = None
+    ) -> bool:
+        """Commit the intake group (one fsync), count its files, then move them: each one's
+        own fault. A file's counts are known once the group wrote its rows (at its commit
+        at the latest): its metrics, and `counted` (run --once's summary) for each.
 
-        Return False when the state store refused the commit (intake is paused).
+        Return False when the state store refused the commit (intake is paused); then only
+        its quarantined files are counted (the others stay in the spool, nothing recorded).
         """
-        recorded = group.has_records
+        recorded, taken = group.has_records, group.outcomes
         try:
             after = group.commit()
         except StateStoreError as error:  # nothing of the group recorded; all stay in spool
             self._pause(error)
+            self._count_all([o for o in taken if o.outcome == "quarantined"], counted)
             return False
         if recorded:  # not before: a file's savepoint proves nothing until the commit
             self._resume()
+        self._count_all(taken, counted)
         with logs.batched():  # the group's lines in one write, not one each
             for key, action in after:
                 try:
@@ -154,9 +169,17 @@ class IntakeWorker:
                         self.faults.cleared(source, name)
                     else:
                         self.faults.failed(source, name, error)
-        if self.queued_since_flush >= self.config.batch.max_receipts:
+        if not self.once and self.queued_since_flush >= self.config.batch.max_receipts:
             self._request_flush()
         return True
+
+    def _count_all(
+        self, outcomes: list[FileOutcome], counted: Callable[[FileOutcome], None] | None
+    ) -> None:
+        for outcome in outcomes:
+            self._count(outcome)
+            if counted is not None:
+                counted(outcome)
 
     def _pause(self, error: StateStoreError, **where: str) -> None:
         """The state store refused a write: `intake.paused` once per outage, and the next
@@ -204,8 +227,6 @@ class IntakeWorker:
                     taken = outcome is not None or taken
                     if outcome is None and self.paused_since is not None:
                         break
-                    if outcome is not None:
-                        self.queued_since_flush += outcome.receipts
                     # A full group commits now (and a full batch is sent at once); refused,
                     # the rest of the pass waits for the next retry.
                     if group.is_full() and not self.commit_group(group):

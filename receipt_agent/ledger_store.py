@@ -111,6 +111,35 @@ def record_entries(
         tx.execute(statedb_sql.ledger_insert(size), params)
 
 
+def record_entries_of_files(
+    tx: sqlite3.Connection,
+    entries: list[tuple[str, str, LedgerEntry, str]],
+    *,
+    source: str,
+    now: float,
+) -> None:
+    """`record_entries` of (store_id, receipt_id, entry, file) of several files, in order:
+    the same rows as one call per file in turn (a group's held rows, `intake_record`)."""
+    for start, size in statedb_sql.chunks(len(entries)):
+        chunk = entries[start : start + size]
+        shared, day = chunk[0][0], chunk[0][2].business_day
+        params: list[object] = [source, now, shared, day]
+        for store_id, receipt_id, entry, file in chunk:
+            if entry.number is not None or entry.register or not receipt_id:
+                break  # as in record_entries: the short form for the usual rows only
+            if entry.outcome != RECEIPT or store_id != shared or entry.business_day != day:
+                break
+            figures = orjson.dumps({"vat": entry.vat_minor, "payments": entry.payments_minor})
+            params += (receipt_id, entry.amount_minor, figures.decode(), entry.content, file)
+        else:
+            tx.execute(statedb_sql.ledger_receipts_of_files_insert(size), params)
+            continue
+        params = [source, now]
+        for store_id, receipt_id, entry, file in chunk:
+            params += (*_row(store_id, receipt_id, entry), file)
+        tx.execute(statedb_sql.ledger_of_files_insert(size), params)
+
+
 def record_control(
     tx: sqlite3.Connection,
     *,

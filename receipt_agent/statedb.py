@@ -27,9 +27,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Concatenate, ParamSpec, Protocol, TypeVar, cast
 
-from receipt_agent import permissions, statedb_sql
+from receipt_agent import permissions, statedb_rows, statedb_sql
 from receipt_agent.errors import StateStoreError
 from receipt_agent.statedb_locks import FairLock
 from receipt_agent.statedb_schema import MIGRATIONS, SCHEMA_VERSION
@@ -37,9 +37,29 @@ from receipt_agent.statedb_schema import MIGRATIONS, SCHEMA_VERSION
 PENDING, SENT, REJECTED = "pending", "sent", "rejected"
 STATES = (PENDING, SENT, REJECTED)
 
+# Intake's row writes, inside a caller's transaction (statedb_rows: split out for size).
+insert_receipt = statedb_rows.insert_receipt
+insert_receipts = statedb_rows.insert_receipts
+insert_receipts_of_files = statedb_rows.insert_receipts_of_files
+record_file = statedb_rows.record_file
+record_files = statedb_rows.record_files
+
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
+
+
+class HeldRows(Protocol):
+    """Rows a group holds to write at once (`intake_record.GroupRows`): `group_held`."""
+
+    def __contains__(self, digest: str) -> bool:
+        """Whether a held file has this digest (`has_file` answers True for it)."""
+
+    def write(self, conn: sqlite3.Connection) -> None:
+        """Write every held row through `conn`, inside the group's transaction."""
+
+
+_H = TypeVar("_H", bound=HeldRows)
 
 
 @contextlib.contextmanager
@@ -170,7 +190,9 @@ class StateDB:
         conn = self._connect()
         if getattr(self._local, "grouped", False):
             # Inside this thread's group(): one savepoint, so a failing file rolls back
-            # alone and the group's one COMMIT carries the others.
+            # alone and the group's one COMMIT carries the others. Its held rows first:
+            # the group's rows go in in the order of its files.
+            self._write_held(conn)
             with self._savepoint(conn):
                 yield conn
             return
@@ -194,24 +216,51 @@ class StateDB:
         Committed on exit (one WAL fsync for the whole group). Raise StateStoreError when
         the group could not be committed; then nothing of it was recorded.
         """
-        with self.transaction():
-            self._local.grouped, self._local.broken = True, False
+        with self.transaction() as conn:
+            self._local.grouped, self._local.broken, self._local.held = True, False, None
             try:
                 yield
                 if self._local.broken:
                     raise StateStoreError(f"{self.path}: a write of this group failed")
+                self._write_held(conn)
             finally:
-                self._local.grouped = False
+                self._local.grouped, self._local.held = False, None
 
-    def group_writer(self) -> sqlite3.Connection | None:
-        """Inside this thread's group(): its connection, for a file written without a
-        savepoint (all its rows known before its first write); else None. A write through
-        it that fails must `break_group`. Raise StateStoreError after a failed write."""
+    def group_held(self, new: Callable[[], _H]) -> _H | None:
+        """Inside this thread's group(): the rows it holds (made by `new` on first use), to
+        be written at once before its next other write or its commit; else None. Raise
+        StateStoreError after a failed write. `has_file` knows the held files' digests."""
         if not getattr(self._local, "grouped", False):
             return None
         if self._local.broken:
             raise StateStoreError(f"{self.path}: an earlier write of this group failed")
-        return self._connect()
+        if self._local.held is None:
+            self._local.held = new()
+        return cast(_H, self._local.held)
+
+    def _write_held(self, conn: sqlite3.Connection) -> None:
+        """Write the rows the group holds; a failure breaks the group (`break_group`)."""
+        held, self._local.held = self._local.held, None
+        if held is None:
+            return
+        try:
+            held.write(conn)
+        except sqlite3.Error as error:
+            raise self.break_group(error) from None
+        except BaseException:
+            self._local.broken = True  # some of them may be written: never commit them
+            raise
+
+    def group_writer(self) -> sqlite3.Connection:
+        """Inside this thread's group(): its connection, for a file written without a
+        savepoint (all its rows known before its first write), once the group's held rows
+        are written. A write through it that fails must `break_group`. Raise
+        StateStoreError after a failed write."""
+        if self._local.broken:
+            raise StateStoreError(f"{self.path}: an earlier write of this group failed")
+        conn = self._connect()
+        self._write_held(conn)
+        return conn
 
     def break_group(self, error: BaseException) -> StateStoreError:
         """A `group_writer` write failed half-way through a file: return the error to raise;
@@ -262,7 +311,11 @@ class StateDB:
 
     @_reads
     def has_file(self, digest: str) -> bool:
-        """Given a file digest, return whether that content was already taken in."""
+        """Given a file digest, return whether that content was already taken in (or is
+        held by this thread's group, to be written at its commit)."""
+        held = getattr(self._local, "held", None)
+        if held is not None and digest in held:
+            return True
         row = self._connect().execute("SELECT 1 FROM files WHERE digest = ?", (digest,))
         return row.fetchone() is not None
 
@@ -452,107 +505,3 @@ class StateDB:
 
 def _set_meta(tx: sqlite3.Connection, key: str, value: str) -> None:
     tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
-
-
-def insert_receipt(
-    tx: sqlite3.Connection,
-    *,
-    source: str,
-    store_id: str,
-    receipt_id: str,
-    payload: bytes,
-    file: str,
-    now: float,
-    rejected_error: str | None = None,
-) -> bool:
-    """Inside a transaction, queue a receipt; return False when (store, receipt) exists."""
-    state = PENDING if rejected_error is None else REJECTED
-    # A corrected receipt dropped again replaces its rejected predecessor; anything
-    # pending or sent stays as it is (a local duplicate).
-    cursor = tx.execute(
-        "INSERT INTO receipts (source, store_id, receipt_id, state, payload, "
-        "size_bytes, last_error, created_at, updated_at, file) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (store_id, receipt_id) DO UPDATE SET state = excluded.state, "
-        "payload = excluded.payload, size_bytes = excluded.size_bytes, attempts = 0, "
-        "next_attempt_at = 0, last_error = excluded.last_error, "
-        "updated_at = excluded.updated_at, file = excluded.file "
-        "WHERE receipts.state = 'rejected' AND excluded.state = 'pending'",
-        (
-            source,
-            store_id,
-            receipt_id,
-            state,
-            payload,
-            len(payload) if rejected_error is None else 0,
-            rejected_error,
-            now,
-            now,
-            file,
-        ),
-    )
-    return cursor.rowcount == 1
-
-
-def insert_receipts(
-    tx: sqlite3.Connection,
-    receipts: list[tuple[str, str, bytes]],
-    *,
-    source: str,
-    file: str,
-    now: float,
-) -> list[bool]:
-    """Inside a transaction, queue valid receipts given as (store_id, receipt_id, payload).
-
-    Return, in order, whether each is new: the outcome of `insert_receipt` on each in turn
-    (a second one with the same key in `receipts` is a local duplicate), with one
-    multi-row INSERT per chunk (`statedb_sql`) instead of one statement per receipt.
-    """
-    inserted = 0
-    for start, size in statedb_sql.chunks(len(receipts)):
-        sql, params = statedb_sql.receipts_insert_for(
-            receipts[start : start + size], source, file, now
-        )
-        inserted += tx.execute(sql, params).rowcount
-    if inserted == len(receipts):
-        return [True] * len(receipts)
-    # Some keys were there already: the rows inserted just now are the `inserted` highest
-    # ids (a new row gets the highest id, and this transaction holds the write lock; no
-    # MAX(id) query before every insert for this rare case); every other receipt goes
-    # through insert_receipt, which replaces a rejected predecessor (new) or leaves a
-    # pending or sent one (a local duplicate).
-    fresh = set(
-        tx.execute(
-            "SELECT store_id, receipt_id FROM receipts ORDER BY id DESC LIMIT ?", (inserted,)
-        )
-    )
-    result = []
-    for store_id, receipt_id, payload in receipts:
-        key = (store_id, receipt_id)
-        if key in fresh:
-            fresh.discard(key)  # its first occurrence; a second is a local duplicate
-            result.append(True)
-        else:
-            is_new = insert_receipt(
-                tx, source=source, store_id=store_id, receipt_id=receipt_id,
-                payload=payload, file=file, now=now,
-            )  # fmt: skip
-            result.append(is_new)
-    return result
-
-
-def record_file(
-    tx: sqlite3.Connection,
-    *,
-    digest: str,
-    source: str,
-    name: str,
-    receipts: int,
-    rejected: int,
-    now: float,
-) -> None:
-    """Inside a transaction, remember that a file's content was taken in."""
-    tx.execute(
-        "INSERT OR IGNORE INTO files VALUES (?, ?, ?, ?, ?, ?)",
-        (digest, source, name, now, receipts, rejected),
-    )

@@ -78,6 +78,57 @@ def receipts_insert_for(
     return receipts_insert(len(chunk)), params
 
 
+@functools.lru_cache(maxsize=16)
+def receipts_of_files_insert(rows: int, *, one_store: bool = False) -> str:
+    """`receipts_insert` of receipts of several files (a group's held rows): ?1 source,
+    ?2 now, then per receipt store_id, receipt_id, payload, file, or with `one_store` ?3
+    the store_id of every receipt and per receipt receipt_id, payload, file."""
+    if one_store:
+        values = ",".join(
+            f"(?1,?3,?{3 * i + 4},'pending',?{3 * i + 5},length(?{3 * i + 5}),NULL,?2,?2,"
+            f"?{3 * i + 6})"
+            for i in range(rows)
+        )
+    else:
+        values = ",".join(
+            f"(?1,?{4 * i + 3},?{4 * i + 4},'pending',?{4 * i + 5},length(?{4 * i + 5}),"
+            f"NULL,?2,?2,?{4 * i + 6})"
+            for i in range(rows)
+        )
+    return (
+        "INSERT INTO receipts (source, store_id, receipt_id, state, payload, size_bytes, "  # noqa: S608 - placeholders only
+        f"last_error, created_at, updated_at, file) VALUES {values} "
+        "ON CONFLICT (store_id, receipt_id) DO NOTHING"
+    )
+
+
+def receipts_of_files_insert_for(
+    chunk: list[tuple[str, str, bytes, str]], source: str, now: float
+) -> tuple[str, list[object]]:
+    """`receipts_of_files_insert` of a chunk of (store_id, receipt_id, payload, file) and
+    its parameters (a store shared by the chunk bound once, as in receipts_insert_for)."""
+    shared = chunk[0][0]
+    params: list[object] = [source, now, shared]
+    for store_id, receipt_id, payload, file in chunk:
+        if store_id != shared:
+            break
+        params += (receipt_id, bytearray(payload), file)
+    else:
+        return receipts_of_files_insert(len(chunk), one_store=True), params
+    params = [source, now]
+    for store_id, receipt_id, payload, file in chunk:
+        params += (store_id, receipt_id, bytearray(payload), file)
+    return receipts_of_files_insert(len(chunk)), params
+
+
+@functools.lru_cache(maxsize=8)
+def files_insert(rows: int) -> str:
+    """INSERT OR IGNORE of `rows` files without a rejected receipt; ?1 source, ?2 now, then
+    per file digest, name, receipts."""
+    values = ",".join(f"(?{3 * i + 3},?1,?{3 * i + 4},?2,?{3 * i + 5},0)" for i in range(rows))
+    return f"INSERT OR IGNORE INTO files VALUES {values}"  # noqa: S608 - placeholders only
+
+
 LEDGER_VARIABLES = 10  # per row, after ?1 source, ?2 file, ?3 now
 
 
@@ -108,6 +159,32 @@ def ledger_receipts_insert(rows: int) -> str:
     values = ",".join(
         "(?1,?4,'',?{0},0,?5,'receipt',?{0},?{1},?{2},?{3},?2,?3)".format(
             *(RECEIPT_LEDGER_VARIABLES * i + 6 + j for j in range(RECEIPT_LEDGER_VARIABLES))
+        )
+        for i in range(rows)
+    )
+    return f"INSERT OR IGNORE INTO ledger VALUES {values}"  # noqa: S608 - placeholders only
+
+
+@functools.lru_cache(maxsize=8)
+def ledger_of_files_insert(rows: int) -> str:
+    """`ledger_insert` of rows of several files: ?1 source, ?2 recorded_at, then per row
+    store_id … content (LEDGER_VARIABLES) and its file."""
+    width = LEDGER_VARIABLES + 1
+    values = ",".join(
+        "(?1," + ",".join(f"?{width * i + 3 + j}" for j in range(width)) + ",?2)"
+        for i in range(rows)
+    )
+    return f"INSERT OR IGNORE INTO ledger VALUES {values}"  # noqa: S608 - placeholders only
+
+
+@functools.lru_cache(maxsize=8)
+def ledger_receipts_of_files_insert(rows: int) -> str:
+    """`ledger_receipts_insert` of rows of several files: ?1 source, ?2 recorded_at, ?3 store,
+    ?4 business day, then per row receipt_id, amount_minor, figures, content and its file."""
+    width = RECEIPT_LEDGER_VARIABLES + 1
+    values = ",".join(
+        "(?1,?3,'',?{0},0,?4,'receipt',?{0},?{1},?{2},?{3},?{4},?2)".format(
+            *(width * i + 5 + j for j in range(width))
         )
         for i in range(rows)
     )

@@ -49,12 +49,12 @@ def test_group_commit_moves_files_only_after_the_one_commit(
     """Ten files taken in as a group stay in the spool, unrecorded elsewhere, until its commit."""
     paths = [drop(spool_dir, f"f{n}.json", make_receipt(n)) for n in range(10)]
     group, outcomes = _take_group(paths, config, db)
-    assert [o.receipts for o in outcomes] == [1] * 10
     # Before the commit a crash would find every file in the spool and nothing recorded.
     assert all(p.exists() for p in paths)
     assert _committed_receipts(state_dir) == 0
     for _, action in group.commit():
         action()
+    assert [o.receipts for o in outcomes] == [1] * 10
     assert _committed_receipts(state_dir) == 10
     assert not any(p.exists() for p in paths)
     assert len(list((state_dir / "archive/till-1").iterdir())) == 10
@@ -134,8 +134,15 @@ def test_group_commit_with_a_write_failing_mid_file_records_nothing_of_the_group
     config: AgentConfig, db: StateDB, spool_dir: Path, state_dir: Path
 ) -> None:
     """A state store that fails between a file's receipts and its digest commits no part
-    of the group: every file stays in the spool and is queued exactly once later."""
-    paths = [drop(spool_dir, f"f{n}.json", make_receipt(n)) for n in range(3)]
+    of the group: every file stays in the spool and is queued exactly once later.
+
+    The files are of 9 receipts (over what a group holds back: intake_record.GroupRows),
+    each written when it is taken in; the group's failing write of held files of one
+    receipt is tests/test_group_rows.py's."""
+    paths = [
+        drop(spool_dir, f"f{n}.json", [make_receipt(n * 10 + i) for i in range(9)])
+        for n in range(3)
+    ]
     with db.transaction() as tx:  # a write fault after f1.json's receipts went in
         tx.execute(
             "CREATE TEMP TRIGGER refuse BEFORE INSERT ON files WHEN NEW.name = 'f1.json' "
@@ -170,7 +177,7 @@ def test_group_commit_with_a_write_failing_mid_file_records_nothing_of_the_group
     again, _ = _take_group(paths, config, db)
     for _, action in again.commit():
         action()
-    assert _committed_receipts(state_dir) == 3
+    assert _committed_receipts(state_dir) == 27
     assert not any(p.exists() for p in paths)
 
 
