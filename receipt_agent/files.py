@@ -88,12 +88,11 @@ def _free_name(folder: str, name: str) -> str:
 
 
 def _is_taken(path: Path | str) -> bool:
-    # One lstat for `exists() or is_symlink()` (two system calls per archived file).
-    try:
-        os.lstat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return False
-    return True
+    # One faccessat(F_OK, AT_SYMLINK_NOFOLLOW) for `exists() or is_symlink()`: what an
+    # lstat finds there, a dangling link too, answered without raising FileNotFoundError
+    # for the usual free name (~7,800 -> ~1,600 instructions per archived file). Any
+    # error counts as free; the rename that follows then fails the same way.
+    return os.access(path, os.F_OK, follow_symlinks=False)
 
 
 def move_into(source: Path, folder: Path, *, name: str | None = None, durable: bool = True) -> Path:
@@ -107,19 +106,32 @@ def move_into(source: Path, folder: Path, *, name: str | None = None, durable: b
 
 
 def move_away(
-    source: Path, folder: Path, *, durable: bool = True, opened: int | None = None
+    source: Path,
+    folder: Path,
+    *,
+    durable: bool = True,
+    opened: int | None = None,
+    mode: int | None = None,
+    name: str | None = None,
 ) -> None:
     """`move_into` for a caller that does not need the new path (intake's archive move).
 
     The same move; the new path stays a string (building its Path and then its string
     again cost ~22,000 instructions of pathlib per archived file). `opened`: a descriptor
-    of `source`, through which the moved file loses others' bits (see `close_fd_to_others`).
+    of `source`, through which the moved file loses others' bits (see `close_fd_to_others`;
+    `mode`: its st_mode from a stat just before the move, when the caller has one).
+    `name`: `source.name`, when the caller has it already.
     """
-    _move_into(source, folder, source.name, durable, opened)
+    _move_into(source, folder, name or source.name, durable, opened, mode)
 
 
 def _move_into(
-    source: Path, folder: Path, name: str, durable: bool, opened: int | None = None
+    source: Path,
+    folder: Path,
+    name: str,
+    durable: bool,
+    opened: int | None = None,
+    mode: int | None = None,
 ) -> str:
     target = _free_name(os.fspath(folder), name)
     try:
@@ -127,7 +139,7 @@ def _move_into(
         if opened is None:
             close_to_others(target)
         else:
-            close_fd_to_others(opened)
+            close_fd_to_others(opened, mode)
     except OSError as error:
         if error.errno != errno.EXDEV:
             raise

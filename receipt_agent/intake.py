@@ -139,6 +139,9 @@ def take_in(
     """
     name = path.name  # a Path computes it on every use
     log = logs.bound(source=source.name, file=name)
+    # In a group the file is checked once, after the commit (`_now_or_after_commit`): a
+    # check before it would see the same inode, less late.
+    check = defer is None
     try:
         fd, opened = _open_checked(path, source.size_limit_bytes)
         # Open to others: its archived copy is closed to them through this descriptor
@@ -149,7 +152,7 @@ def take_in(
             stream, digest = _read_for_intake(fd, opened.st_size)
             try:
                 if db.has_file(digest):
-                    if left := _leave_in_spool(path, opened, hold_s, log):
+                    if left := _leave_in_spool(path, opened, hold_s, log, check=check):
                         if left == "held" and held_mtime is None:  # its one line, as below
                             log.info(
                                 "file.accepted", receipts=0, rejected=0, skipped=NO_SKIPS,
@@ -159,8 +162,12 @@ def take_in(
                     held = held_mtime is not None
                     seen = "archived" if held else "already_seen"
 
-                    def archive_seen() -> None:
-                        _finish(path, source, config, kept)
+                    def archive_seen(changed: bool, st_mode: int | None) -> None:
+                        if changed:  # file.changed was logged; it is read again
+                            if kept is not None:
+                                kept.close()
+                            return
+                        _finish(path, name, source, config, kept, st_mode)
                         if held:  # held after its read: file.accepted was logged
                             log.debug("file.archived")
                         else:
@@ -183,7 +190,7 @@ def take_in(
                 raise
             finally:
                 stream.close()
-            left = _leave_in_spool(path, opened, hold_s, log)
+            left = _leave_in_spool(path, opened, hold_s, log, check=check)
         finally:
             if kept is None:
                 os.close(fd)
@@ -192,10 +199,15 @@ def take_in(
     if left is not None:
         outcome.outcome = left
 
-    def archive_recorded() -> None:
+    def archive_recorded(changed: bool, st_mode: int | None) -> None:
         # Only after the commit may the file leave the spool (§3.4).
-        if left is None:
-            _finish(path, source, config, kept)
+        left_now = "changed" if changed else left
+        if left_now is None:
+            _finish(path, name, source, config, kept, st_mode)
+        else:
+            outcome.outcome = left_now
+            if kept is not None:
+                kept.close()
         for store_id, receipt_id, message in rejections[:_MAX_RECEIPT_LINES]:
             log.warning("receipt.rejected", store_id=store_id, receipt_id=receipt_id, error=message)
         for store_id, receipt_id in duplicates[:_MAX_RECEIPT_LINES]:
@@ -206,7 +218,7 @@ def take_in(
             rejected=outcome.rejected,
             duplicates=outcome.duplicates,
             skipped=outcome.skipped,
-            **({} if left is None else {"archived": False}),
+            **({} if left_now is None else {"archived": False}),
         )
 
     _now_or_after_commit(archive_recorded, defer, path, opened, log)
@@ -214,7 +226,7 @@ def take_in(
 
 
 def _now_or_after_commit(
-    action: Callable[[], None],
+    action: Callable[[bool, int | None], None],
     defer: Callable[[Callable[[], None]], None] | None,
     path: Path,
     opened: os.stat_result,
@@ -222,28 +234,36 @@ def _now_or_after_commit(
 ) -> None:
     """Run `action` now (its commit is done), or hand it to the group to run after its commit.
 
-    Deferred, the file is checked again first: a till that appended to it while the group
-    was open gets `file.changed` and the file stays in the spool to be read again (its
-    queued receipts come back as local duplicates, not resent), never archived half-read.
+    `action(changed, st_mode)`. Now: the caller has checked the file (`_leave_in_spool`).
+    Deferred, the file is checked here, once, after the commit (the group skipped the check
+    before it: this one is later, so it sees whatever that one would have): a till that
+    appended to it, or replaced it, while the group was open gets `file.changed` and the
+    file stays in the spool to be read again (its queued receipts come back as local
+    duplicates, not resent), never archived half-read: `action(True, None)`. Unchanged,
+    `st_mode` is its lstat's, for the archive move (no fstat of it again).
     """
     if defer is None:
-        action()
+        action(False, None)
         return
 
     def checked() -> None:
         try:
             listed = os.lstat(path)
         except FileNotFoundError:
-            listed = None
-        if listed is not None and _fingerprint(listed) != _fingerprint(opened):
-            log.info("file.changed", size_bytes=listed.st_size, read_bytes=opened.st_size)
+            action(False, None)  # gone: the move reports it
             return
-        action()
+        if _fingerprint(listed) != _fingerprint(opened):
+            log.info("file.changed", size_bytes=listed.st_size, read_bytes=opened.st_size)
+            action(True, None)
+            return
+        action(False, listed.st_mode)
 
     defer(checked)
 
 
-def _leave_in_spool(path: Path, opened: os.stat_result, hold_s: float, log: Any) -> str | None:
+def _leave_in_spool(
+    path: Path, opened: os.stat_result, hold_s: float, log: Any, *, check: bool = True
+) -> str | None:
     """Return `changed` or `held` when the file must stay in the spool, else None.
 
     `changed`: its size, mtime or inode moved since it was opened: rows arrived after the
@@ -253,15 +273,17 @@ def _leave_in_spool(path: Path, opened: os.stat_result, hold_s: float, log: Any)
     than `settle` may still write to it (the daemon passes 3 × settle).
     One lstat of the path: while it names the inode that was read, it shows that inode's
     size and mtime now (an fstat of the open file would show the same); another inode
-    there is a change too.
+    there is a change too. `check=False` (a group's file, checked after the commit):
+    `held` only.
     """
-    try:
-        listed = os.lstat(path)
-    except FileNotFoundError:
-        return None  # gone: the move reports it
-    if _fingerprint(listed) != _fingerprint(opened):
-        log.info("file.changed", size_bytes=listed.st_size, read_bytes=opened.st_size)
-        return "changed"
+    if check:
+        try:
+            listed = os.lstat(path)
+        except FileNotFoundError:
+            return None  # gone: the move reports it
+        if _fingerprint(listed) != _fingerprint(opened):
+            log.info("file.changed", size_bytes=listed.st_size, read_bytes=opened.st_size)
+            return "changed"
     if hold_s > 0.0 and 0.0 <= time.time() - opened.st_mtime < hold_s:
         return "held"
     return None
@@ -271,14 +293,24 @@ def _fingerprint(info: os.stat_result) -> tuple[int, int, int, int]:
     return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
 
 
-def _finish(path: Path, source: SourceBase, config: AgentConfig, kept: _KeptOpen | None) -> None:
+def _finish(
+    path: Path,
+    name: str,
+    source: SourceBase,
+    config: AgentConfig,
+    kept: _KeptOpen | None,
+    st_mode: int | None = None,
+) -> None:
     # Not durable yet: the caller's sync_moves fsyncs the folders once per pass (step 4).
     if source.after == "delete":
         files.remove(path, durable=False)
         return
     try:
         folder = _archive_dir(config, source)
-        files.move_away(path, folder, durable=False, opened=None if kept is None else kept.fd)
+        files.move_away(
+            path, folder, durable=False, opened=None if kept is None else kept.fd,
+            mode=st_mode, name=name,
+        )  # fmt: skip
     finally:
         if kept is not None:
             kept.close()

@@ -66,7 +66,13 @@ class GroupCommit:
         stack, after = self._stack, self._after
         self._stack, self._after, self.has_records, self.outcomes = None, [], False, []
         if stack is not None:
-            stack.close()
+            try:
+                stack.close()
+            except BaseException:
+                # Dropped unrun now, not when the traceback holding this frame goes: the
+                # descriptors their files were kept open by close with them (_KeptOpen).
+                after.clear()
+                raise
         return after
 
     def abandon(self) -> None:

@@ -79,13 +79,16 @@ def close_to_others(path: Path | str) -> None:
             os.close(fd)
 
 
-def close_fd_to_others(fd: int) -> None:
+def close_fd_to_others(fd: int, st_mode: int | None = None) -> None:
     """`close_to_others` through a descriptor of the file (best effort): an fchmod acts on
-    the open inode itself, so no link can lead it elsewhere."""
+    the open inode itself, so no link can lead it elsewhere. `st_mode`: the file's st_mode
+    from a stat of this inode just before (intake's check before the move), saving an fstat.
+    """
     with contextlib.suppress(OSError):
-        info = os.fstat(fd)
-        mode = stat.S_IMODE(info.st_mode)
-        if stat.S_ISREG(info.st_mode) and mode & _OTHERS:
+        if st_mode is None:
+            st_mode = os.fstat(fd).st_mode
+        mode = stat.S_IMODE(st_mode)
+        if stat.S_ISREG(st_mode) and mode & _OTHERS:
             os.fchmod(fd, mode & ~_OTHERS)
 
 

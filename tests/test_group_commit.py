@@ -8,7 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+from structlog.testing import capture_logs
 from support import drop, make_receipt
 
 from receipt_agent.config import AgentConfig
@@ -128,6 +130,60 @@ def test_group_commit_keeps_a_file_appended_to_before_the_commit_in_the_spool(
     for _, action in group.commit():
         action()
     assert path.exists()
+
+
+def test_group_commit_a_file_appended_to_before_the_commit_is_logged_changed_then_read_again(
+    config: AgentConfig, db: StateDB, spool_dir: Path, state_dir: Path
+) -> None:
+    """A file that grows between its read and the group's commit is checked once, after the
+    commit: `file.changed`, then `file.accepted` with archived false; it stays in the spool
+    beside its archived neighbours, and read again it archives with its first receipt a
+    local duplicate and its new one queued."""
+    paths = [drop(spool_dir, f"f{n}.json", make_receipt(n)) for n in range(3)]
+    with capture_logs() as logged:
+        group, outcomes = _take_group(paths, config, db)
+        paths[1].write_bytes(orjson.dumps([make_receipt(1), make_receipt(7)]))
+        for _, action in group.commit():
+            action()
+    lines = [(line["event"], line.get("file")) for line in logged]
+    assert lines == [
+        ("file.accepted", "f0.json"), ("file.changed", "f1.json"),
+        ("file.accepted", "f1.json"), ("file.accepted", "f2.json"),
+    ]  # fmt: skip
+    assert logged[2].get("archived") is False
+    assert [o.outcome for o in outcomes] == ["accepted", "changed", "accepted"]
+    assert [p.exists() for p in paths] == [False, True, False]
+    assert sorted(p.name for p in (state_dir / "archive/till-1").iterdir()) == [
+        "f0.json", "f2.json",
+    ]  # fmt: skip
+    again, outcomes = _take_group([paths[1]], config, db)
+    for _, action in again.commit():
+        action()
+    assert (outcomes[0].receipts, outcomes[0].duplicates) == (1, 1)
+    assert db.counts()["pending"] == 4
+    assert not paths[1].exists()
+
+
+def test_group_commit_a_seen_file_replaced_before_the_commit_stays_in_the_spool(
+    config: AgentConfig, db: StateDB, spool_dir: Path, state_dir: Path
+) -> None:
+    """A file whose content was recorded before, replaced by another file of the same name
+    while its group is open, is not archived unread: `file.changed`, read again next."""
+    first = drop(spool_dir, "z.json", make_receipt(1))
+    for _, action in _take_group([first], config, db)[0].commit():
+        action()
+    again = drop(spool_dir, "z.json", make_receipt(1))  # the same content: already seen
+    with capture_logs() as logged:
+        group, outcomes = _take_group([again], config, db)
+        replacement = spool_dir / "z.json.new"
+        replacement.write_bytes(orjson.dumps(make_receipt(2)))
+        replacement.replace(again)
+        for _, action in group.commit():
+            action()
+    assert outcomes[0].outcome == "already_seen"
+    assert [line["event"] for line in logged] == ["file.changed"]
+    assert again.exists()
+    assert sorted(p.name for p in (state_dir / "archive/till-1").iterdir()) == ["z.json"]
 
 
 def test_group_commit_with_a_write_failing_mid_file_records_nothing_of_the_group(

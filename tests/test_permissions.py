@@ -100,3 +100,40 @@ def test_move_away_archives_like_move_into_never_overwriting(tmp_path: Path) -> 
     assert _mode(archive) == 0o750
     assert {_mode(p) for p in archive.iterdir()} == {0o660}
     assert not (spool / "a.json").exists()
+
+
+def test_move_away_never_replaces_a_link_or_a_dangling_link_of_the_same_name(
+    tmp_path: Path,
+) -> None:
+    """A name taken in the archive by a symlink, even one to nowhere, gets the next free
+    name; the link and its target are left as they were."""
+    spool, archive = tmp_path / "spool", tmp_path / "archive"
+    spool.mkdir()
+    archive.mkdir()
+    (tmp_path / "target.json").write_text("theirs")
+    (archive / "a.json").symlink_to(tmp_path / "target.json")
+    (archive / "a.json.1").symlink_to(tmp_path / "nowhere.json")
+    (spool / "a.json").write_text("ours")
+    move_away(spool / "a.json", archive, durable=False)
+    assert (archive / "a.json.2").read_text() == "ours"
+    assert (archive / "a.json").readlink() == tmp_path / "target.json"
+    assert (archive / "a.json.1").readlink() == tmp_path / "nowhere.json"
+    assert (tmp_path / "target.json").read_text() == "theirs"
+
+
+def test_move_away_with_a_known_mode_closes_the_file_to_others_through_its_descriptor(
+    tmp_path: Path,
+) -> None:
+    """Intake's archive move, given the file's mode from its check before the move, removes
+    others' bits through the open descriptor (no stat of it again) and keeps the rest."""
+    spool, archive = tmp_path / "spool", tmp_path / "archive"
+    spool.mkdir()
+    (spool / "a.json").write_text("{}")
+    (spool / "a.json").chmod(0o604)
+    fd = os.open(spool / "a.json", os.O_RDONLY)
+    try:
+        info = os.lstat(spool / "a.json")
+        move_away(spool / "a.json", archive, durable=False, opened=fd, mode=info.st_mode)
+    finally:
+        os.close(fd)
+    assert _mode(archive / "a.json") == 0o600
