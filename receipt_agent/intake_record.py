@@ -146,15 +146,12 @@ class GroupRows:
     they would have one file at a time. Their times are the first held file's.
     """
 
-    __slots__ = ("_digests", "_files", "_now")
+    __slots__ = ("_files", "_now", "digests")
 
     def __init__(self) -> None:
         self._files: list[tuple[FileOutcome, list[tuple[str, str]], list[ValidReceipt], str]] = []
-        self._digests: set[str] = set()
+        self.digests: set[str] = set()  # of the files held (StateDB.has_file reads them)
         self._now = 0.0
-
-    def __contains__(self, digest: str) -> bool:
-        return digest in self._digests
 
     def add(
         self,
@@ -168,7 +165,7 @@ class GroupRows:
         if not self._files:
             self._now = now
         self._files.append((outcome, duplicates, valid, digest))
-        self._digests.add(digest)
+        self.digests.add(digest)
 
     def write(self, conn: sqlite3.Connection) -> None:
         """Write every held row (a run of files of one source at a time), fill the counts."""

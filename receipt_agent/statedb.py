@@ -52,14 +52,15 @@ _R = TypeVar("_R")
 class HeldRows(Protocol):
     """Rows a group holds to write at once (`intake_record.GroupRows`): `group_held`."""
 
-    def __contains__(self, digest: str) -> bool:
-        """Whether a held file has this digest (`has_file` answers True for it)."""
+    digests: set[str]  # of the held files (`has_file` answers True for them)
 
     def write(self, conn: sqlite3.Connection) -> None:
         """Write every held row through `conn`, inside the group's transaction."""
 
 
 _H = TypeVar("_H", bound=HeldRows)
+
+_HAS_FILE = "SELECT 1 FROM files WHERE digest = ?"
 
 
 @contextlib.contextmanager
@@ -309,15 +310,20 @@ class StateDB:
 
     # --- files ---------------------------------------------------------------------------
 
-    @_reads
     def has_file(self, digest: str) -> bool:
         """Given a file digest, return whether that content was already taken in (or is
         held by this thread's group, to be written at its commit)."""
-        held = getattr(self._local, "held", None)
-        if held is not None and digest in held:
+        # Once per spool file: what @_reads and _connect() do, inline (~9,000 instructions
+        # of calls per file, callgrind).
+        local = self._local.__dict__  # this thread's: one lookup, then plain dict gets
+        held = local.get("held")
+        if held is not None and digest in held.digests:
             return True
-        row = self._connect().execute("SELECT 1 FROM files WHERE digest = ?", (digest,))
-        return row.fetchone() is not None
+        try:
+            conn = local.get("conn") or self._connect()
+            return conn.execute(_HAS_FILE, (digest,)).fetchone() is not None
+        except sqlite3.Error as error:
+            raise StateStoreError(f"{self.path}: cannot read the state store ({error})") from None
 
     # --- receipts ------------------------------------------------------------------------
 
