@@ -54,13 +54,14 @@ def write_records(
     rejections: list[tuple[str, str, str]] = []
     duplicates: list[tuple[str, str]] = []
     now = time.time()
+    format_name = source.format_name  # a property
     records: Iterable[ValidReceipt | InvalidRecord | SkippedRecord] = (
         finish_receipt(record, source) if isinstance(record, RawReceipt) else record
-        for record in get_parser(source.format_name)(stream, source)
+        for record in get_parser(format_name)(stream, source)
     )
     if (
         isinstance(stream, io.BytesIO)  # read whole (the usual small file)
-        and source.format_name != "saft-cashregister"  # no second pass (control totals)
+        and format_name != "saft-cashregister"  # no second pass (control totals)
         and (held := db.group_held(GroupRows)) is not None
     ):
         # In a group, such a file is parsed and mapped whole before its first write, so

@@ -113,14 +113,7 @@ class IntakeWorker:
 
     def _count(self, outcome: FileOutcome) -> None:
         """A file's metrics, and its receipts in `queued_since_flush`."""
-        if outcome.outcome == "quarantined":
-            self._metrics.file_quarantined(outcome.source)
-        elif outcome.outcome != "archived":  # counted when it was read, before its hold
-            self._metrics.file_accepted(outcome.source)
-            self._metrics.receipts(outcome.source, "queued", outcome.receipts)
-            self._metrics.receipts(outcome.source, "rejected", outcome.rejected)
-            self._metrics.receipts(outcome.source, "duplicate", outcome.duplicates)
-        self.queued_since_flush += outcome.receipts
+        self._count_all([outcome], None)
 
     def _hold_s(self, ready: spool.ReadyFile) -> tuple[float, float]:
         """(how long after its last change a file taken in stays in the spool, and how long
@@ -176,10 +169,32 @@ class IntakeWorker:
     def _count_all(
         self, outcomes: list[FileOutcome], counted: Callable[[FileOutcome], None] | None
     ) -> None:
+        """Files' metrics, summed per source (a group's: one increment per source and
+        series, not four per file), their receipts in `queued_since_flush`, and
+        `counted(outcome)` for each."""
+        sums: dict[str, list[int]] = {}  # source → [quarantined, accepted, receipts, ...]
         for outcome in outcomes:
-            self._count(outcome)
+            counts = sums.get(outcome.source)
+            if counts is None:
+                counts = sums[outcome.source] = [0, 0, 0, 0, 0]
+            if outcome.outcome == "quarantined":
+                counts[0] += 1
+            elif outcome.outcome != "archived":  # counted when it was read, before its hold
+                counts[1] += 1
+                counts[2] += outcome.receipts
+                counts[3] += outcome.rejected
+                counts[4] += outcome.duplicates
+            self.queued_since_flush += outcome.receipts
             if counted is not None:
                 counted(outcome)
+        for source, (quarantined, accepted, queued, rejected, duplicates) in sums.items():
+            if quarantined:
+                self._metrics.file_quarantined(source, quarantined)
+            if accepted:
+                self._metrics.file_accepted(source, accepted)
+                self._metrics.receipts(source, "queued", queued)
+                self._metrics.receipts(source, "rejected", rejected)
+                self._metrics.receipts(source, "duplicate", duplicates)
 
     def _pause(self, error: StateStoreError, **where: str) -> None:
         """The state store refused a write: `intake.paused` once per outage, and the next

@@ -218,13 +218,13 @@ class AgentMetrics:
         """Count one access token fetched."""
         self._token_refreshes.inc()
 
-    def file_accepted(self, source: str) -> None:
-        """Count one export file of `source` taken in (its receipts are in the DB)."""
-        self._file_child(source, "accepted").inc()
+    def file_accepted(self, source: str, count: int = 1) -> None:
+        """Count `count` export files of `source` taken in (their receipts are in the DB)."""
+        self._file_child(source, "accepted").inc(count)
 
-    def file_quarantined(self, source: str) -> None:
-        """Count one export file of `source` moved to quarantine."""
-        self._file_child(source, "quarantined").inc()
+    def file_quarantined(self, source: str, count: int = 1) -> None:
+        """Count `count` export files of `source` moved to quarantine."""
+        self._file_child(source, "quarantined").inc(count)
 
     def _file_child(self, source: str, outcome: str) -> Any:
         # Looked up once per source and outcome, as for receipts (one file.accepted a file).

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Concatenate, ParamSpec, Protocol, TypeVar, cast
+from typing import Concatenate, ParamSpec, Protocol, TypeVar
 
 from receipt_agent import permissions, statedb_rows, statedb_sql
 from receipt_agent.errors import StateStoreError
@@ -231,13 +231,15 @@ class StateDB:
         """Inside this thread's group(): the rows it holds (made by `new` on first use), to
         be written at once before its next other write or its commit; else None. Raise
         StateStoreError after a failed write. `has_file` knows the held files' digests."""
-        if not getattr(self._local, "grouped", False):
+        local = self._local.__dict__  # once per spool file: plain dict gets
+        if not local.get("grouped"):
             return None
-        if self._local.broken:
+        if local["broken"]:
             raise StateStoreError(f"{self.path}: an earlier write of this group failed")
-        if self._local.held is None:
-            self._local.held = new()
-        return cast(_H, self._local.held)
+        held: _H | None = local["held"]
+        if held is None:
+            held = local["held"] = new()
+        return held
 
     def _write_held(self, conn: sqlite3.Connection) -> None:
         """Write the rows the group holds; a failure breaks the group (`break_group`)."""
