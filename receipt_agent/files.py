@@ -106,8 +106,8 @@ def move_into(source: Path, folder: Path, *, name: str | None = None, durable: b
 
 
 def move_away(
-    source: Path,
-    folder: Path,
+    source: Path | str,
+    folder: Path | str,
     *,
     durable: bool = True,
     opened: int | None = None,
@@ -120,14 +120,15 @@ def move_away(
     again cost ~22,000 instructions of pathlib per archived file). `opened`: a descriptor
     of `source`, through which the moved file loses others' bits (see `close_fd_to_others`;
     `mode`: its st_mode from a stat just before the move, when the caller has one).
-    `name`: `source.name`, when the caller has it already.
+    `name`: `source`'s file name, when the caller has it already. Both paths may be
+    strings (a Path converts itself again for each system call given it).
     """
-    _move_into(source, folder, name or source.name, durable, opened, mode)
+    _move_into(source, folder, name or Path(source).name, durable, opened, mode)
 
 
 def _move_into(
-    source: Path,
-    folder: Path,
+    source: Path | str,
+    folder: Path | str,
     name: str,
     durable: bool,
     opened: int | None = None,
@@ -144,7 +145,7 @@ def _move_into(
         if error.errno != errno.EXDEV:
             raise
         # The source stays in place until the copy is durable under its final name.
-        final = Path(target)
+        final, source, folder = Path(target), Path(source), Path(folder)
         with source.open("rb") as reader:
             _write_then_rename(
                 folder / f".{final.name}.part",
@@ -156,13 +157,13 @@ def _move_into(
         fsync_dir(source.parent)
         return target
     if durable:
-        fsync_dir(folder)
-        if folder != source.parent:
-            fsync_dir(source.parent)
+        fsync_dir(Path(folder))
+        if Path(folder) != Path(source).parent:
+            fsync_dir(Path(source).parent)
     return target
 
 
-def _rename_into(source: Path, target: Path | str, folder: Path) -> None:
+def _rename_into(source: Path | str, target: Path | str, folder: Path | str) -> None:
     """Rename `source` to `target`, creating `folder` (0750) when it is missing.
 
     The folder exists for all but the first file moved there, so it is made only when the
@@ -172,7 +173,7 @@ def _rename_into(source: Path, target: Path | str, folder: Path) -> None:
     try:
         os.rename(source, target)  # noqa: PTH104 - Path.rename builds a Path nobody uses
     except FileNotFoundError:
-        make_dirs(folder)
+        make_dirs(Path(folder))
         os.rename(source, target)  # noqa: PTH104 - as above
 
 

@@ -54,10 +54,14 @@ def open_safely(path: Path, limit_bytes: int) -> IO[bytes]:
     return os.fdopen(fd, "rb")
 
 
-def _open_checked(path: Path, limit_bytes: int) -> tuple[int, os.stat_result]:
-    """`open_safely`'s checks; return the open descriptor and its fstat."""
+def _open_checked(
+    path: Path, limit_bytes: int, where: str | None = None
+) -> tuple[int, os.stat_result]:
+    """`open_safely`'s checks; return the open descriptor and its fstat. `where`: the
+    path as a string, when the caller has it (each system call given a Path converts it)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        fd = os.open(path if where is None else where, flags)
     except OSError as error:
         if path.is_symlink():
             raise UnsafeFileError(
@@ -138,12 +142,13 @@ def take_in(
     state store cannot be written, OSError when archive or quarantine cannot be written.
     """
     name = path.name  # a Path computes it on every use
+    where = os.fspath(path)  # and converts itself for every system call given it
     log = logs.bound(source=source.name, file=name)
     # In a group the file is checked once, after the commit (`_now_or_after_commit`): a
     # check before it would see the same inode, less late.
     check = defer is None
     try:
-        fd, opened = _open_checked(path, source.size_limit_bytes)
+        fd, opened = _open_checked(path, source.size_limit_bytes, where)
         # Open to others: its archived copy is closed to them through this descriptor
         kept = (
             _KeptOpen(fd) if opened.st_mode & stat.S_IRWXO and source.after == "archive" else None
@@ -167,7 +172,7 @@ def take_in(
                             if kept is not None:
                                 kept.close()
                             return
-                        _finish(path, name, source, config, kept, st_mode)
+                        _finish(path, where, name, source, config, kept, st_mode)
                         if held:  # held after its read: file.accepted was logged
                             log.debug("file.archived")
                         else:
@@ -176,7 +181,7 @@ def take_in(
                                 already_seen=True,
                             )  # fmt: skip
 
-                    _now_or_after_commit(archive_seen, defer, path, opened, log)
+                    _now_or_after_commit(archive_seen, defer, where, opened, log)
                     return FileOutcome(source.name, name, seen)
                 if held_mtime is not None and held_mtime != opened.st_mtime:
                     # Read, held, and grown since: read again (§3)
@@ -203,7 +208,7 @@ def take_in(
         # Only after the commit may the file leave the spool (§3.4).
         left_now = "changed" if changed else left
         if left_now is None:
-            _finish(path, name, source, config, kept, st_mode)
+            _finish(path, where, name, source, config, kept, st_mode)
         else:
             outcome.outcome = left_now
             if kept is not None:
@@ -221,14 +226,14 @@ def take_in(
             **({} if left_now is None else {"archived": False}),
         )
 
-    _now_or_after_commit(archive_recorded, defer, path, opened, log)
+    _now_or_after_commit(archive_recorded, defer, where, opened, log)
     return outcome
 
 
 def _now_or_after_commit(
     action: Callable[[bool, int | None], None],
     defer: Callable[[Callable[[], None]], None] | None,
-    path: Path,
+    where: str,
     opened: os.stat_result,
     log: Any,
 ) -> None:
@@ -248,7 +253,7 @@ def _now_or_after_commit(
 
     def checked() -> None:
         try:
-            listed = os.lstat(path)
+            listed = os.lstat(where)
         except FileNotFoundError:
             action(False, None)  # gone: the move reports it
             return
@@ -295,6 +300,7 @@ def _fingerprint(info: os.stat_result) -> tuple[int, int, int, int]:
 
 def _finish(
     path: Path,
+    where: str,
     name: str,
     source: SourceBase,
     config: AgentConfig,
@@ -308,7 +314,7 @@ def _finish(
     try:
         folder = _archive_dir(config, source)
         files.move_away(
-            path, folder, durable=False, opened=None if kept is None else kept.fd,
+            where, folder, durable=False, opened=None if kept is None else kept.fd,
             mode=st_mode, name=name,
         )  # fmt: skip
     finally:
@@ -338,20 +344,21 @@ class _KeptOpen:
     __del__ = close
 
 
-# id(source) → (source, config, config.archive_dir(source)). Its Path joins cost ~10-20 µs,
-# once per archived file; kept per source object, checked by identity (the entry holds
-# both objects, so their ids cannot be reused while it exists; a SIGHUP reload brings
-# new objects and new entries). Used by the one intake thread (or run --once's pass).
-_ARCHIVE_DIRS: dict[int, tuple[SourceBase, AgentConfig, Path]] = {}
+# id(source) → (source, config, config.archive_dir(source) as a string). Its Path joins
+# cost ~10-20 µs, once per archived file; kept per source object, checked by identity
+# (the entry holds both objects, so their ids cannot be reused while it exists; a SIGHUP
+# reload brings new objects and new entries). Used by the one intake thread (or run --once's pass).
+_ARCHIVE_DIRS: dict[int, tuple[SourceBase, AgentConfig, str]] = {}
 _ARCHIVE_DIRS_MAX = 256  # sources × reloads; cleared past it
 
 
-def _archive_dir(config: AgentConfig, source: SourceBase) -> Path:
+def _archive_dir(config: AgentConfig, source: SourceBase) -> str:
     known = _ARCHIVE_DIRS.get(id(source))
     if known is None or known[0] is not source or known[1] is not config:
         if len(_ARCHIVE_DIRS) >= _ARCHIVE_DIRS_MAX:
             _ARCHIVE_DIRS.clear()
-        known = _ARCHIVE_DIRS[id(source)] = (source, config, config.archive_dir(source))
+        folder = os.fspath(config.archive_dir(source))
+        known = _ARCHIVE_DIRS[id(source)] = (source, config, folder)
     return known[2]
 
 

@@ -68,7 +68,7 @@ class IntakeWorker:
         parse, map, move) is this file's fault record, retried with backoff while the
         other files go on. Only the state store refusing a write pauses intake.
         """
-        key = (ready.source.name, ready.path.name)
+        key = ready.key
         held = self._revisit.get(key)
         hold_s, unparsed_hold_s = self._hold_s(ready)
         try:
@@ -233,7 +233,7 @@ class IntakeWorker:
                         self.commit_group(group)
                         self.sync_folders(taken)
                         return
-                    key = (item.source.name, item.path.name)
+                    key = item.key
                     if not self.faults.is_due(*key):
                         continue  # in its backoff after a failure; the others go on
                     if self._held_back(key, item):
@@ -251,7 +251,7 @@ class IntakeWorker:
                     self._request_flush()  # the pass is over: an idle sender sends at once
                 self.sync_folders(taken)
                 self.faults.persist(self._db)
-                present = {(item.source.name, item.path.name) for item in ready}
+                present = {item.key for item in ready}
                 self.faults.retain(present)
                 self._revisit = {
                     k: v for k, v in self._revisit.items() if k in present or v[1].exists()

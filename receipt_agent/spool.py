@@ -111,6 +111,7 @@ class ReadyFile:
     source: SourceBase
     path: Path
     mtime: float
+    key: tuple[str, str]  # (source name, file name): the spool's and intake's key, no Path.name
     closed: bool = False  # its writer closed it (close-write seen) and it is unchanged since
 
 
@@ -179,7 +180,9 @@ class Spool:
                     ):
                         wait, was_closed = 0.0, True  # closed by its writer and unchanged since
                 if ignore_settle or wait <= 0 or not stat.S_ISREG(info.st_mode):
-                    ready_file = ReadyFile(source, _child(folder, name), info.st_mtime, was_closed)
+                    ready_file = ReadyFile(
+                        source, _child(folder, name), info.st_mtime, key, was_closed
+                    )
                     found.append((info.st_mtime, name, ready_file))
                     if debug:
                         self._tell(key, "spool.ready", size_bytes=info.st_size)
@@ -239,7 +242,7 @@ class Spool:
 
     def forget(self, ready: ReadyFile) -> None:
         """Drop settle tracking for a file the intake has moved away."""
-        self._seen.pop((ready.source.name, ready.path.name), None)
+        self._seen.pop(ready.key, None)
         if self._closed:  # `run --once` and polled shares note none
             with self._closed_lock:
                 self._closed.pop(str(ready.path), None)
