@@ -148,7 +148,8 @@ def take_in(
     # check before it would see the same inode, less late.
     check = defer is None
     try:
-        fd, opened = _open_checked(path, source.size_limit_bytes, where)
+        folder, limit_bytes = _source_facts(config, source)
+        fd, opened = _open_checked(path, limit_bytes, where)
         # Open to others: its archived copy is closed to them through this descriptor
         kept = (
             _KeptOpen(fd) if opened.st_mode & stat.S_IRWXO and source.after == "archive" else None
@@ -172,7 +173,7 @@ def take_in(
                             if kept is not None:
                                 kept.close()
                             return
-                        _finish(path, where, name, source, config, kept, st_mode)
+                        _finish(path, where, name, source, folder, kept, st_mode)
                         if held:  # held after its read: file.accepted was logged
                             log.debug("file.archived")
                         else:
@@ -208,7 +209,7 @@ def take_in(
         # Only after the commit may the file leave the spool (§3.4).
         left_now = "changed" if changed else left
         if left_now is None:
-            _finish(path, where, name, source, config, kept, st_mode)
+            _finish(path, where, name, source, folder, kept, st_mode)
         else:
             outcome.outcome = left_now
             if kept is not None:
@@ -250,6 +251,7 @@ def _now_or_after_commit(
     if defer is None:
         action(False, None)
         return
+    read = _fingerprint(opened)
 
     def checked() -> None:
         try:
@@ -257,7 +259,7 @@ def _now_or_after_commit(
         except FileNotFoundError:
             action(False, None)  # gone: the move reports it
             return
-        if _fingerprint(listed) != _fingerprint(opened):
+        if (listed.st_dev, listed.st_ino, listed.st_size, listed.st_mtime_ns) != read:
             log.info("file.changed", size_bytes=listed.st_size, read_bytes=opened.st_size)
             action(True, None)
             return
@@ -303,7 +305,7 @@ def _finish(
     where: str,
     name: str,
     source: SourceBase,
-    config: AgentConfig,
+    folder: str,
     kept: _KeptOpen | None,
     st_mode: int | None = None,
 ) -> None:
@@ -312,7 +314,6 @@ def _finish(
         files.remove(path, durable=False)
         return
     try:
-        folder = _archive_dir(config, source)
         files.move_away(
             where, folder, durable=False, opened=None if kept is None else kept.fd,
             mode=st_mode, name=name,
@@ -344,22 +345,25 @@ class _KeptOpen:
     __del__ = close
 
 
-# id(source) → (source, config, config.archive_dir(source) as a string). Its Path joins
-# cost ~10-20 µs, once per archived file; kept per source object, checked by identity
-# (the entry holds both objects, so their ids cannot be reused while it exists; a SIGHUP
-# reload brings new objects and new entries). Used by the one intake thread (or run --once's pass).
-_ARCHIVE_DIRS: dict[int, tuple[SourceBase, AgentConfig, str]] = {}
-_ARCHIVE_DIRS_MAX = 256  # sources × reloads; cleared past it
+# id(source) → (source, config, config.archive_dir(source) as a string, its size limit).
+# The Path joins cost ~10-20 µs per archived file, and the limit two properties per file;
+# kept per source object, checked by identity (the entry holds both objects, so their ids
+# cannot be reused while it exists; a SIGHUP reload brings new objects and new entries).
+# Used by the one intake thread (or run --once's pass).
+_SOURCE_FACTS: dict[int, tuple[SourceBase, AgentConfig, str, int]] = {}
+_SOURCE_FACTS_MAX = 256  # sources × reloads; cleared past it
 
 
-def _archive_dir(config: AgentConfig, source: SourceBase) -> str:
-    known = _ARCHIVE_DIRS.get(id(source))
+def _source_facts(config: AgentConfig, source: SourceBase) -> tuple[str, int]:
+    """(the source's archive folder as a string, its max file size in bytes)."""
+    known = _SOURCE_FACTS.get(id(source))
     if known is None or known[0] is not source or known[1] is not config:
-        if len(_ARCHIVE_DIRS) >= _ARCHIVE_DIRS_MAX:
-            _ARCHIVE_DIRS.clear()
+        if len(_SOURCE_FACTS) >= _SOURCE_FACTS_MAX:
+            _SOURCE_FACTS.clear()
         folder = os.fspath(config.archive_dir(source))
-        known = _ARCHIVE_DIRS[id(source)] = (source, config, folder)
-    return known[2]
+        known = (source, config, folder, source.size_limit_bytes)
+        _SOURCE_FACTS[id(source)] = known
+    return known[2], known[3]
 
 
 def sync_moves(sources: list[Any], config: AgentConfig) -> None:
