@@ -26,10 +26,14 @@ class GroupCommit:
     (CONTRACT §3.4), so a crash before the commit leaves every file of the group in the
     spool with nothing recorded, and a crash after it leaves recorded files that the next
     pass archives as already seen. The group commits after `max_files` files or `max_s`
-    seconds, whichever first.
+    seconds, whichever first. The time bound is the one that keeps latency (a file waits
+    at most `max_s` for its group's commit); the count only bounds what a group holds (up
+    to one descriptor per file, kept for its move): at 64 a run --once of 10,000 files of
+    1 made ~190 intake commits (groups of ~52, each one fdatasync of ~1.7 ms here), at
+    256 ~78 (groups of ~130, the 50 ms bound).
     """
 
-    def __init__(self, db: statedb.StateDB, *, max_files: int = 64, max_s: float = 0.05) -> None:
+    def __init__(self, db: statedb.StateDB, *, max_files: int = 256, max_s: float = 0.05) -> None:
         self._db = db
         self._max_files, self._max_s = max_files, max_s
         self._stack: contextlib.ExitStack | None = None
