@@ -140,11 +140,11 @@ HELD_RECEIPTS = 8  # a group holds a file of up to this many valid receipts (Gro
 class GroupRows:
     """The rows of a group's small files (read whole, every receipt valid, at most
     HELD_RECEIPTS), held to be written at once: one multi-row statement per table (and
-    chunk of 64 rows) for the whole group, where a file at a time takes four per file
-    (has_file's SELECT aside). `statedb.StateDB.group_held` keeps one per open group and
-    writes it before any other write of the group and before its commit, so rows go in
-    in file order, and each file's counts (new receipts, local duplicates) come out as
-    they would have one file at a time. Their times are the first held file's.
+    chunk of 64 rows) for the whole group, where a file at a time takes three per file
+    (has_file's SELECT stays one per file). `statedb.StateDB.group_held` keeps one per
+    open group and writes it before any other write of the group and before its commit,
+    so rows go in in file order, and each file's counts (new receipts, local duplicates)
+    come out as they would have one file at a time. Their times are the first held file's.
     """
 
     __slots__ = ("_files", "_now", "digests")

@@ -19,6 +19,7 @@ from support import ACCOUNT, SECRET, drop, make_receipt
 from receipt_agent import statedb
 from receipt_agent.agent import EXIT_OK, Agent
 from receipt_agent.config import AgentConfig, load_config
+from receipt_agent.errors import StateStoreError
 from receipt_agent.intake import take_in
 from receipt_agent.intake_group import GroupCommit
 from receipt_agent.intake_record import HELD_RECEIPTS
@@ -299,3 +300,31 @@ def test_run_once_summary_counts_the_held_files_of_its_groups(
         "receipts: 5 sent, 1 duplicate, 0 rejected, 0 pending"
     )
     assert len(sandbox.receipt_ids(ACCOUNT)) == 5
+
+
+def test_group_write_refused_before_a_larger_file_fails_that_file_and_the_group(
+    config: AgentConfig, db: StateDB, spool_dir: Path, state_dir: Path
+) -> None:
+    """The held rows are written before a larger file's (file order): refused then, that
+    file's take fails with the store's reason, and the group commits nothing."""
+    paths = [drop(spool_dir, f"f{n}.json", make_receipt(n)) for n in range(2)]
+    paths.append(drop(spool_dir, "big.json", [make_receipt(n) for n in range(10, 20)]))
+    with db.transaction() as tx:
+        tx.execute(
+            "CREATE TEMP TRIGGER refuse BEFORE INSERT ON files WHEN NEW.name = 'f1.json' "
+            "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+        )
+    group = GroupCommit(db, max_files=10, max_s=60)
+    source = config.sources[0]
+    for path in paths[:2]:
+        take_in(path, source, db, config, defer=group.defer_for(("till-1", path.name)))
+    with pytest.raises(StateStoreError, match=r"rolled back \(disk I/O error\); check free disk"):
+        take_in(paths[2], source, db, config, defer=group.defer_for(("till-1", "big.json")))
+    with pytest.raises(StateStoreError):
+        group.commit()
+    assert all(p.exists() for p in paths)
+    conn = sqlite3.connect(f"file:{state_dir / 'state.db'}?mode=ro", uri=True)
+    try:
+        assert conn.execute("SELECT COUNT(*) FROM receipts").fetchone()[0] == 0
+    finally:
+        conn.close()
