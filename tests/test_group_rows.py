@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 from support import ACCOUNT, SECRET, drop, make_receipt
 
-from receipt_agent import statedb
+from receipt_agent import ledger_store, statedb
 from receipt_agent.agent import EXIT_OK, Agent
 from receipt_agent.config import AgentConfig, load_config
 from receipt_agent.errors import StateStoreError
@@ -24,6 +24,7 @@ from receipt_agent.intake import take_in
 from receipt_agent.intake_group import GroupCommit
 from receipt_agent.intake_record import HELD_RECEIPTS
 from receipt_agent.intake_worker import IntakeWorker
+from receipt_agent.ledger import LedgerEntry
 from receipt_agent.metrics import AgentMetrics
 from receipt_agent.sandbox import Sandbox
 from receipt_agent.statedb import StateDB
@@ -115,7 +116,7 @@ def _tables(db: StateDB) -> dict[str, list[tuple[object, ...]]]:
     }
 
 
-def _lines(logged: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _lines(logged: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in line.items() if k != "size_bytes"} for line in logged]
 
 
@@ -328,3 +329,70 @@ def test_group_write_refused_before_a_larger_file_fails_that_file_and_the_group(
         assert conn.execute("SELECT COUNT(*) FROM receipts").fetchone()[0] == 0
     finally:
         conn.close()
+
+
+def test_rows_of_several_files_are_the_rows_of_one_call_per_file(
+    two: tuple[StateDB, StateDB],
+) -> None:
+    """statedb_rows' and ledger_store's writes of several files' rows (receipts, ledger rows
+    of every form, digests) leave the rows, of the same types, and give the answers that one
+    call per file in turn gives, across 64-row chunks.
+
+    1. Both stores hold R000005 pending and R000007 rejected.
+    2. 90 files of 1 to 3 receipts (repeats across files, R5 and R7 among them, another
+       store; ledger rows with and without till numbers and registers, another day).
+    Result: identical receipts, ledger and files tables; identical new/duplicate answers.
+    """
+    files = []
+    for f in range(90):
+        rows = []
+        for i in range(1 + f % 3):
+            n = (f * 3 + i) % 150
+            entry = LedgerEntry(
+                register="1" if n % 4 == 1 else "", number=str(n) if n % 5 == 2 else None,
+                business_day="2026-11-20" if n != 77 else "2026-11-21", outcome="receipt",
+                content=f"c{n}", amount_minor=None if n == 3 else n, vat_minor={"25": n},
+                payments_minor={"CARD": n} if n % 2 else {},
+            )  # fmt: skip
+            store = "other" if n == 40 else "sc029"
+            rows.append((store, f"R{n:06d}", f'{{"n": {n}}}'.encode(), entry))
+        files.append((f"f{f}.json", f"digest-{f}", rows))
+    one_by_one, grouped = two
+    expected = []
+    with one_by_one.transaction() as tx:
+        for name, digest, rows in files:
+            answers = statedb.insert_receipts(
+                tx, [r[:3] for r in rows], source="till-1", file=name, now=1000.0
+            )
+            ledger_store.record_entries(
+                tx, [(s, r, e) for s, r, _, e in rows], source="till-1", file=name, now=1000.0
+            )
+            statedb.record_file(
+                tx, digest=digest, source="till-1", name=name, receipts=sum(answers),
+                rejected=0, now=1000.0,
+            )  # fmt: skip
+            expected += answers
+    with grouped.transaction() as tx:
+        answers = statedb.insert_receipts_of_files(
+            tx, [(*r[:3], name) for name, _, rows in files for r in rows],
+            source="till-1", now=1000.0,
+        )  # fmt: skip
+        ledger_store.record_entries_of_files(
+            tx, [(s, r, e, name) for name, _, rows in files for s, r, _, e in rows],
+            source="till-1", now=1000.0,
+        )  # fmt: skip
+        counts, at = [], 0
+        for _, _, rows in files:
+            counts.append(sum(answers[at : at + len(rows)]))
+            at += len(rows)
+        seen = [(digest, name, n) for (name, digest, _), n in zip(files, counts, strict=True)]
+        statedb.record_files(tx, seen, source="till-1", now=1000.0)
+    assert answers == expected
+    assert answers.count(False) > 2  # repeats across files, and R5
+    for query in (
+        "SELECT rowid, * FROM receipts ORDER BY rowid",
+        "SELECT rowid, *, typeof(register), typeof(number), typeof(numbered), "
+        "typeof(amount_minor), typeof(figures) FROM ledger ORDER BY rowid",
+        "SELECT rowid, * FROM files ORDER BY rowid",
+    ):
+        assert _without_time(grouped, query) == _without_time(one_by_one, query)
