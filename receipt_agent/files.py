@@ -79,10 +79,13 @@ def free_name(folder: Path, name: str) -> Path:
 
 def _free_name(folder: str, name: str) -> str:
     """`free_name` on strings (intake's archive move needs no Path of it)."""
-    candidate = os.path.join(folder, name)  # noqa: PTH118 - a str is all the callers need
+    # `name` is one file name (no separator): joined as os.path.join would, without its
+    # ~5,000 instructions per archived file
+    folder = folder if folder.endswith("/") else f"{folder}/"
+    candidate = f"{folder}{name}"
     counter = 1
     while _is_taken(candidate):
-        candidate = os.path.join(folder, f"{name}.{counter}")  # noqa: PTH118 - as above
+        candidate = f"{folder}{name}.{counter}"
         counter += 1
     return candidate
 

@@ -126,6 +126,7 @@ def take_in(
     unparsed_hold_s: float = 0.0,
     held_mtime: float | None = None,
     defer: Callable[[Callable[[], None]], None] | None = None,
+    where: str | None = None,
 ) -> FileOutcome:
     """Given a ready spool file, record its receipts and archive it, or quarantine it.
 
@@ -137,12 +138,14 @@ def take_in(
     the caller held this file after reading it, with this mtime; another mtime now means
     it changed since (`file.changed`), and no second `file.accepted` line is logged.
     `defer`: inside a `GroupCommit` the records are not committed yet, so the move and
-    the outcome lines are handed to it, to run after the group's commit.
+    the outcome lines are handed to it, to run after the group's commit. `where`: `path`
+    as a string, when the caller has it (the spool's listing does).
     Return the outcome. Raise StateStoreError (the file stays in the spool) when the
     state store cannot be written, OSError when archive or quarantine cannot be written.
     """
     name = path.name  # a Path computes it on every use
-    where = os.fspath(path)  # and converts itself for every system call given it
+    if where is None:  # a Path converts itself again for every system call given it
+        where = os.fspath(path)
     log = logs.bound(source=source.name, file=name)
     # In a group the file is checked once, after the commit (`_now_or_after_commit`): a
     # check before it would see the same inode, less late.

@@ -78,6 +78,7 @@ class IntakeWorker:
                 unparsed_hold_s=unparsed_hold_s,
                 held_mtime=None if held is None else held[2],
                 defer=None if group is None else group.defer_for(key),
+                where=ready.where,
             )  # fmt: skip
         except StateStoreError as error:
             self._pause(error, source=ready.source.name, file=ready.path.name)

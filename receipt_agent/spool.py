@@ -112,6 +112,9 @@ class ReadyFile:
     path: Path
     mtime: float
     key: tuple[str, str]  # (source name, file name): the spool's and intake's key, no Path.name
+    # `path` as a string, as the listing gave it: a fresh Path's first str() costs ~11,000
+    # instructions (it formats its parts), more than building it
+    where: str
     closed: bool = False  # its writer closed it (close-write seen) and it is unchanged since
 
 
@@ -181,7 +184,7 @@ class Spool:
                         wait, was_closed = 0.0, True  # closed by its writer and unchanged since
                 if ignore_settle or wait <= 0 or not stat.S_ISREG(info.st_mode):
                     ready_file = ReadyFile(
-                        source, _child(folder, name), info.st_mtime, key, was_closed
+                        source, _child(folder, name), info.st_mtime, key, entry.path, was_closed
                     )
                     found.append((info.st_mtime, name, ready_file))
                     if debug:
@@ -245,7 +248,7 @@ class Spool:
         self._seen.pop(ready.key, None)
         if self._closed:  # `run --once` and polled shares note none
             with self._closed_lock:
-                self._closed.pop(str(ready.path), None)
+                self._closed.pop(ready.where, None)
 
 
 class _WakeHandler(FileSystemEventHandler):

@@ -328,3 +328,7 @@ def test_scan_names_each_ready_file_by_the_same_path_as_its_folder_joined_with_i
         )  # fmt: skip
         assert hash(path) == hash(expected)
         assert os.fspath(path) == os.path.join(spool_dir, name)  # noqa: PTH118 - the text os sees
+    # The text intake opens and moves, and the key it files the file under, are the same
+    assert {(item.where, item.key) for item in ready} == {
+        (str(spool_dir / name), ("till-1", name)) for name in names
+    }
