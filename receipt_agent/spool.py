@@ -223,6 +223,8 @@ class Spool:
         is_share: bool = False,
     ) -> float:
         by_mtime = settle - (now - info.st_mtime)
+        if by_mtime <= 0.0 and not is_share:
+            return by_mtime  # settled by its mtime: the min() below is this whatever was seen
         seen = self._seen.get(key)
         if seen is None or seen[:2] != (info.st_size, info.st_mtime_ns):
             self._seen[key] = (info.st_size, info.st_mtime_ns, mono)
