@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import os
 import signal
 import threading
@@ -107,6 +108,7 @@ class Agent:
         if self.drained:  # else a thread may still use a connection; the process exits hard
             self.db.close()
         self._lock.close()
+        gc.unfreeze()  # see _freeze_start_up
 
     # --- run --once ------------------------------------------------------------------------
 
@@ -118,6 +120,7 @@ class Agent:
         summary line is left in `self.once_summary` for the CLI to print.
         """
         self._open()
+        _freeze_start_up()
         self._intake.once = True
         summary = self.once_summary = OnceSummary()
         try:
@@ -225,6 +228,7 @@ class Agent:
     def run(self) -> int:
         """Run until SIGTERM/SIGINT, then drain and return 0."""
         self._open()
+        _freeze_start_up()
         sched = scheduler.build_scheduler()
         intake_thread = threading.Thread(
             target=self._intake.loop, args=(self.stop_event, self._wake), name="intake", daemon=True
@@ -434,6 +438,18 @@ class Agent:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+
+
+def _freeze_start_up() -> None:
+    """Leave what start-up built (modules, models, config, clients) out of the collector's
+    full passes: they live as long as the process, and the passes that intake's
+    allocations trigger scanned them again and again (run --once, files of 1: ~7,400
+    instructions per file less, callgrind). What start-up left as garbage is collected
+    first. A frozen object a reload replaces is freed by its reference count, or, in a
+    reference cycle, when `_close` unfreezes them all (so an agent run inside a longer
+    process, as the tests do, leaves nothing frozen behind)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _joined(thread: threading.Thread, timeout_s: float) -> bool:
