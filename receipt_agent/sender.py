@@ -3,14 +3,12 @@
 Owns batching (by `batch.max_receipts` and `batch.max_bytes`, oldest first; payloads are
 the stored JSON bytes, joined without re-serialising), splitting on 400/422/413 until a
 bad receipt stands alone (it becomes `rejected` with the API's message), and backoff:
-one pause for the whole sender after a transient failure or a configuration problem, so an
-outage costs one POST per backoff step, not one per batch. The wait is `api.backoff` (tenacity's
-`wait_exponential` + `wait_random`, initial → max, jittered); a `Retry-After` answer is honoured
-even above the cap.
+one pause for the whole sender after a transient failure or a configuration problem (an
+outage costs one POST per backoff step, not one per batch); the wait is `api.backoff`
+(tenacity, jittered), a `Retry-After` answer honoured even above the cap.
 
-Emits batch.sent, batch.duplicates, batch.failed, receipt.rejected (where the API
-refused it) and api.misconfigured. Never deletes a receipt; never loses one: a batch that
-fails for any reason stays `pending`.
+Emits batch.sent, batch.duplicates, batch.failed, receipt.rejected (where the API refused
+it) and api.misconfigured. Never deletes or loses a receipt: a failed batch stays `pending`.
 """
 
 from __future__ import annotations
@@ -350,13 +348,15 @@ class Sender:
         self, *, ignore_backoff: bool, full_only: bool = False, after_id: int = 0
     ) -> tuple[list[statedb.QueuedReceipt], bool]:
         """Return (the next batch, whether it holds every due receipt)."""
-        due = self._db.due(
-            now=time.time(),
-            limit=self._batch.max_receipts,
-            ignore_backoff=ignore_backoff,
-            after_id=after_id,
-        )
         cap, max_bytes, split_cap = self._learned_cap, self._batch.max_bytes, self._split_cap
+        now, limit, skip = time.time(), self._batch.max_receipts, ignore_backoff
+        if full_only and not split_cap:  # not a full batch yet: no payload read for nothing
+            count, size = self._db.due_size(
+                now=now, limit=limit, ignore_backoff=skip, after_id=after_id
+            )
+            if count < limit and count <= cap and 2 + count + size <= max_bytes:
+                return [], True
+        due = self._db.due(now=now, limit=limit, ignore_backoff=skip, after_id=after_id)
         size = 2 + len(due) + sum(map(len, [receipt.payload for receipt in due]))
         batch = due  # the usual batch: no limit bites, the loop below would take them all
         if split_cap or len(due) > cap or size > max_bytes:

@@ -397,6 +397,22 @@ class StateDB:
         rows = self._connect().execute(sql + " ORDER BY id LIMIT ?", params)
         return [QueuedReceipt(*row) for row in rows]
 
+    def due_size(
+        self, *, now: float, limit: int, ignore_backoff: bool = False, after_id: int = 0
+    ) -> tuple[int, int]:
+        """(how many, payload bytes) of what `due` would return: counted inside SQLite, so
+        no row crosses into Python (each one fetched releases the GIL to the intake thread)."""
+        sql = (
+            "SELECT count(*), total(size_bytes) FROM (SELECT size_bytes "
+            "FROM receipts INDEXED BY receipts_pending WHERE state = 'pending' AND id > ?"
+        )
+        params: tuple[float | int, ...] = (after_id, limit)
+        if not ignore_backoff:
+            sql += " AND next_attempt_at <= ?"
+            params = (after_id, now, limit)
+        count, size = self._connect().execute(sql + " ORDER BY id LIMIT ?)", params).fetchone()
+        return count, int(size)
+
     def mark_sent(self, ids: list[int], *, now: float) -> None:
         """Mark receipts `sent`; their payload is dropped, the (store, receipt) key stays."""
         with self.transaction() as tx:

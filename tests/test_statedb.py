@@ -132,6 +132,27 @@ def test_due_is_oldest_first_limited_and_honours_backoff(db: statedb.StateDB) ->
     assert db.meta()["last_error"] == "HTTP 503"
 
 
+@pytest.mark.parametrize(
+    ("now", "limit", "ignore_backoff", "after"),
+    [(1500.0, 10, False, 0), (1500.0, 2, True, 0), (2000.0, 10, False, 0), (1500.0, 10, True, 2)],
+)
+def test_due_size_counts_what_due_returns(
+    db: statedb.StateDB, now: float, limit: int, ignore_backoff: bool, after: int
+) -> None:
+    """`due_size` is the count and payload bytes of `due`'s rows, whatever the backoff,
+    limit and starting id (run --once's sender asks it before reading a batch)."""
+    _queue(db, "R1", "R2", "R-three", "R4")
+    (r1,) = _ids(db, "R1")
+    db.mark_retry([r1], "HTTP 503", now=1100.0, next_attempt_at=2000.0)
+    db.mark_sent(_ids(db, "R4"), now=1200.0)
+    rows = db.due(now=now, limit=limit, ignore_backoff=ignore_backoff, after_id=after)
+    assert rows
+    assert db.due_size(now=now, limit=limit, ignore_backoff=ignore_backoff, after_id=after) == (
+        len(rows),
+        sum(len(row.payload) for row in rows),
+    )
+
+
 def test_mark_sent_drops_the_payload_keeps_the_key_and_records_success(
     db: statedb.StateDB, tmp_path: Path
 ) -> None:
