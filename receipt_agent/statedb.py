@@ -383,34 +383,20 @@ class StateDB:
         self, *, now: float, limit: int, ignore_backoff: bool = False, after_id: int = 0
     ) -> list[QueuedReceipt]:
         """Return up to `limit` pending receipts due at `now`, above `after_id`, oldest first."""
-        # INDEXED BY the partial index: walked in id order, the query stops after `limit`
-        # rows. Left to itself SQLite picks (state, updated_at), reads EVERY pending row and
-        # sorts them: O(backlog) per batch, quadratic over a 100,000-receipt drain.
-        sql = (
-            "SELECT id, source, payload, attempts, created_at "
-            "FROM receipts INDEXED BY receipts_pending WHERE state = 'pending' AND id > ?"
+        sql, params = _due(
+            "id, source, payload, attempts, created_at", now, limit, ignore_backoff, after_id
         )
-        params: tuple[float | int, ...] = (after_id, limit)
-        if not ignore_backoff:
-            sql += " AND next_attempt_at <= ?"
-            params = (after_id, now, limit)
-        rows = self._connect().execute(sql + " ORDER BY id LIMIT ?", params)
-        return [QueuedReceipt(*row) for row in rows]
+        return [QueuedReceipt(*row) for row in self._connect().execute(sql, params)]
 
+    @_reads
     def due_size(
         self, *, now: float, limit: int, ignore_backoff: bool = False, after_id: int = 0
     ) -> tuple[int, int]:
         """(how many, payload bytes) of what `due` would return: counted inside SQLite, so
         no row crosses into Python (each one fetched releases the GIL to the intake thread)."""
-        sql = (
-            "SELECT count(*), total(size_bytes) FROM (SELECT size_bytes "
-            "FROM receipts INDEXED BY receipts_pending WHERE state = 'pending' AND id > ?"
-        )
-        params: tuple[float | int, ...] = (after_id, limit)
-        if not ignore_backoff:
-            sql += " AND next_attempt_at <= ?"
-            params = (after_id, now, limit)
-        count, size = self._connect().execute(sql + " ORDER BY id LIMIT ?)", params).fetchone()
+        sql, params = _due("size_bytes", now, limit, ignore_backoff, after_id)
+        counted = f"SELECT count(*), total(size_bytes) FROM ({sql})"  # noqa: S608 - ours
+        count, size = self._connect().execute(counted, params).fetchone()
         return count, int(size)
 
     def mark_sent(self, ids: list[int], *, now: float) -> None:
@@ -525,6 +511,24 @@ class StateDB:
                 "INSERT OR REPLACE INTO reports VALUES (?, ?, ?, ?)",
                 (name, period_start, file, time.time()),
             )
+
+
+def _due(
+    columns: str, now: float, limit: int, ignore_backoff: bool, after_id: int
+) -> tuple[str, tuple[float | int, ...]]:
+    """`due`'s query of `columns`, and its parameters.
+
+    INDEXED BY the partial index: walked in id order, the query stops after `limit` rows.
+    Left to itself SQLite picks (state, updated_at), reads EVERY pending row and sorts
+    them: O(backlog) per batch, quadratic over a 100,000-receipt drain.
+    """
+    sql = (
+        f"SELECT {columns} FROM receipts INDEXED BY receipts_pending "  # noqa: S608 - ours
+        "WHERE state = 'pending' AND id > ?"
+    )
+    if ignore_backoff:
+        return sql + " ORDER BY id LIMIT ?", (after_id, limit)
+    return sql + " AND next_attempt_at <= ? ORDER BY id LIMIT ?", (after_id, now, limit)
 
 
 def _set_meta(tx: sqlite3.Connection, key: str, value: str) -> None:
