@@ -80,7 +80,7 @@ def write_records(
                 return outcome, rejections, duplicates
             conn = db.group_writer()  # the rows held so far are written first
             try:
-                _record_valid(conn, valid, outcome, duplicates, source, name, now)
+                _record_valid(conn, valid, outcome, duplicates, source, now)
                 statedb.record_file(
                     conn, digest=digest, source=source.name, name=name,
                     receipts=outcome.receipts, rejected=0, now=now,
@@ -101,10 +101,10 @@ def write_records(
                 if isinstance(finished, ValidReceipt):
                     valid.append(finished)
                     if len(valid) >= _VALID_CHUNK:
-                        _record_valid(tx, valid, outcome, duplicates, source, name, now)
+                        _record_valid(tx, valid, outcome, duplicates, source, now)
                     continue
                 # Rows stay in the file's order (the ledger's rowid order is reconcile's).
-                _record_valid(tx, valid, outcome, duplicates, source, name, now)
+                _record_valid(tx, valid, outcome, duplicates, source, now)
                 if isinstance(finished, SkippedRecord):
                     skipped[finished.reason] += 1
                     _record_skipped(tx, finished, source, name, now)
@@ -118,7 +118,7 @@ def write_records(
                 outcome.rejected += 1
                 rejections.append((store_id, receipt_id, message))
                 _record_rejected(tx, finished, store_id, receipt_id, source, name, now)
-            _record_valid(tx, valid, outcome, duplicates, source, name, now)
+            _record_valid(tx, valid, outcome, duplicates, source, now)
             _record_controls(tx, stream, source, name, now)
         except (OSError, sqlite3.Error, ReceiptAgentError):
             raise  # the file system, the state store, or an InputFileError: handled above
@@ -187,29 +187,7 @@ class GroupRows:
         source: str,
     ) -> None:
         now = self._now
-        is_new = statedb.insert_receipts_of_files(
-            conn,
-            [(r.store_id, r.receipt_id, r.payload, o.file) for o, _, rs, _ in files for r in rs],
-            source=source, now=now,
-        )  # fmt: skip
-        ledger_store.record_entries_of_files(
-            conn,
-            [
-                (r.store_id, r.receipt_id, r.entry, o.file)
-                for o, _, valid, _ in files
-                for r in valid
-                if r.entry is not None
-            ],
-            source=source, now=now,
-        )  # fmt: skip
-        answers = iter(is_new)
-        for outcome, duplicates, valid, _ in files:
-            for receipt in valid:
-                if next(answers):
-                    outcome.receipts += 1
-                else:
-                    outcome.duplicates += 1
-                    duplicates.append((receipt.store_id, receipt.receipt_id))
+        _write_valid(conn, [(o, d, valid) for o, d, valid, _ in files], source, now)
         statedb.record_files(
             conn, [(digest, o.file, o.receipts) for o, _, _, digest in files],
             source=source, now=now,
@@ -253,27 +231,47 @@ def _record_valid(
     outcome: FileOutcome,
     duplicates: list[tuple[str, str]],
     source: SourceBase,
-    file: str,
     now: float,
 ) -> None:
     """Write the valid receipts held so far and their ledger rows, count them, empty `valid`."""
     if not valid:
         return
-    is_new = statedb.insert_receipts(
-        tx, [(r.store_id, r.receipt_id, r.payload) for r in valid],
-        source=source.name, file=file, now=now,
-    )  # fmt: skip
-    ledger_store.record_entries(
-        tx, [(r.store_id, r.receipt_id, r.entry) for r in valid if r.entry is not None],
-        source=source.name, file=file, now=now,
-    )  # fmt: skip
-    for receipt, new in zip(valid, is_new, strict=True):
-        if new:
-            outcome.receipts += 1
-        else:
-            outcome.duplicates += 1
-            duplicates.append((receipt.store_id, receipt.receipt_id))
+    _write_valid(tx, [(outcome, duplicates, valid)], source.name, now)
     valid.clear()
+
+
+def _write_valid(
+    conn: sqlite3.Connection,
+    files: list[tuple[FileOutcome, list[tuple[str, str]], list[ValidReceipt]]],
+    source: str,
+    now: float,
+) -> None:
+    """Queue the valid receipts of `files` (each: its outcome, its local duplicates, its
+    receipts; in file order) and their ledger rows; count each file's new receipts and
+    local duplicates."""
+    is_new = statedb.insert_receipts_of_files(
+        conn,
+        [(r.store_id, r.receipt_id, r.payload, o.file) for o, _, valid in files for r in valid],
+        source=source, now=now,
+    )  # fmt: skip
+    ledger_store.record_entries_of_files(
+        conn,
+        [
+            (r.store_id, r.receipt_id, r.entry, o.file)
+            for o, _, valid in files
+            for r in valid
+            if r.entry is not None
+        ],
+        source=source, now=now,
+    )  # fmt: skip
+    answers = iter(is_new)
+    for outcome, duplicates, valid in files:
+        for receipt in valid:
+            if next(answers):
+                outcome.receipts += 1
+            else:
+                outcome.duplicates += 1
+                duplicates.append((receipt.store_id, receipt.receipt_id))
 
 
 _SKIP_REASONS: tuple[str, ...] = get_args(SkipReason)

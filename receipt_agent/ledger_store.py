@@ -88,27 +88,8 @@ def record_entries(
 ) -> None:
     """Inside a transaction, `record_entry` for each (store_id, receipt_id, entry), in order,
     with one multi-row statement per chunk (`statedb_sql`)."""
-    for start, size in statedb_sql.chunks(len(entries)):
-        chunk = entries[start : start + size]
-        shared, day = chunk[0][0], chunk[0][2].business_day
-        params: list[object] = [source, file, now, shared, day]
-        for store_id, receipt_id, entry in chunk:
-            # The usual rows (a dintero-json file's: one store and day, no till numbers)
-            # in the short form; any other row sends its chunk to the full form. The same
-            # rows either way.
-            if entry.number is not None or entry.register or not receipt_id:
-                break
-            if entry.outcome != RECEIPT or store_id != shared or entry.business_day != day:
-                break
-            figures = orjson.dumps({"vat": entry.vat_minor, "payments": entry.payments_minor})
-            params += (receipt_id, entry.amount_minor, figures.decode(), entry.content)
-        else:
-            tx.execute(statedb_sql.ledger_receipts_insert(size), params)
-            continue
-        params = [source, file, now]
-        for store_id, receipt_id, entry in chunk:
-            params += _row(store_id, receipt_id, entry)
-        tx.execute(statedb_sql.ledger_insert(size), params)
+    rows = [(store_id, receipt_id, entry, file) for store_id, receipt_id, entry in entries]
+    record_entries_of_files(tx, rows, source=source, now=now)
 
 
 def record_entries_of_files(
@@ -125,19 +106,22 @@ def record_entries_of_files(
         shared, day = chunk[0][0], chunk[0][2].business_day
         params: list[object] = [source, now, shared, day]
         for store_id, receipt_id, entry, file in chunk:
+            # The usual rows (a dintero-json file's: one store and day, no till numbers)
+            # in the short form; any other row sends its chunk to the full form. The same
+            # rows either way.
             if entry.number is not None or entry.register or not receipt_id:
-                break  # as in record_entries: the short form for the usual rows only
+                break
             if entry.outcome != RECEIPT or store_id != shared or entry.business_day != day:
                 break
             figures = orjson.dumps({"vat": entry.vat_minor, "payments": entry.payments_minor})
             params += (receipt_id, entry.amount_minor, figures.decode(), entry.content, file)
         else:
-            tx.execute(statedb_sql.ledger_receipts_of_files_insert(size), params)
+            tx.execute(statedb_sql.ledger_receipts_insert(size), params)
             continue
         params = [source, now]
         for store_id, receipt_id, entry, file in chunk:
             params += (*_row(store_id, receipt_id, entry), file)
-        tx.execute(statedb_sql.ledger_of_files_insert(size), params)
+        tx.execute(statedb_sql.ledger_insert(size), params)
 
 
 def record_control(

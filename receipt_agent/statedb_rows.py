@@ -72,15 +72,8 @@ def insert_receipts(
     (a second one with the same key in `receipts` is a local duplicate), with one
     multi-row INSERT per chunk (`statedb_sql`) instead of one statement per receipt.
     """
-    inserted = 0
-    for start, size in statedb_sql.chunks(len(receipts)):
-        sql, params = statedb_sql.receipts_insert_for(
-            receipts[start : start + size], source, file, now
-        )
-        inserted += tx.execute(sql, params).rowcount
-    if inserted == len(receipts):
-        return [True] * len(receipts)
-    return _known_keys(tx, [(*r, file) for r in receipts], inserted, source=source, now=now)
+    rows = [(store_id, receipt_id, payload, file) for store_id, receipt_id, payload in receipts]
+    return insert_receipts_of_files(tx, rows, source=source, now=now)
 
 
 def insert_receipts_of_files(
@@ -94,9 +87,7 @@ def insert_receipts_of_files(
     several files in file order: the same rows and answers as one call per file in turn."""
     inserted = 0
     for start, size in statedb_sql.chunks(len(receipts)):
-        sql, params = statedb_sql.receipts_of_files_insert_for(
-            receipts[start : start + size], source, now
-        )
+        sql, params = statedb_sql.receipts_insert_for(receipts[start : start + size], source, now)
         inserted += tx.execute(sql, params).rowcount
     if inserted == len(receipts):
         return [True] * len(receipts)

@@ -3,11 +3,11 @@
 Pure: counts in, strings out; `statedb` and `ledger_store` run the statements. One
 multi-row statement per chunk instead of one execute per row is what makes intake's
 write cheap (issue 17): the per-statement cost of Python's sqlite3 and of SQLite's VM is
-paid once per chunk, and values shared by every row (source, file, time) are bound once
-as ?1, ?2, ?3.
+paid once per chunk, and values shared by every row (source, time, and a store or day
+shared by the chunk) are bound once as ?1, ?2, …
 
 Chunks are powers of two up to 64 rows: a connection's statement cache then holds at
-most 7 shapes per statement whatever the files' sizes, and 64 rows x 10 variables stays
+most 7 shapes per statement whatever the files' sizes, and 64 rows x 11 variables stays
 under the 999 variables of SQLite before 3.32.
 """
 
@@ -32,57 +32,15 @@ def chunks(count: int) -> list[tuple[int, int]]:
 
 @functools.lru_cache(maxsize=16)
 def receipts_insert(rows: int, *, one_store: bool = False) -> str:
-    """INSERT of `rows` pending receipts; ?1 source, ?2 file, ?3 now, then per receipt
-    store_id, receipt_id, payload, or with `one_store` ?4 the store_id of every receipt
-    and per receipt receipt_id, payload. A known key is left as it is.
+    """INSERT of `rows` pending receipts (of one file, or of a group's held files); ?1
+    source, ?2 now, then per receipt store_id, receipt_id, payload, file, or with
+    `one_store` ?3 the store_id of every receipt and per receipt receipt_id, payload, file.
+    A known key is left as it is.
 
     size_bytes is the payload's length(), and a store shared by the whole chunk (the
     usual file: one till, one store) is bound once: sqlite3 binds each value through a
-    locked call (~700 instructions), 2 per receipt instead of 4.
+    locked call (~700 instructions).
     """
-    if one_store:
-        values = ",".join(
-            f"(?1,?4,?{2 * i + 5},'pending',?{2 * i + 6},length(?{2 * i + 6}),NULL,?3,?3,?2)"
-            for i in range(rows)
-        )
-    else:
-        values = ",".join(
-            f"(?1,?{3 * i + 4},?{3 * i + 5},'pending',?{3 * i + 6},length(?{3 * i + 6}),"
-            "NULL,?3,?3,?2)"
-            for i in range(rows)
-        )
-    return (
-        "INSERT INTO receipts (source, store_id, receipt_id, state, payload, size_bytes, "  # noqa: S608 - placeholders only
-        f"last_error, created_at, updated_at, file) VALUES {values} "
-        "ON CONFLICT (store_id, receipt_id) DO NOTHING"
-    )
-
-
-def receipts_insert_for(
-    chunk: list[tuple[str, str, bytes]], source: str, file: str, now: float
-) -> tuple[str, list[object]]:
-    """`receipts_insert` of a chunk of (store_id, receipt_id, payload) and its parameters."""
-    shared = chunk[0][0]
-    params: list[object] = [source, file, now, shared]
-    for store_id, receipt_id, payload in chunk:  # the usual file: one store, bound once
-        if store_id != shared:
-            break
-        # A bytearray binds as the same BLOB without sqlite3's adapter lookup for bytes
-        # (an AttributeError raised and cleared inside: ~1,500 instructions).
-        params += (receipt_id, bytearray(payload))
-    else:
-        return receipts_insert(len(chunk), one_store=True), params
-    params = [source, file, now]
-    for store_id, receipt_id, payload in chunk:
-        params += (store_id, receipt_id, bytearray(payload))
-    return receipts_insert(len(chunk)), params
-
-
-@functools.lru_cache(maxsize=16)
-def receipts_of_files_insert(rows: int, *, one_store: bool = False) -> str:
-    """`receipts_insert` of receipts of several files (a group's held rows): ?1 source,
-    ?2 now, then per receipt store_id, receipt_id, payload, file, or with `one_store` ?3
-    the store_id of every receipt and per receipt receipt_id, payload, file."""
     if one_store:
         values = ",".join(
             f"(?1,?3,?{3 * i + 4},'pending',?{3 * i + 5},length(?{3 * i + 5}),NULL,?2,?2,"
@@ -102,23 +60,25 @@ def receipts_of_files_insert(rows: int, *, one_store: bool = False) -> str:
     )
 
 
-def receipts_of_files_insert_for(
+def receipts_insert_for(
     chunk: list[tuple[str, str, bytes, str]], source: str, now: float
 ) -> tuple[str, list[object]]:
-    """`receipts_of_files_insert` of a chunk of (store_id, receipt_id, payload, file) and
-    its parameters (a store shared by the chunk bound once, as in receipts_insert_for)."""
+    """`receipts_insert` of a chunk of (store_id, receipt_id, payload, file) and its
+    parameters."""
     shared = chunk[0][0]
     params: list[object] = [source, now, shared]
-    for store_id, receipt_id, payload, file in chunk:
+    for store_id, receipt_id, payload, file in chunk:  # the usual file: one store, bound once
         if store_id != shared:
             break
+        # A bytearray binds as the same BLOB without sqlite3's adapter lookup for bytes
+        # (an AttributeError raised and cleared inside: ~1,500 instructions).
         params += (receipt_id, bytearray(payload), file)
     else:
-        return receipts_of_files_insert(len(chunk), one_store=True), params
+        return receipts_insert(len(chunk), one_store=True), params
     params = [source, now]
     for store_id, receipt_id, payload, file in chunk:
         params += (store_id, receipt_id, bytearray(payload), file)
-    return receipts_of_files_insert(len(chunk)), params
+    return receipts_insert(len(chunk)), params
 
 
 @functools.lru_cache(maxsize=8)
@@ -129,46 +89,14 @@ def files_insert(rows: int) -> str:
     return f"INSERT OR IGNORE INTO files VALUES {values}"  # noqa: S608 - placeholders only
 
 
-LEDGER_VARIABLES = 10  # per row, after ?1 source, ?2 file, ?3 now
+LEDGER_VARIABLES = 10  # a ledger row's own columns, store_id to content (`ledger_store._row`)
+RECEIPT_LEDGER_VARIABLES = 4  # per row of `ledger_receipts_insert`, before its file
 
 
 @functools.lru_cache(maxsize=8)
 def ledger_insert(rows: int) -> str:
-    """INSERT OR IGNORE of `rows` ledger rows (the table's column order); ?1 source,
-    ?2 file, ?3 recorded_at, then per row store_id … content (LEDGER_VARIABLES)."""
-    values = ",".join(
-        "(?1,"
-        + ",".join(f"?{LEDGER_VARIABLES * i + 4 + j}" for j in range(LEDGER_VARIABLES))
-        + ",?2,?3)"
-        for i in range(rows)
-    )
-    return f"INSERT OR IGNORE INTO ledger VALUES {values}"  # noqa: S608 - placeholders only
-
-
-RECEIPT_LEDGER_VARIABLES = 4  # per row of `ledger_receipts_insert`, after ?1 to ?5
-
-
-@functools.lru_cache(maxsize=8)
-def ledger_receipts_insert(rows: int) -> str:
-    """`ledger_insert` of `rows` rows of queued receipts of one store (?4) and business day
-    (?5) without a till number or register (a dintero-json file's): per row receipt_id
-    (also the number), amount_minor, figures, content. The columns every such row holds
-    alike are written in the statement (register '', numbered 0, outcome 'receipt') or
-    bound once: 4 values bound per row, not 10 (sqlite3 binds each through a locked call:
-    ~700 instructions)."""
-    values = ",".join(
-        "(?1,?4,'',?{0},0,?5,'receipt',?{0},?{1},?{2},?{3},?2,?3)".format(
-            *(RECEIPT_LEDGER_VARIABLES * i + 6 + j for j in range(RECEIPT_LEDGER_VARIABLES))
-        )
-        for i in range(rows)
-    )
-    return f"INSERT OR IGNORE INTO ledger VALUES {values}"  # noqa: S608 - placeholders only
-
-
-@functools.lru_cache(maxsize=8)
-def ledger_of_files_insert(rows: int) -> str:
-    """`ledger_insert` of rows of several files: ?1 source, ?2 recorded_at, then per row
-    store_id … content (LEDGER_VARIABLES) and its file."""
+    """INSERT OR IGNORE of `rows` ledger rows (the table's column order): ?1 source,
+    ?2 recorded_at, then per row store_id … content (LEDGER_VARIABLES) and its file."""
     width = LEDGER_VARIABLES + 1
     values = ",".join(
         "(?1," + ",".join(f"?{width * i + 3 + j}" for j in range(width)) + ",?2)"
@@ -178,9 +106,13 @@ def ledger_of_files_insert(rows: int) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def ledger_receipts_of_files_insert(rows: int) -> str:
-    """`ledger_receipts_insert` of rows of several files: ?1 source, ?2 recorded_at, ?3 store,
-    ?4 business day, then per row receipt_id, amount_minor, figures, content and its file."""
+def ledger_receipts_insert(rows: int) -> str:
+    """`ledger_insert` of `rows` rows of queued receipts of one store (?3) and business day
+    (?4) without a till number or register (a dintero-json file's): per row receipt_id
+    (also the number), amount_minor, figures, content and its file. The columns every such
+    row holds alike are written in the statement (register '', numbered 0, outcome
+    'receipt') or bound once: 5 values bound per row, not 11 (sqlite3 binds each through
+    a locked call: ~700 instructions)."""
     width = RECEIPT_LEDGER_VARIABLES + 1
     values = ",".join(
         "(?1,?3,'',?{0},0,?4,'receipt',?{0},?{1},?{2},?{3},?{4},?2)".format(

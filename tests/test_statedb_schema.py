@@ -64,8 +64,8 @@ def test_writing_receipts_builds_no_table_per_row(tmp_path: Path) -> None:
     try:
         with db.reading() as reader:
             for sql, variables in (
-                (statedb_sql.receipts_insert(64), 3 + 3 * 64),
-                (statedb_sql.receipts_insert(64, one_store=True), 4 + 2 * 64),
+                (statedb_sql.receipts_insert(64), 2 + 4 * 64),
+                (statedb_sql.receipts_insert(64, one_store=True), 3 + 3 * 64),
                 ("UPDATE receipts SET state = ?, updated_at = ? WHERE id = ?", 3),
             ):
                 program = reader.execute(f"EXPLAIN {sql}", [None] * variables).fetchall()
