@@ -47,6 +47,7 @@ from watchdog.events import (
 )
 
 from receipt_agent.config import SourceBase
+from receipt_agent.formats import CUT_FILE_PARSES
 
 _TEMPORARY_SUFFIXES = (".tmp", ".part", "~", ".swp", ".partial", ".crdownload")
 
@@ -179,7 +180,7 @@ class Spool:
                     if (
                         closed is not None
                         and closed[:2] == (info.st_size, info.st_mtime_ns)
-                        and (closed[3] or source.format_name != "csv")
+                        and (closed[3] or source.format_name not in CUT_FILE_PARSES)
                     ):
                         wait, was_closed = 0.0, True  # closed by its writer and unchanged since
                 if ignore_settle or wait <= 0 or not stat.S_ISREG(info.st_mode):

@@ -29,6 +29,13 @@ from receipt_agent.records import InvalidRecord, RawReceipt, Record, SkippedReco
 Parser = Callable[[IO[bytes], SourceBase], Iterator[Record]]
 
 
+# `format:` values whose file, cut after any line, still parses as a smaller whole: a CSV
+# till often appends a receipt's lines one by one, closing the file after each, so its
+# writer closing it does not prove it complete (the spool waits out `settle` unless it was
+# renamed in). Half a JSON or XML export does not parse.
+CUT_FILE_PARSES: frozenset[str] = frozenset({"csv"})
+
+
 # `format:` value → its parser, once imported: intake asks once per file, and a
 # function-level import is a trip through the import machinery each time.
 _PARSERS: dict[str, Parser] = {}
@@ -63,6 +70,7 @@ def _import_parser(format_name: str) -> Parser:
 
 
 __all__ = [
+    "CUT_FILE_PARSES",
     "InvalidRecord",
     "Parser",
     "RawReceipt",
