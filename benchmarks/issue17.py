@@ -23,13 +23,21 @@
   any client, so once the loopback drain passes ~1.25x that bound, far / loopback falls
   under 80 % whatever the agent does).
 
-    python benchmarks/issue17.py [--files-of-one 2000] [--receipts 20000]
+Every bare client (the ceilings, the naive loop) runs pinned to the agent's core, as
+benchmarks/limits.py does, so each side of a ratio gets the same core against the same
+sandbox core. Each ratio is measured `--rounds` times (3 by default), the runs
+interleaved (ceiling, drains, ceiling, ...: each drain is compared with the ceilings just
+before and after it); the figure is the median round, and every round is printed. The
+vCPU has fast and slow spells that move a single round by a third either way.
+
+    python benchmarks/issue17.py [--files-of-one 2000] [--receipts 20000] [--rounds 3]
                                  [--only-files-of-one | --only-files-of-100]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -63,9 +71,14 @@ def naive_forwarder(files: int) -> float:
 
 
 def api_ceiling(receipts: int) -> float:
-    """The API stand-in's own ceiling: a bare client POSTing 100-receipt batches back to back."""
+    """The API stand-in's own ceiling: a bare client POSTing 100-receipt batches back to back
+    from the agent's core."""
     with harness.workdir("ceiling") as work, harness.SandboxProcess(work) as sandbox:
-        return limits.sandbox_ceiling(sandbox, receipts, first=50_000_000)
+        harness.pin(harness.AGENT_CPU)
+        try:
+            return limits.sandbox_ceiling(sandbox, receipts, first=50_000_000)
+        finally:
+            harness.pin(harness.OTHER_CPU)
 
 
 def far_ceiling(receipts: int) -> float:
@@ -75,71 +88,106 @@ def far_ceiling(receipts: int) -> float:
         harness.workdir("far-ceiling") as work,
         harness.SandboxProcess(work, "--delay-s", str(FAR_S)) as sandbox,
     ):
-        return limits.sandbox_ceiling_in_flight(sandbox, receipts, first=70_000_000, in_flight=4)
+        harness.pin(harness.AGENT_CPU)
+        try:
+            return limits.sandbox_ceiling_in_flight(
+                sandbox, receipts, first=70_000_000, in_flight=4
+            )
+        finally:
+            harness.pin(harness.OTHER_CPU)
 
 
-def run(files_of_one: int, receipts: int) -> dict[str, Any]:
-    ceiling_before = api_ceiling(receipts)
-    one = drain.run_drain(files_of_one, 1)
-    naive = naive_forwarder(files_of_one)
-    near = drain.run_drain(receipts, 100)
-    far = drain.run_drain(receipts, 100, sandbox_flags=("--delay-s", str(FAR_S)))
-    far_bound = far_ceiling(receipts)
-    ceiling = (ceiling_before + api_ceiling(receipts)) / 2
-    return {
-        "ceiling_rate": ceiling,
-        "near_vs_ceiling": near["rate"] / ceiling,
-        "near_steady_rate": near["steady_rate"],
-        "near_steady_vs_ceiling": near["steady_rate"] / ceiling,
-        "files_of_one": files_of_one,
-        "one_rate": one["rate"],
-        "one_steady_rate": one["steady_rate"],
-        "one_startup_s": one["startup_s"],
-        "naive_rate": naive,
-        "one_vs_naive": one["rate"] / naive,
-        "one_steady_vs_naive": one["steady_rate"] / naive,
-        "receipts": receipts,
-        "near_rate": near["rate"],
-        "far_rate": far["rate"],
-        "far_vs_near": far["rate"] / near["rate"],
-        "far_steady_rate": far["steady_rate"],
-        "far_ceiling": far_bound,
-        "far_steady_vs_ceiling": far["steady_rate"] / far_bound,
-        "far_posts": far["posts"],
+def _median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median over the rounds, with the rounds themselves under "rounds"."""
+    result: dict[str, Any] = {
+        key: statistics.median(one[key] for one in rounds) for key in rounds[0]
     }
+    result["rounds"] = rounds
+    return result
 
 
-def run_files_of_one(files_of_one: int) -> dict[str, Any]:
+def _each(result: dict[str, Any], key: str, scale: float = 100, unit: str = " %") -> str:
+    """The median of `key`, then every round's value: "47 % (rounds: 45 / 47 / 52 %)"."""
+    digits = 1 if unit == "×" else 0
+    median = f"{result[key] * scale:.{digits}f}{unit}"
+    if len(result["rounds"]) == 1:
+        return median
+    values = " / ".join(f"{one[key] * scale:.{digits}f}" for one in result["rounds"])
+    return f"{median} (rounds: {values}{unit})"
+
+
+def run(files_of_one: int, receipts: int, rounds: int = 3) -> dict[str, Any]:
+    """Every issue-17 ratio, `rounds` interleaved rounds; the median round of each."""
+    results, ceilings = [], [api_ceiling(receipts)]
+    for _ in range(rounds):
+        one = drain.run_drain(files_of_one, 1)
+        naive = naive_forwarder(files_of_one)
+        near = drain.run_drain(receipts, 100)
+        far = drain.run_drain(receipts, 100, sandbox_flags=("--delay-s", str(FAR_S)))
+        far_bound = far_ceiling(receipts)
+        ceilings.append(api_ceiling(receipts))
+        ceiling = (ceilings[-2] + ceilings[-1]) / 2
+        results.append({
+            "ceiling_rate": ceiling,
+            "near_vs_ceiling": near["rate"] / ceiling,
+            "near_steady_rate": near["steady_rate"],
+            "near_steady_vs_ceiling": near["steady_rate"] / ceiling,
+            "files_of_one": files_of_one,
+            "one_rate": one["rate"],
+            "one_steady_rate": one["steady_rate"],
+            "one_startup_s": one["startup_s"],
+            "naive_rate": naive,
+            "one_vs_naive": one["rate"] / naive,
+            "one_steady_vs_naive": one["steady_rate"] / naive,
+            "receipts": receipts,
+            "near_rate": near["rate"],
+            "far_rate": far["rate"],
+            "far_vs_near": far["rate"] / near["rate"],
+            "far_steady_rate": far["steady_rate"],
+            "far_ceiling": far_bound,
+            "far_steady_vs_ceiling": far["steady_rate"] / far_bound,
+            "far_posts": far["posts"],
+        })  # fmt: skip
+    return _median_round(results)
+
+
+def run_files_of_one(files_of_one: int, rounds: int = 3) -> dict[str, Any]:
     """Only the files-of-1 pair (agent, then naive), for quick before/after runs."""
-    one = drain.run_drain(files_of_one, 1)
-    naive = naive_forwarder(files_of_one)
-    return {
-        "files_of_one": files_of_one,
-        "one_rate": one["rate"],
-        "one_steady_rate": one["steady_rate"],
-        "one_startup_s": one["startup_s"],
-        "one_posts": one["posts"],
-        "one_cpu_s": one["cpu_s"],
-        "naive_rate": naive,
-        "one_vs_naive": one["rate"] / naive,
-        "one_steady_vs_naive": one["steady_rate"] / naive,
-    }
+    results = []
+    for _ in range(rounds):
+        one = drain.run_drain(files_of_one, 1)
+        naive = naive_forwarder(files_of_one)
+        results.append({
+            "files_of_one": files_of_one,
+            "one_rate": one["rate"],
+            "one_steady_rate": one["steady_rate"],
+            "one_startup_s": one["startup_s"],
+            "one_posts": one["posts"],
+            "one_cpu_s": one["cpu_s"],
+            "naive_rate": naive,
+            "one_vs_naive": one["rate"] / naive,
+            "one_steady_vs_naive": one["steady_rate"] / naive,
+        })  # fmt: skip
+    return _median_round(results)
 
 
-def run_files_of_100(receipts: int) -> dict[str, Any]:
+def run_files_of_100(receipts: int, rounds: int = 3) -> dict[str, Any]:
     """Only files of 100 on loopback against the ceiling (before and after), for quick runs."""
-    before = api_ceiling(receipts)
-    near = drain.run_drain(receipts, 100)
-    ceiling = (before + api_ceiling(receipts)) / 2
-    return {
-        "receipts": receipts,
-        "ceiling_rate": ceiling,
-        "near_rate": near["rate"],
-        "near_vs_ceiling": near["rate"] / ceiling,
-        "near_steady_rate": near["steady_rate"],
-        "near_steady_vs_ceiling": near["steady_rate"] / ceiling,
-        "near_cpu_us": near["cpu_us_per_receipt"],
-    }
+    results, ceilings = [], [api_ceiling(receipts)]
+    for _ in range(rounds):
+        near = drain.run_drain(receipts, 100)
+        ceilings.append(api_ceiling(receipts))
+        ceiling = (ceilings[-2] + ceilings[-1]) / 2
+        results.append({
+            "receipts": receipts,
+            "ceiling_rate": ceiling,
+            "near_rate": near["rate"],
+            "near_vs_ceiling": near["rate"] / ceiling,
+            "near_steady_rate": near["steady_rate"],
+            "near_steady_vs_ceiling": near["steady_rate"] / ceiling,
+            "near_cpu_us": near["cpu_us_per_receipt"],
+        })  # fmt: skip
+    return _median_round(results)
 
 
 def rows_hundred(result: dict[str, Any]) -> list[tuple[str, str]]:
@@ -152,9 +200,9 @@ def rows_hundred(result: dict[str, Any]) -> list[tuple[str, str]]:
         ("API stand-in ceiling (bare client, 100-receipt POSTs; mean of before and after)",
          f"{result['ceiling_rate']:,.0f} receipts/s"),
         ("files of 100, loopback / API ceiling, steady state",
-         f"{result['near_steady_vs_ceiling'] * 100:.0f} %"),
+         _each(result, "near_steady_vs_ceiling")),
         ("files of 100, loopback / API ceiling, wall incl. start-up",
-         f"{result['near_vs_ceiling'] * 100:.0f} %"),
+         _each(result, "near_vs_ceiling")),
     ]  # fmt: skip
 
 
@@ -168,8 +216,10 @@ def rows_one(result: dict[str, Any]) -> list[tuple[str, str]]:
          f"{result['one_startup_s']:.2f} s"),
         ("files of 1: naive per-file forwarder (keep-alive, in-process, first → last 2xx)",
          f"{result['naive_rate']:,.0f} receipts/s"),
-        ("files of 1: agent / naive, wall incl. start-up", f"{result['one_vs_naive']:.1f}×"),
-        ("files of 1: agent / naive, steady state", f"{result['one_steady_vs_naive']:.1f}×"),
+        ("files of 1: agent / naive, wall incl. start-up",
+         _each(result, "one_vs_naive", 1, "×")),
+        ("files of 1: agent / naive, steady state",
+         _each(result, "one_steady_vs_naive", 1, "×")),
     ]  # fmt: skip
 
 
@@ -178,20 +228,20 @@ def rows_far(result: dict[str, Any]) -> list[tuple[str, str]]:
         (f"files of 100, loopback ({result['receipts']:,} receipts)",
          f"{result['near_rate']:,.0f} receipts/s"),
         (f"files of 100, API {FAR_S * 1000:.0f} ms away", f"{result['far_rate']:,.0f} receipts/s"),
-        ("far / loopback", f"{result['far_vs_near'] * 100:.0f} %"),
+        ("far / loopback", _each(result, "far_vs_near")),
         (f"files of 100, API {FAR_S * 1000:.0f} ms away, steady state",
          f"{result['far_steady_rate']:,.0f} receipts/s"),
         (f"far API's ceiling (bare client, 4 POSTs of 100 in flight, {FAR_S * 1000:.0f} ms away)",
          f"{result['far_ceiling']:,.0f} receipts/s"),
-        ("far drain / far ceiling, steady state", f"{result['far_steady_vs_ceiling'] * 100:.0f} %"),
+        ("far drain / far ceiling, steady state", _each(result, "far_steady_vs_ceiling")),
         ("API stand-in ceiling (bare client, 100-receipt POSTs; mean of before and after)",
          f"{result['ceiling_rate']:,.0f} receipts/s"),
         ("files of 100, loopback, steady state (first file taken in → last 2xx)",
          f"{result['near_steady_rate']:,.0f} receipts/s"),
         ("files of 100, loopback / API ceiling, steady state",
-         f"{result['near_steady_vs_ceiling'] * 100:.0f} %"),
+         _each(result, "near_steady_vs_ceiling")),
         ("files of 100, loopback / API ceiling, wall incl. start-up",
-         f"{result['near_vs_ceiling'] * 100:.0f} %"),
+         _each(result, "near_vs_ceiling")),
     ]  # fmt: skip
 
 
@@ -203,20 +253,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--files-of-one", type=int, default=2000)
     parser.add_argument("--receipts", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     parser.add_argument("--only-files-of-one", action="store_true", help="skip files of 100")
     parser.add_argument(
         "--only-files-of-100", action="store_true", help="files of 100 on loopback vs the ceiling"
     )
     arguments = parser.parse_args()
     if arguments.only_files_of_100:
-        hundred = run_files_of_100(arguments.receipts)
+        hundred = run_files_of_100(arguments.receipts, arguments.rounds)
         print(harness.table("Issue 17: files of 100 vs the API's ceiling", rows_hundred(hundred)))
         return
     if arguments.only_files_of_one:
-        one = run_files_of_one(arguments.files_of_one)
+        one = run_files_of_one(arguments.files_of_one, arguments.rounds)
         print(harness.table("Issue 17: files of one", rows_one(one)))
         return
-    result = run(arguments.files_of_one, arguments.receipts)
+    result = run(arguments.files_of_one, arguments.receipts, arguments.rounds)
     print(harness.table("Issue 17: files of one, and an API 50 ms away", rows(result)))
 
 
