@@ -26,6 +26,10 @@ from typing import IO
 from receipt_agent.permissions import FILE_MODE, close_fd_to_others, close_to_others, make_dirs
 
 _CHUNK = 1 << 20
+# An empty SHA-256 to copy: `hashlib.sha256()` looks the algorithm up in OpenSSL on every
+# call (EVP fetch, ~12,000 instructions under callgrind), a copy does not. Never updated
+# itself, so threads may copy it at once.
+_SHA256 = hashlib.sha256()
 
 
 def fsync_dir(folder: Path) -> None:
@@ -187,9 +191,16 @@ def remove(path: Path, *, durable: bool = True) -> None:
         fsync_dir(path.parent)
 
 
+def digest_bytes(data: bytes) -> str:
+    """The SHA-256 hex digest of `data` (a file's whole content)."""
+    hasher = _SHA256.copy()
+    hasher.update(data)
+    return hasher.hexdigest()
+
+
 def digest_stream(stream: IO[bytes]) -> str:
     """Given a binary stream, return its SHA-256 hex digest and rewind it."""
-    hasher = hashlib.sha256()
+    hasher = _SHA256.copy()
     while chunk := stream.read(_CHUNK):
         hasher.update(chunk)
     stream.seek(0)

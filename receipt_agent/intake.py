@@ -25,7 +25,6 @@ receipt.duplicate (where=local). Never deletes a spool file before its commit.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import stat
@@ -110,7 +109,7 @@ def _read_for_intake(fd: int, size_bytes: int) -> tuple[IO[bytes], str]:
                 break
             data += more  # grew since its fstat (or a short read)
         if len(data) <= _READ_WHOLE_BYTES:
-            return io.BytesIO(data), hashlib.sha256(data).hexdigest()
+            return io.BytesIO(data), files.digest_bytes(data)
         os.lseek(fd, 0, os.SEEK_SET)  # grew past the limit: stream it after all
     stream = os.fdopen(fd, "rb", closefd=False)
     return stream, files.digest_stream(stream)
