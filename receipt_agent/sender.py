@@ -23,7 +23,7 @@ from typing import Protocol
 import structlog
 import tenacity
 
-from receipt_agent import statedb
+from receipt_agent import sender_batch, statedb
 from receipt_agent.api import DinteroClient, backoff
 from receipt_agent.config import AgentConfig
 from receipt_agent.errors import (
@@ -273,9 +273,13 @@ class Sender:
 
     def _unclaim(self, batch: list[statedb.QueuedReceipt]) -> None:
         with self._lock:
-            self._claimed.difference_update([receipt.id for receipt in batch])
-            # Nothing in flight: the next claim starts at the oldest again.
-            self._cursor = max(self._claimed, default=0)
+            claimed = self._claimed
+            claimed.difference_update([receipt.id for receipt in batch])
+            # The cursor is the highest id claimed (a batch is claimed in id order, above
+            # the cursor), 0 when nothing is in flight: the next claim starts at the oldest
+            # again. Looked for in the set only when this batch held it.
+            if self._cursor not in claimed:
+                self._cursor = max(claimed, default=0)
 
     def _dispatch(
         self, batch: list[statedb.QueuedReceipt], last: bool, result: FlushResult
@@ -357,17 +361,7 @@ class Sender:
             if count < limit and count <= cap and 2 + count + size <= max_bytes:
                 return [], True
         due = self._db.due(now=now, limit=limit, ignore_backoff=skip, after_id=after_id)
-        size = 2 + len(due) + sum(map(len, [receipt.payload for receipt in due]))
-        batch = due  # the usual batch: no limit bites, the loop below would take them all
-        if split_cap or len(due) > cap or size > max_bytes:
-            batch, size = [], 2  # the brackets; then each receipt and its comma while it fits
-            for receipt in due:
-                if split_cap:  # empty unless a split is under way
-                    cap = min(cap, split_cap.get(receipt.id, cap))
-                size += len(receipt.payload) + 1
-                if batch and (size > max_bytes or len(batch) >= cap):
-                    break
-                batch.append(receipt)
+        batch = sender_batch.cut(due, cap=cap, max_bytes=max_bytes, split_cap=split_cap)
         last = len(due) < self._batch.max_receipts and len(batch) == len(due)
         if full_only and last:
             return [], True  # no limit reached: not a full batch yet
@@ -540,7 +534,8 @@ class Sender:
         now = time.time()
         retry_in = self._pause(error.retry_after)
         give_up = self._retry.give_up_after
-        expired = [r for r in batch if give_up is not None and now - r.created_at > give_up]
+        born = {} if give_up is None else self._db.created_at([r.id for r in batch])
+        expired = [r for r in batch if give_up is not None and now - born.get(r.id, now) > give_up]
         keep = [r.id for r in batch if r not in expired]
         self._db.mark_retry(keep, str(error), now=now, next_attempt_at=now + retry_in)
         for receipt in expired:

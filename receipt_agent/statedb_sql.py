@@ -218,3 +218,9 @@ def _pending_by_ids(assignments: str, count: int) -> str:
 
 def _marks(count: int) -> str:
     return ",".join("?" * count)
+
+
+@functools.lru_cache(maxsize=16)
+def created_at(count: int) -> str:
+    """SELECT of (id, created_at) of `count` ids (an `id_chunks` chunk)."""
+    return f"SELECT id, created_at FROM receipts WHERE id IN ({_marks(count)})"  # noqa: S608 - placeholders only

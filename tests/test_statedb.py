@@ -153,6 +153,19 @@ def test_due_size_counts_what_due_returns(
     )
 
 
+def test_created_at_answers_each_receipts_creation_time(db: statedb.StateDB) -> None:
+    """`created_at` gives each asked receipt's creation time (give_up_after's age), past the
+    512 ids of one statement too, and leaves out an id with no receipt."""
+    _queue(db, "R1", now=1000.0)
+    _queue(db, *(f"B{n}" for n in range(600)), now=1500.25)
+    _queue(db, "R2", now=2000.5)
+    r1, r2 = _ids(db, "R1", "R2")
+    assert db.created_at([r2, r1, 10_000]) == {r1: 1000.0, r2: 2000.5}
+    every = db.created_at(list(range(r1, r2 + 1)))
+    assert len(every) == 602
+    assert set(every.values()) == {1000.0, 1500.25, 2000.5}
+
+
 def test_mark_sent_drops_the_payload_keeps_the_key_and_records_success(
     db: statedb.StateDB, tmp_path: Path
 ) -> None:
