@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Protocol
@@ -431,7 +430,7 @@ class Sender:
         result.duplicates += answer.duplicates
         self._observe_batch("sent", answer.status, started)
         if self._observer is not None:
-            for source, count in Counter([r.source for r in batch]).items():
+            for source, count in sender_batch.by_source(batch).items():
                 self._observer.receipts(source, "sent", count)
             self._observer.last_success(now)
         self._log.info(
@@ -469,11 +468,11 @@ class Sender:
         now = time.time()
         error: BaseException | None = None
         try:
-            with self._db.group():  # the write lock first: who arrives meanwhile joins
+            with self._db.transaction() as tx:  # the write lock first: who arrives meanwhile joins
                 with self._marks:
                     group, self._marks_waiting = self._marks_waiting, []
                 now = time.time()
-                self._db.mark_sent([row_id for other in group for row_id in other.ids], now=now)
+                statedb.write_sent(tx, [row_id for other in group for row_id in other.ids], now=now)
         except BaseException as caught:
             error = caught
             raise

@@ -6,6 +6,8 @@ what this returns; it owns the limits learned on the way (a 413's cap, a split's
 
 from __future__ import annotations
 
+from collections import Counter
+
 from receipt_agent.statedb import QueuedReceipt
 
 
@@ -29,3 +31,12 @@ def cut(
             break
         batch.append(receipt)
     return batch
+
+
+def by_source(batch: list[QueuedReceipt]) -> dict[str, int]:
+    """{source: receipts} of a non-empty batch, in order of first appearance; a batch is
+    mostly of one source, counted without building a Counter."""
+    first = batch[0].source
+    if all(receipt.source == first for receipt in batch):
+        return {first: len(batch)}
+    return dict(Counter([receipt.source for receipt in batch]))

@@ -411,9 +411,7 @@ class StateDB:
     def mark_sent(self, ids: list[int], *, now: float) -> None:
         """Mark receipts `sent`; their payload is dropped, the (store, receipt) key stays."""
         with self.transaction() as tx:
-            for sql, params in statedb_sql.mark_sent_statements(ids, now):
-                tx.execute(sql, params)
-            _set_meta(tx, "last_success_at", str(now))
+            write_sent(tx, ids, now=now)
 
     def mark_rejected(self, receipt_row_id: int, error: str, *, now: float) -> tuple[str, str]:
         """Mark one receipt `rejected` (a dead letter) with the API's message; return its
@@ -538,6 +536,14 @@ def _due(
     if ignore_backoff:
         return sql + " ORDER BY id LIMIT ?", (after_id, limit)
     return sql + " AND next_attempt_at <= ? ORDER BY id LIMIT ?", (after_id, now, limit)
+
+
+def write_sent(tx: sqlite3.Connection, ids: list[int], *, now: float) -> None:
+    """`mark_sent`'s writes inside a caller's transaction: the sender's group commit takes
+    the write lock (`transaction`) before it knows every id of the group."""
+    for sql, params in statedb_sql.mark_sent_statements(ids, now):
+        tx.execute(sql, params)
+    _set_meta(tx, "last_success_at", str(now))
 
 
 def _set_meta(tx: sqlite3.Connection, key: str, value: str) -> None:

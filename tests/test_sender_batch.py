@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from receipt_agent.sender_batch import cut
+from receipt_agent.sender_batch import by_source, cut
 from receipt_agent.statedb import QueuedReceipt
 
 
@@ -45,3 +45,11 @@ def test_cut_honours_the_smallest_split_cap_met() -> None:
     assert _ids(cut(due, cap=5, max_bytes=1000, split_cap={3: 2})) == [1, 2]
     assert _ids(cut(due[2:], cap=5, max_bytes=1000, split_cap={3: 2})) == [3, 4]
     assert _ids(cut(due, cap=5, max_bytes=1000, split_cap={99: 1})) == [1, 2, 3, 4, 5]
+
+
+def test_by_source_counts_each_source_in_order_of_first_appearance() -> None:
+    """One source: all the batch; several: each one's count, in the order first met."""
+    one = _due(1, 1, 1)
+    mixed = [QueuedReceipt(n, source, b"{}", 0) for n, source in enumerate("abacb")]
+    assert by_source(one) == {"till-1": 3}
+    assert list(by_source(mixed).items()) == [("a", 2), ("b", 2), ("c", 1)]
