@@ -22,7 +22,7 @@ from typing import Protocol
 import structlog
 import tenacity
 
-from receipt_agent import sender_batch, statedb
+from receipt_agent import logs, sender_batch, statedb
 from receipt_agent.api import DinteroClient, backoff
 from receipt_agent.config import AgentConfig
 from receipt_agent.errors import (
@@ -381,7 +381,8 @@ class Sender:
             return False  # another batch in flight started a pause: this one waits too
         body = b"[" + b",".join([receipt.payload for receipt in batch]) + b"]"
         attempts = [receipt.attempts for receipt in batch]
-        self._log.debug(
+        log = logs.bound()  # the lazy self._log binds a new logger on every call
+        log.debug(
             "batch.sending", receipts=len(batch), bytes=len(body),
             retried=len(attempts) - attempts.count(0), attempt=1 + max(attempts),
         )  # fmt: skip
@@ -433,12 +434,12 @@ class Sender:
             for source, count in sender_batch.by_source(batch).items():
                 self._observer.receipts(source, "sent", count)
             self._observer.last_success(now)
-        self._log.info(
+        log.info(
             "batch.sent", receipts=len(batch), created=answer.created,
             duplicates=answer.duplicates, ms=round(answer.ms, 1),
         )  # fmt: skip
         if answer.duplicates:
-            self._log.info("batch.duplicates", count=answer.duplicates, receipts=len(batch))
+            log.info("batch.duplicates", count=answer.duplicates, receipts=len(batch))
             if self._observer is not None:
                 self._observer.receipts(batch[0].source, "duplicate", answer.duplicates)
         return True
