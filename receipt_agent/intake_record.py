@@ -264,10 +264,16 @@ def _write_valid(
         ],
         source=source, now=now,
     )  # fmt: skip
-    answers = iter(is_new)
+    start = 0
     for outcome, duplicates, valid in files:
-        for receipt in valid:
-            if next(answers):
+        end = start + len(valid)
+        answers = is_new[start:end]
+        start = end
+        if all(answers):  # the usual file: every receipt new, counted at once
+            outcome.receipts += len(valid)
+            continue
+        for receipt, new in zip(valid, answers, strict=True):
+            if new:
                 outcome.receipts += 1
             else:
                 outcome.duplicates += 1

@@ -13,7 +13,6 @@ content it is a number the till used twice, which reconciliation names.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,11 +38,21 @@ class LedgerEntry:
     payments_minor: dict[str, int] = field(default_factory=dict)  # type id → amount
 
 
-@functools.lru_cache(maxsize=256)  # a handful of rates, met on every receipt
 def rate_key(percent: float | int | str) -> str:
     """A VAT rate as a stable key: 25, 25.0, "25.00" → "25"; 12.5 → "12.5"."""
     number = float(percent)
-    return str(int(number)) if number == int(number) else f"{number:g}"
+    key = str(int(number)) if number == int(number) else f"{number:g}"
+    if len(_RATES) >= _MAX_RATES:
+        _RATES.clear()
+    _RATES[percent] = key
+    return key
+
+
+# rate_key's answers by rate: a handful of rates, met on every receipt. A plain dict read
+# inline where an entry is built (lru_cache's wrapper: ~600 instructions a call). Equal
+# rates (25, 25.0) share an entry, as they did in the lru_cache: they have the same key.
+_RATES: dict[float | int | str, str] = {}
+_MAX_RATES = 256
 
 
 def business_day(purchase_at: datetime | str, tz: ZoneInfo) -> str:
@@ -125,7 +134,14 @@ def receipt_entry(
         for item in items:
             lines = item.get("tax_lines")
             if lines:
-                _add_vat(lines, vat)
+                for tax in lines:  # _add_vat, without its frame
+                    percentage, tax_amount = tax.get("percentage"), tax.get("amount")
+                    if percentage is None or tax_amount is None:
+                        continue
+                    key = _RATES.get(percentage)
+                    if key is None:
+                        key = rate_key(percentage)
+                    vat[key] = vat.get(key, 0) + tax_amount
     payments: dict[str, int] = {}
     for payment in receipt.get("payments") or ():
         paid = payment.get("amount")
@@ -133,7 +149,10 @@ def receipt_entry(
             continue
         key = payment.get("type_id") or "unknown"
         payments[key] = payments.get(key, 0) + paid
-    return LedgerEntry(register, number, day, RECEIPT, digest(payload), amount, vat, payments)
+    hashed = _SHA256.copy()  # digest(payload), without its frame
+    hashed.update(payload)
+    content = hashed.digest()[:8].hex()
+    return LedgerEntry(register, number, day, RECEIPT, content, amount, vat, payments)
 
 
 def _add_vat(lines: list[dict[str, Any]], totals: dict[str, int]) -> None:
@@ -141,5 +160,7 @@ def _add_vat(lines: list[dict[str, Any]], totals: dict[str, int]) -> None:
         percentage, amount = tax.get("percentage"), tax.get("amount")
         if percentage is None or amount is None:
             continue
-        key = rate_key(percentage)
+        key = _RATES.get(percentage)
+        if key is None:
+            key = rate_key(percentage)
         totals[key] = totals.get(key, 0) + amount

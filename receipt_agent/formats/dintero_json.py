@@ -77,6 +77,9 @@ def _read_at_most(stream: IO[bytes], most: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+# The locations of an array's first elements, written once ("[3]"), not once per receipt.
+_INDEXED = 1024
+_INDEXES = tuple(f"[{index}]" for index in range(_INDEXED))
 _BOTH_TIMES = ("purchase_at", "transaction_date")
 _PURCHASE_AT = ("purchase_at",)
 
@@ -133,8 +136,21 @@ def _records(raw: bytes, tz: ZoneInfo) -> Iterator[Record]:
     elif isinstance(document, list):
         for index, element in enumerate(document):
             if isinstance(element, dict):  # _record's receipt, without its frame
-                _localize(element, tz)
-                yield RawReceipt(element, f"[{index}]")
+                written = element.get("purchase_at")
+                # _localize's own first test, without its frame: a purchase_at written
+                # with an offset and no transaction_date (the usual receipt) is left as
+                # it is there too.
+                if (
+                    type(written) is not str
+                    or "transaction_date" in element
+                    or not (
+                        written.find("+", 11) > 0
+                        or written.find("-", 11) > 0
+                        or written.endswith("Z")
+                    )
+                ):
+                    _localize(element, tz)
+                yield RawReceipt(element, _INDEXES[index] if index < _INDEXED else f"[{index}]")
             else:
                 yield _record(element, f"[{index}]", "each element of the array")
     else:
