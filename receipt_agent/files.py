@@ -88,18 +88,15 @@ def _free_name(folder: str, name: str) -> str:
     folder = folder if folder.endswith("/") else f"{folder}/"
     candidate = f"{folder}{name}"
     counter = 1
-    while _is_taken(candidate):
+    # Taken: one faccessat(F_OK, AT_SYMLINK_NOFOLLOW) for `exists() or is_symlink()`, what
+    # an lstat finds there, a dangling link too, answered without raising FileNotFoundError
+    # for the usual free name (~7,800 -> ~1,600 instructions per archived file), and
+    # inline (a call more per file). Any error counts as free; the rename that follows
+    # then fails the same way.
+    while os.access(candidate, os.F_OK, follow_symlinks=False):
         candidate = f"{folder}{name}.{counter}"
         counter += 1
     return candidate
-
-
-def _is_taken(path: Path | str) -> bool:
-    # One faccessat(F_OK, AT_SYMLINK_NOFOLLOW) for `exists() or is_symlink()`: what an
-    # lstat finds there, a dangling link too, answered without raising FileNotFoundError
-    # for the usual free name (~7,800 -> ~1,600 instructions per archived file). Any
-    # error counts as free; the rename that follows then fails the same way.
-    return os.access(path, os.F_OK, follow_symlinks=False)
 
 
 def move_into(source: Path, folder: Path, *, name: str | None = None, durable: bool = True) -> Path:

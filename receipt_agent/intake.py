@@ -126,6 +126,7 @@ def take_in(
     held_mtime: float | None = None,
     defer: Callable[[Callable[[], None]], None] | None = None,
     where: str | None = None,
+    name: str | None = None,
 ) -> FileOutcome:
     """Given a ready spool file, record its receipts and archive it, or quarantine it.
 
@@ -138,11 +139,13 @@ def take_in(
     it changed since (`file.changed`), and no second `file.accepted` line is logged.
     `defer`: inside a `GroupCommit` the records are not committed yet, so the move and
     the outcome lines are handed to it, to run after the group's commit. `where`: `path`
-    as a string, when the caller has it (the spool's listing does).
+    as a string, and `name` its file name, when the caller has them (the spool's listing
+    does).
     Return the outcome. Raise StateStoreError (the file stays in the spool) when the
     state store cannot be written, OSError when archive or quarantine cannot be written.
     """
-    name = path.name  # a Path computes it on every use
+    if name is None:
+        name = path.name  # a Path computes it on every use
     if where is None:  # a Path converts itself again for every system call given it
         where = os.fspath(path)
     log = logs.bound(source=source.name, file=name)
@@ -253,7 +256,7 @@ def _now_or_after_commit(
     if defer is None:
         action(False, None)
         return
-    read = _fingerprint(opened)
+    read = (opened.st_dev, opened.st_ino, opened.st_size, opened.st_mtime_ns)  # _fingerprint
 
     def checked() -> None:
         try:

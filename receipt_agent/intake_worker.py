@@ -79,6 +79,7 @@ class IntakeWorker:
                 held_mtime=None if held is None else held[2],
                 defer=None if group is None else group.defer_for(key),
                 where=ready.where,
+                name=key[1],
             )  # fmt: skip
         except StateStoreError as error:
             self._pause(error, source=ready.source.name, file=ready.path.name)

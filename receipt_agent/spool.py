@@ -95,13 +95,9 @@ def list_candidates(
 # `folder / name` parses `name` (pathlib's splitroot and parse_parts: half of a scan's
 # ~57,000 instructions per file). A name scandir listed is one part without a separator,
 # which pathlib's own shortcut for listings (what Path.iterdir builds its paths with)
-# appends unparsed: the same Path. Private, so looked up once; `/` where it is missing.
+# appends unparsed: the same Path. Private, so looked up once; `/` where it is missing
+# (`Spool.scan`, inline).
 _CHILD_OF: Callable[[Path, str], Path] | None = getattr(Path, "_make_child_relpath", None)
-
-
-def _child(folder: Path, name: str) -> Path:
-    """`folder / name` for a name listed in `folder`."""
-    return folder / name if _CHILD_OF is None else _CHILD_OF(folder, name)
 
 
 @dataclass(slots=True)
@@ -167,15 +163,18 @@ class Spool:
                 candidates = list(list_candidates(source.path, source.glob))
             except OSError:
                 continue  # a vanished share; the next scan tries again
-            folder = source.path
+            folder, settle, poll = source.path, source.settle, source.poll
             for entry, info in candidates:
                 name = entry.name
                 key = (source.name, name)
                 still_present.add(key)
                 present_paths.add(entry.path)
-                wait = self._settle_wait(key, info, source.settle, now, mono, source.poll)
+                # `_settle_wait`'s first answer inline: most files are settled by their mtime
+                wait = settle - (now - info.st_mtime)
+                if not (wait <= 0.0 and not poll):
+                    wait = self._settle_wait(key, info, settle, now, mono, poll)
                 was_closed = False
-                if self._closed and not source.poll:
+                if self._closed and not poll:
                     closed = self._closed.get(entry.path)
                     if (
                         closed is not None
@@ -184,8 +183,9 @@ class Spool:
                     ):
                         wait, was_closed = 0.0, True  # closed by its writer and unchanged since
                 if ignore_settle or wait <= 0 or not stat.S_ISREG(info.st_mode):
+                    child = folder / name if _CHILD_OF is None else _CHILD_OF(folder, name)
                     ready_file = ReadyFile(
-                        source, _child(folder, name), info.st_mtime, key, entry.path, was_closed
+                        source, child, info.st_mtime, key, entry.path, was_closed
                     )
                     found.append((info.st_mtime, name, ready_file))
                     if debug:
