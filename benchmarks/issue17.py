@@ -99,9 +99,11 @@ def far_ceiling(receipts: int) -> float:
 
 def _median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """Each figure's median over the rounds, with the rounds themselves under "rounds"."""
-    result: dict[str, Any] = {
-        key: statistics.median(one[key] for one in rounds) for key in rounds[0]
-    }
+    result: dict[str, Any] = {}
+    for key in rounds[0]:
+        values = [one[key] for one in rounds]
+        same = all(value == values[0] for value in values)
+        result[key] = values[0] if same else statistics.median(values)  # sizes stay ints
     result["rounds"] = rounds
     return result
 
@@ -116,33 +118,53 @@ def _each(result: dict[str, Any], key: str, scale: float = 100, unit: str = " %"
     return f"{median} (rounds: {values}{unit})"
 
 
+def _files_of_one_round(files_of_one: int) -> dict[str, Any]:
+    """One round of the files-of-1 pair: the agent's drain, then the naive loop."""
+    one = drain.run_drain(files_of_one, 1)
+    naive = naive_forwarder(files_of_one)
+    return {
+        "files_of_one": files_of_one,
+        "one_rate": one["rate"],
+        "one_steady_rate": one["steady_rate"],
+        "one_startup_s": one["startup_s"],
+        "one_posts": one["posts"],
+        "one_cpu_s": one["cpu_s"],
+        "naive_rate": naive,
+        "one_vs_naive": one["rate"] / naive,
+        "one_steady_vs_naive": one["steady_rate"] / naive,
+    }
+
+
+def _files_of_100_round(receipts: int, ceilings: list[float]) -> dict[str, Any]:
+    """One round of files of 100 on loopback, against the ceilings just before and after it
+    (the one after is appended to `ceilings`)."""
+    near = drain.run_drain(receipts, 100)
+    ceilings.append(api_ceiling(receipts))
+    ceiling = (ceilings[-2] + ceilings[-1]) / 2
+    return {
+        "receipts": receipts,
+        "ceiling_rate": ceiling,
+        "near_rate": near["rate"],
+        "near_vs_ceiling": near["rate"] / ceiling,
+        "near_steady_rate": near["steady_rate"],
+        "near_steady_vs_ceiling": near["steady_rate"] / ceiling,
+        "near_cpu_us": near["cpu_us_per_receipt"],
+    }
+
+
 def run(files_of_one: int, receipts: int, rounds: int = 3) -> dict[str, Any]:
     """Every issue-17 ratio, `rounds` interleaved rounds; the median round of each."""
     results, ceilings = [], [api_ceiling(receipts)]
     for _ in range(rounds):
-        one = drain.run_drain(files_of_one, 1)
-        naive = naive_forwarder(files_of_one)
-        near = drain.run_drain(receipts, 100)
+        near = _files_of_100_round(receipts, ceilings)
+        one = _files_of_one_round(files_of_one)
         far = drain.run_drain(receipts, 100, sandbox_flags=("--delay-s", str(FAR_S)))
         far_bound = far_ceiling(receipts)
-        ceilings.append(api_ceiling(receipts))
-        ceiling = (ceilings[-2] + ceilings[-1]) / 2
         results.append({
-            "ceiling_rate": ceiling,
-            "near_vs_ceiling": near["rate"] / ceiling,
-            "near_steady_rate": near["steady_rate"],
-            "near_steady_vs_ceiling": near["steady_rate"] / ceiling,
-            "files_of_one": files_of_one,
-            "one_rate": one["rate"],
-            "one_steady_rate": one["steady_rate"],
-            "one_startup_s": one["startup_s"],
-            "naive_rate": naive,
-            "one_vs_naive": one["rate"] / naive,
-            "one_steady_vs_naive": one["steady_rate"] / naive,
-            "receipts": receipts,
-            "near_rate": near["rate"],
+            **one,
+            **near,
             "far_rate": far["rate"],
-            "far_vs_near": far["rate"] / near["rate"],
+            "far_vs_near": far["rate"] / near["near_rate"],
             "far_steady_rate": far["steady_rate"],
             "far_ceiling": far_bound,
             "far_steady_vs_ceiling": far["steady_rate"] / far_bound,
@@ -153,41 +175,13 @@ def run(files_of_one: int, receipts: int, rounds: int = 3) -> dict[str, Any]:
 
 def run_files_of_one(files_of_one: int, rounds: int = 3) -> dict[str, Any]:
     """Only the files-of-1 pair (agent, then naive), for quick before/after runs."""
-    results = []
-    for _ in range(rounds):
-        one = drain.run_drain(files_of_one, 1)
-        naive = naive_forwarder(files_of_one)
-        results.append({
-            "files_of_one": files_of_one,
-            "one_rate": one["rate"],
-            "one_steady_rate": one["steady_rate"],
-            "one_startup_s": one["startup_s"],
-            "one_posts": one["posts"],
-            "one_cpu_s": one["cpu_s"],
-            "naive_rate": naive,
-            "one_vs_naive": one["rate"] / naive,
-            "one_steady_vs_naive": one["steady_rate"] / naive,
-        })  # fmt: skip
-    return _median_round(results)
+    return _median_round([_files_of_one_round(files_of_one) for _ in range(rounds)])
 
 
 def run_files_of_100(receipts: int, rounds: int = 3) -> dict[str, Any]:
     """Only files of 100 on loopback against the ceiling (before and after), for quick runs."""
-    results, ceilings = [], [api_ceiling(receipts)]
-    for _ in range(rounds):
-        near = drain.run_drain(receipts, 100)
-        ceilings.append(api_ceiling(receipts))
-        ceiling = (ceilings[-2] + ceilings[-1]) / 2
-        results.append({
-            "receipts": receipts,
-            "ceiling_rate": ceiling,
-            "near_rate": near["rate"],
-            "near_vs_ceiling": near["rate"] / ceiling,
-            "near_steady_rate": near["steady_rate"],
-            "near_steady_vs_ceiling": near["steady_rate"] / ceiling,
-            "near_cpu_us": near["cpu_us_per_receipt"],
-        })  # fmt: skip
-    return _median_round(results)
+    ceilings = [api_ceiling(receipts)]
+    return _median_round([_files_of_100_round(receipts, ceilings) for _ in range(rounds)])
 
 
 def rows_hundred(result: dict[str, Any]) -> list[tuple[str, str]]:

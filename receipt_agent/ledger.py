@@ -127,21 +127,17 @@ def receipt_entry(
     # VAT per rate: the receipt's tax lines, else every item's; payments per type. Inline
     # loops (one frame per receipt, not four): every valid receipt comes through here.
     vat: dict[str, int] = {}
-    lines = receipt.get("tax_lines")
-    if lines:
-        _add_vat(lines, vat)
-    else:
-        for item in items:
-            lines = item.get("tax_lines")
-            if lines:
-                for tax in lines:  # _add_vat, without its frame
-                    percentage, tax_amount = tax.get("percentage"), tax.get("amount")
-                    if percentage is None or tax_amount is None:
-                        continue
-                    key = _RATES.get(percentage)
-                    if key is None:
-                        key = rate_key(percentage)
-                    vat[key] = vat.get(key, 0) + tax_amount
+    lines = receipt.get("tax_lines") or [
+        tax for item in items for tax in item.get("tax_lines") or ()
+    ]
+    for tax in lines:
+        percentage, tax_amount = tax.get("percentage"), tax.get("amount")
+        if percentage is None or tax_amount is None:
+            continue
+        key = _RATES.get(percentage)
+        if key is None:
+            key = rate_key(percentage)
+        vat[key] = vat.get(key, 0) + tax_amount
     payments: dict[str, int] = {}
     for payment in receipt.get("payments") or ():
         paid = payment.get("amount")
@@ -153,14 +149,3 @@ def receipt_entry(
     hashed.update(payload)
     content = hashed.digest()[:8].hex()
     return LedgerEntry(register, number, day, RECEIPT, content, amount, vat, payments)
-
-
-def _add_vat(lines: list[dict[str, Any]], totals: dict[str, int]) -> None:
-    for tax in lines:
-        percentage, amount = tax.get("percentage"), tax.get("amount")
-        if percentage is None or amount is None:
-            continue
-        key = _RATES.get(percentage)
-        if key is None:
-            key = rate_key(percentage)
-        totals[key] = totals.get(key, 0) + amount
