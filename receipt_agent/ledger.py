@@ -145,7 +145,4 @@ def receipt_entry(
             continue
         key = payment.get("type_id") or "unknown"
         payments[key] = payments.get(key, 0) + paid
-    hashed = _SHA256.copy()  # digest(payload), without its frame
-    hashed.update(payload)
-    content = hashed.digest()[:8].hex()
-    return LedgerEntry(register, number, day, RECEIPT, content, amount, vat, payments)
+    return LedgerEntry(register, number, day, RECEIPT, digest(payload), amount, vat, payments)

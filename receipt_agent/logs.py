@@ -19,7 +19,6 @@ only and never pass secrets, tokens or customers' personal data.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import logging
 import logging.handlers
 import re
@@ -141,15 +140,6 @@ def _timestamp(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Mutable
     sixth of its instructions (a datetime per line was ~17,000)."""
     event_dict["timestamp"] = iso_utc(time.time_ns())
     return event_dict
-
-
-# The steps before the last of our own JSON lines (`configure`): `_Bound._line` does them
-# inline when its processors are these and one more.
-_JSON_STEPS: list[Any] = [
-    structlog.contextvars.merge_contextvars,
-    structlog.stdlib.add_log_level,
-    _timestamp,
-]
 
 
 def _orjson_dumps(value: Any, **_: Any) -> str:
@@ -291,8 +281,6 @@ def _redacted_json(unusual: Any) -> Any:
 # processors itself while structlog's configuration is still this one (not a test's
 # capture_logs, not a library user's own).
 _own: tuple[Any, Any, int] = (None, None, logging.NOTSET)  # (processors, wrapper, level)
-# The JSON configuration's last processor (`_redacted_json`'s), when `_own` is it.
-_own_render: Any = None
 
 
 class _Bound:
@@ -318,22 +306,9 @@ class _Bound:
         event_dict: Any = self._context.copy()
         event_dict.update(kw)
         event_dict["event"] = event
-        processors = self._processors  # checked per line: capture_logs edits it in place
-        render = _own_render
         try:
-            if processors and processors[-1] is render and processors[:-1] == _JSON_STEPS:
-                # merge_contextvars, add_log_level, _timestamp: the same keys, values and
-                # order, without three calls per line (the context is empty but for a
-                # bind_contextvars; `name` is one of the four methods below, which
-                # map_method_name leaves as it is)
-                if contextvars.copy_context():
-                    event_dict = _JSON_STEPS[0](_LINE_WRITER, name, event_dict)
-                event_dict["level"] = name
-                event_dict["timestamp"] = iso_utc(time.time_ns())
-                event_dict = render(_LINE_WRITER, name, event_dict)
-            else:
-                for processor in processors:
-                    event_dict = processor(_LINE_WRITER, name, event_dict)
+            for processor in self._processors:
+                event_dict = processor(_LINE_WRITER, name, event_dict)
         except structlog.DropEvent:
             return
         _LINE_WRITER.msg(event_dict)
@@ -466,8 +441,6 @@ def configure(*, file: str = "-", format: str = "json", level: str = "info") -> 
         cache_logger_on_first_use=False,
     )
     _own = (own, wrapper, level_number)
-    global _own_render  # noqa: PLW0603 - as `_own`
-    _own_render = own[-1] if own[:-1] == _JSON_STEPS else None
 
 
 def reopen() -> None:

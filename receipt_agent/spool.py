@@ -169,10 +169,7 @@ class Spool:
                 key = (source.name, name)
                 still_present.add(key)
                 present_paths.add(entry.path)
-                # `_settle_wait`'s first answer inline: most files are settled by their mtime
-                wait = settle - (now - info.st_mtime)
-                if not (wait <= 0.0 and not poll):
-                    wait = self._settle_wait(key, info, settle, now, mono, poll)
+                wait = self._settle_wait(key, info, settle, now, mono, poll)
                 was_closed = False
                 if self._closed and not poll:
                     closed = self._closed.get(entry.path)

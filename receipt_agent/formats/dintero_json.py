@@ -136,20 +136,7 @@ def _records(raw: bytes, tz: ZoneInfo) -> Iterator[Record]:
     elif isinstance(document, list):
         for index, element in enumerate(document):
             if isinstance(element, dict):  # _record's receipt, without its frame
-                written = element.get("purchase_at")
-                # _localize's own first test, without its frame: a purchase_at written
-                # with an offset and no transaction_date (the usual receipt) is left as
-                # it is there too.
-                if (
-                    type(written) is not str
-                    or "transaction_date" in element
-                    or not (
-                        written.find("+", 11) > 0
-                        or written.find("-", 11) > 0
-                        or written.endswith("Z")
-                    )
-                ):
-                    _localize(element, tz)
+                _localize(element, tz)
                 yield RawReceipt(element, _INDEXES[index] if index < _INDEXED else f"[{index}]")
             else:
                 yield _record(element, f"[{index}]", "each element of the array")
