@@ -29,7 +29,10 @@ def _open_to_others(folder: Path) -> dict[str, str]:
     """Every path under `folder` (itself included) that others may read, write or enter."""
     found: dict[str, str] = {}
     for path in [folder, *folder.rglob("*")]:
-        mode = stat.S_IMODE(path.lstat().st_mode)
+        try:
+            mode = stat.S_IMODE(path.lstat().st_mode)
+        except FileNotFoundError:
+            continue  # renamed or removed since the listing (a report's .tmp file, moved in)
         if mode & stat.S_IRWXO:
             found[str(path.relative_to(folder.parent))] = f"{mode:04o}"
     return found
