@@ -15,8 +15,8 @@ For each file, in this order:
 A file that changed between that open and the move (a till still appending) stays in the
 spool (`file.changed`) and is read again once it settles; the daemon also keeps a file
 whose mtime is younger than 3 × settle, for tills that pause longer than settle.
-A file that cannot be parsed at all is quarantined: `<file>.error.json` is written
-atomically first, then the file is moved (STYLE §4). A state store that cannot be written
+A file that cannot be parsed at all is quarantined (`quarantine`: its `.error.json`
+first, then the file, STYLE §4). A state store that cannot be written
 (disk full) leaves the file exactly where it was and raises StateStoreError.
 
 Emits file.accepted, file.changed, file.quarantined, receipt.rejected (validation) and
@@ -33,9 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-import orjson
-
-from receipt_agent import files, logs, permissions, statedb
+from receipt_agent import files, logs, quarantine, statedb
 from receipt_agent.config import AgentConfig, SourceBase
 from receipt_agent.errors import InputFileError, UnsafeFileError
 from receipt_agent.intake_record import NO_SKIPS, FileOutcome, write_records
@@ -206,7 +204,7 @@ def take_in(
             if kept is None:
                 os.close(fd)
     except InputFileError as error:
-        return _quarantine(path, source, config, error, log)
+        return quarantine.quarantine(path, source, config, error, log)
     if left is not None:
         outcome.outcome = left
 
@@ -384,38 +382,3 @@ def sync_moves(sources: list[Any], config: AgentConfig) -> None:
         for folder in folders:
             if folder.is_dir():
                 files.fsync_dir(folder)
-
-
-def _quarantine(
-    path: Path, source: SourceBase, config: AgentConfig, error: InputFileError, log: Any
-) -> FileOutcome:
-    folder = config.quarantine_dir(source)
-    permissions.make_dirs(folder)  # 0750 whatever the umask (CONTRACT §3)
-    target = files.free_name(folder, path.name)
-    sidecar = {
-        "error": error.message,
-        "detail": error.detail or _advice(error),
-        "kind": error.kind,
-        "location": getattr(error, "location", None),
-        "source": source.name,
-        "file": path.name,
-        "quarantined_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    # The sidecar first, atomically; then the move: an operator never finds a
-    # quarantined file without its explanation (STYLE §4).
-    files.atomic_write(
-        target.with_name(target.name + ".error.json"),
-        orjson.dumps(sidecar, option=orjson.OPT_INDENT_2) + b"\n",
-    )
-    files.move_into(path, folder, name=target.name)
-    log.warning("file.quarantined", error=error.message, kind=error.kind)
-    return FileOutcome(source.name, path.name, "quarantined", error=error.message)
-
-
-def _advice(error: InputFileError) -> str:
-    if isinstance(error, UnsafeFileError):
-        return "the file was not read; nothing from it was queued"
-    return (
-        "nothing from this file was queued; fix the export and move the file back into the "
-        "source folder (the .error.json can be deleted)"
-    )
