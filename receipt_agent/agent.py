@@ -36,7 +36,16 @@ from typing import Any
 import structlog
 from pydantic import SecretStr
 
-from receipt_agent import logs, reload, scheduler, spool, statedb, statedb_locks, systemd
+from receipt_agent import (
+    logs,
+    reload,
+    scheduler,
+    spool,
+    spool_watch,
+    statedb,
+    statedb_locks,
+    systemd,
+)
 from receipt_agent.api import DinteroClient
 from receipt_agent.config import MAX_CONCURRENCY, AgentConfig
 from receipt_agent.daemon_jobs import DaemonJobs
@@ -76,7 +85,7 @@ class Agent:
         self._log = structlog.get_logger("receipt_agent")
         self.metrics = AgentMetrics(sources=[source.name for source in config.sources])
         self._scheduler: Any = None  # set once the daemon's scheduler exists
-        self._watcher: spool.SpoolWatcher | None = None  # the daemon's folder watches
+        self._watcher: spool_watch.SpoolWatcher | None = None  # the daemon's folder watches
         self.once_summary: OnceSummary | None = None  # what `run --once` did, for the CLI
         # False after a drain cut short by its bound or a second signal (cli exits hard).
         self.drained = True
@@ -159,7 +168,6 @@ class Agent:
             if not source.path.is_dir():
                 summary.missing_folders.append(source.name)
                 self._log.warning("spool.missing", source=source.name, path=str(source.path))
-        ready, _ = self._intake.spool.scan()
         taken = False
         # Full batches go out from a second thread while intake goes on, so the
         # POSTs and their commits wait while this thread parses (the daemon's
@@ -183,16 +191,25 @@ class Agent:
 
         group = GroupCommit(self.db)
         try:
-            for item in ready:
-                if self.stop_event.is_set():
+            # A chunk at a time, oldest first (SCAN_LIMIT), each scan starting after the
+            # last file of the one before: a file that stays in the spool is not tried
+            # twice, and files that settle meanwhile join while a backlog lasts.
+            after = None
+            while not self.stop_event.is_set():
+                ready, _ = self._intake.spool.scan(limit=spool.SCAN_LIMIT, after=after)
+                for item in ready:
+                    if self.stop_event.is_set():
+                        break
+                    outcome = self._intake.take(item, group)
+                    taken = outcome is not None or taken
+                    if group.is_full():
+                        self._intake.commit_group(group, counted)
+                        if queued >= self.config.batch.max_receipts:
+                            queued = 0
+                            batch_ready.set()
+                if not ready.more:
                     break
-                outcome = self._intake.take(item, group)
-                taken = outcome is not None or taken
-                if group.is_full():
-                    self._intake.commit_group(group, counted)
-                    if queued >= self.config.batch.max_receipts:
-                        queued = 0
-                        batch_ready.set()
+                after = ready.last()
             self._intake.commit_group(group, counted)
         finally:
             group.abandon()
@@ -265,7 +282,7 @@ class Agent:
             self._close()
 
     def _start_observers(self) -> list[Any]:
-        self._watcher = spool.SpoolWatcher(
+        self._watcher = spool_watch.SpoolWatcher(
             self.config.sources, self._wake, on_closed=self._intake.spool.note_closed
         )
         try:

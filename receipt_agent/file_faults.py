@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import time
+from collections.abc import KeysView
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -115,6 +116,10 @@ class FileFaults:
         """The file was taken in (or is gone): forget its fault."""
         if self._faults.pop((source, file), None) is not None:
             self.changed = True
+
+    def keys(self) -> KeysView[tuple[str, str]]:
+        """The (source, file) of every file with a fault record."""
+        return self._faults.keys()
 
     def retain(self, present: set[tuple[str, str]]) -> None:
         """Forget the faults of files no longer in their spool (moved away by someone)."""

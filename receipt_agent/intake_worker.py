@@ -228,18 +228,20 @@ class IntakeWorker:
             timeout = RESCAN_INTERVAL_S
             group = GroupCommit(self._db)
             try:
-                ready, next_due = self.spool.scan()
+                # Files in their backoff after a failure, or read and held in the spool a
+                # little longer, are left out; the others go on. A backlog comes a chunk at
+                # a time (SCAN_LIMIT, the oldest first; `next_due` 0 while more are ready).
+                ready, next_due = self.spool.scan(
+                    limit=spool.SCAN_LIMIT,
+                    skip=self._not_now,
+                    tracked=self.faults.keys() | self._revisit.keys(),
+                )
                 taken = False
                 for item in ready:
                     if stop_event.is_set():
                         self.commit_group(group)
                         self.sync_folders(taken)
                         return
-                    key = item.key
-                    if not self.faults.is_due(*key):
-                        continue  # in its backoff after a failure; the others go on
-                    if self._held_back(key, item):
-                        continue  # read, queued, held in the spool a little longer
                     outcome = self.take(item, group)
                     taken = outcome is not None or taken
                     if outcome is None and self.paused_since is not None:
@@ -253,7 +255,11 @@ class IntakeWorker:
                     self._request_flush()  # the pass is over: an idle sender sends at once
                 self.sync_folders(taken)
                 self.faults.persist(self._db)
-                present = {item.key for item in ready}
+                # Faults and holds of files no longer ready are dropped: those of this
+                # pass's files, and those the scan found ready (skipped or not)
+                present = ready.present | ready.keys_among(
+                    self.faults.keys() | self._revisit.keys()
+                )
                 self.faults.retain(present)
                 self._revisit = {
                     k: v for k, v in self._revisit.items() if k in present or v[1].exists()
@@ -273,13 +279,16 @@ class IntakeWorker:
                 timeout = STORE_RETRY_S
             wake.wait(timeout)
 
-    def _held_back(self, key: tuple[str, str], item: spool.ReadyFile) -> bool:
-        """Whether a file read and held waits for its visit; one closed again since goes now
-        (a till that appended and closed: its new rows go out at once)."""
+    def _not_now(self, key: tuple[str, str], mtime: float, closed: bool) -> bool:
+        """Whether a ready file waits: in its backoff after a failure, or read and held
+        until its visit (one closed again since goes now: a till that appended and
+        closed, its new rows go out at once)."""
+        if not self.faults.is_due(*key):
+            return True
         held = self._revisit.get(key)
         if held is None or held[0] <= time.monotonic():
             return False
-        return not (item.closed and item.mtime != held[2])
+        return not (closed and mtime != held[2])
 
     def sync_folders(self, taken: bool) -> None:
         """After a pass that moved files: fsync the folders once (intake's step 4)."""

@@ -1,12 +1,11 @@
 """Spool folders: which files are ready to be taken in (CONTRACT §3 step 1).
 
-The folder listing is the truth; inotify is only a wake-up. `Spool.scan()` lists every
-source folder with `scandir` (0.6 µs a file) and returns the files that match the
-source's pattern and have settled; `build_observers()` makes watchdog observers whose
-only job is to set a wake-up event, narrowed to created / moved / closed-after-write
-events so a burst of 10,000 writes cannot overflow the kernel's queue with modify events.
-Events can still be lost; the agent rescans at start-up, after every wake-up and every
-minute, so a lost event delays a file, never loses it.
+The folder listing is the truth; inotify is only a wake-up (`spool_watch`). `Spool.scan()`
+streams every source folder with `scandir` and returns the files that match the source's
+pattern and have settled, the oldest first, at most `SCAN_LIMIT` at a time (a backlog of
+100,000 files is taken in chunk by chunk, never held whole). Events can be lost; the
+agent rescans at start-up, after every wake-up and every minute, so a lost event delays
+a file, never loses it.
 
 A file is ready when it has not been modified for `settle` seconds: by its mtime, or —
 for clocks that disagree (network shares) — by our own observation of an unchanged size
@@ -22,29 +21,20 @@ Never reads contents, never moves files.
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import functools
 import logging
-import operator
 import os
 import re
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import structlog
-from watchdog.events import (
-    FileClosedEvent,
-    FileCreatedEvent,
-    FileMovedEvent,
-    FileSystemEvent,
-    FileSystemEventHandler,
-)
 
 from receipt_agent.config import SourceBase
 from receipt_agent.formats import CUT_FILE_PARSES
@@ -77,19 +67,21 @@ def list_candidates(
 ) -> Iterator[tuple[os.DirEntry[str], os.stat_result]]:
     """Yield (entry, lstat) of each entry the spool considers, sub-folders left out.
 
-    Raise OSError when the folder cannot be listed; an entry removed between listing and
-    stat is skipped.
+    Streams the folder (a backlog of 100,000 files is never a list of 100,000 entries).
+    Raise OSError when the folder cannot be listed, also part-way through; an entry
+    removed between listing and stat is skipped.
     """
     matches = _candidate_matcher(pattern)
-    for entry in list(os.scandir(folder)):
-        if not matches(entry.name):
-            continue
-        try:
-            info = entry.stat(follow_symlinks=False)
-        except OSError:
-            continue  # removed between listing and stat
-        if not stat.S_ISDIR(info.st_mode):
-            yield entry, info
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if not matches(entry.name):
+                continue
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue  # removed between listing and stat
+            if not stat.S_ISDIR(info.st_mode):
+                yield entry, info
 
 
 # `folder / name` parses `name` (pathlib's splitroot and parse_parts: half of a scan's
@@ -113,6 +105,109 @@ class ReadyFile:
     # instructions (it formats its parts), more than building it
     where: str
     closed: bool = False  # its writer closed it (close-write seen) and it is unchanged since
+
+
+# A scan keeps at most this many ready files, the oldest: a backlog of 100,000 files is
+# taken in 10,000 at a time, each chunk listed again (~6 µs a file), instead of held whole.
+SCAN_LIMIT = 10_000
+
+# A ready file as a scan keeps it: (mtime, name, its source's index, closed by its writer).
+# The first three order the files (oldest first) and are unique: a file name is unique
+# in its folder.
+_Found = tuple[float, str, int, bool]
+
+
+class ReadyFiles(Sequence[ReadyFile]):
+    """`Spool.scan`'s ready files, oldest first, kept as `_Found` tuples (~170 bytes each).
+
+    Each `ReadyFile` (and its Path) is built when asked for: a ReadyFile with its Path,
+    path string and key is ~1.4 KB, and a backlog of 100,000 files of one receipt held as
+    ReadyFiles made `run --once` peak at 203 MB. `more`: ready files past the scan's
+    `limit` were left out (scan again after these). `present`: the scan's `tracked` keys
+    that belong to ready files, whether returned, skipped or past the limit.
+    """
+
+    __slots__ = ("_folders", "_found", "_sources", "more", "present")
+
+    def __init__(
+        self,
+        found: list[_Found],
+        sources: list[SourceBase],
+        folders: list[str],
+        *,
+        more: bool = False,
+        present: set[tuple[str, str]] | None = None,
+    ) -> None:
+        self._found, self._sources = found, sources
+        self._folders = folders  # each source's folder as a string, ending in "/"
+        self.more = more
+        self.present: set[tuple[str, str]] = set() if present is None else present
+
+    def __len__(self) -> int:
+        return len(self._found)
+
+    @overload
+    def __getitem__(self, index: int) -> ReadyFile: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[ReadyFile]: ...
+
+    def __getitem__(self, index: int | slice) -> ReadyFile | list[ReadyFile]:
+        if isinstance(index, slice):
+            return [self._ready(one) for one in self._found[index]]
+        return self._ready(self._found[index])
+
+    def __iter__(self) -> Iterator[ReadyFile]:
+        ready = self._ready
+        for one in self._found:
+            yield ready(one)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment] # compares as a list does
+
+    def last(self) -> tuple[float, str, int] | None:
+        """The order of the newest file returned (a later scan's `after`), None if none."""
+        return self._found[-1][:3] if self._found else None
+
+    def keys_among(self, wanted: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Return the keys in `wanted` of the files returned (no ReadyFile built)."""
+        if not wanted:
+            return set()
+        sources = self._sources
+        return {
+            key for _, name, index, _ in self._found
+            if (key := (sources[index].name, name)) in wanted
+        }  # fmt: skip
+
+    def _ready(self, one: _Found) -> ReadyFile:
+        mtime, name, index, closed = one
+        source = self._sources[index]
+        folder = source.path
+        child = folder / name if _CHILD_OF is None else _CHILD_OF(folder, name)
+        where = self._folders[index] + name
+        return ReadyFile(source, child, mtime, (source.name, name), where, closed)
+
+
+def _oldest(found: Iterable[_Found], limit: int | None) -> tuple[list[_Found], bool]:
+    """(the `limit` oldest of `found`, sorted; whether any were left out), in memory for
+    at most 2 × `limit` of them: sorted and cut each time that many are held."""
+    kept: list[_Found] = []
+    more = False
+    for one in found:
+        kept.append(one)
+        if limit is not None and len(kept) >= 2 * limit:
+            kept.sort()
+            del kept[limit:]
+            more = True
+    kept.sort()
+    if limit is not None and len(kept) > limit:
+        del kept[limit:]
+        more = True
+    return kept, more
 
 
 class Spool:
@@ -145,63 +240,99 @@ class Spool:
             with self._closed_lock:
                 self._closed[path] = (info.st_size, info.st_mtime_ns, time.monotonic(), renamed)
 
-    def scan(self, *, ignore_settle: bool = False) -> tuple[list[ReadyFile], float | None]:
+    def scan(
+        self,
+        *,
+        ignore_settle: bool = False,
+        limit: int | None = None,
+        skip: Callable[[tuple[str, str], float, bool], bool] | None = None,
+        tracked: Collection[tuple[str, str]] = (),
+        after: tuple[float, str, int] | None = None,
+    ) -> tuple[ReadyFiles, float | None]:
         """Return (ready files oldest first, seconds until the next unsettled one may be ready).
 
         Symlinks and non-regular entries that match the pattern are returned too, so the
-        intake can quarantine them; sub-folders are ignored.
+        intake can quarantine them; sub-folders are ignored. `limit`: at most that many,
+        the oldest (`ReadyFiles.more` says more were ready; the seconds are then 0).
+        `skip(key, mtime, closed)`: leave a ready file out (in its backoff, held).
+        `tracked`: keys to report in `ReadyFiles.present` when ready. `after`: only files
+        newer in the scan's order than `ReadyFiles.last()` of an earlier scan.
+        Memory: the listing is streamed, a ready file kept costs ~170 bytes, and only the
+        files this spool tracks (settling, closed by their writer) are remembered as present.
         """
-        next_due: float | None = None
+        present: set[tuple[str, str]] = set()
+        next_due: list[float] = []
+        found = self._found(ignore_settle, skip, tracked, after, present, next_due)
+        ready, more = _oldest(found, limit)
+        folders = [os.fspath(source.path) for source in self.sources]
+        folders = [where if where.endswith("/") else f"{where}/" for where in folders]
+        files = ReadyFiles(ready, self.sources, folders, more=more, present=present)
+        if more:
+            return files, 0.0
+        return files, min(next_due, default=None)
+
+    def _found(
+        self,
+        ignore_settle: bool,
+        skip: Callable[[tuple[str, str], float, bool], bool] | None,
+        tracked: Collection[tuple[str, str]],
+        after: tuple[float, str, int] | None,
+        present: set[tuple[str, str]],
+        next_due: list[float],
+    ) -> Iterator[_Found]:
+        """`scan`'s listing: yield each ready file; note the tracked ones in `present` and
+        the shortest settle wait left in `next_due`; forget what left the folders."""
         debug = logging.getLogger("receipt_agent").isEnabledFor(logging.DEBUG)
         now, mono = time.time(), time.monotonic()
+        seen, told, closed_files = self._seen, self._told, self._closed
         still_present: set[tuple[str, str]] = set()
         present_paths: set[str] = set()
-        # (mtime, name, file): sorted on the first two, oldest first (stable, as before)
-        found: list[tuple[float, str, ReadyFile]] = []
-        for source in self.sources:
+        wait_min: float | None = None
+        for index, source in enumerate(self.sources):
+            folder, settle, poll = source.path, source.settle, source.poll
             try:
-                candidates = list(list_candidates(source.path, source.glob))
+                for entry, info in list_candidates(folder, source.glob):
+                    name = entry.name
+                    key = (source.name, name)
+                    wait = self._settle_wait(key, info, settle, now, mono, poll)
+                    if key in seen or key in told:
+                        still_present.add(key)
+                    was_closed = False
+                    if closed_files and not poll:
+                        closed = closed_files.get(entry.path)
+                        if closed is not None:
+                            present_paths.add(entry.path)
+                            if closed[:2] == (info.st_size, info.st_mtime_ns) and (
+                                closed[3] or source.format_name not in CUT_FILE_PARSES
+                            ):
+                                wait, was_closed = 0.0, True  # closed by its writer, unchanged
+                    if ignore_settle or wait <= 0 or not stat.S_ISREG(info.st_mode):
+                        mtime = info.st_mtime
+                        if key in tracked:
+                            present.add(key)
+                        if debug:
+                            self._tell(key, "spool.ready", size_bytes=info.st_size)
+                        if after is not None and (mtime, name, index) <= after:
+                            continue
+                        if skip is None or not skip(key, mtime, was_closed):
+                            yield mtime, name, index, was_closed
+                    else:
+                        wait_min = wait if wait_min is None else min(wait_min, wait)
+                        if debug:
+                            self._tell(key, "spool.settling", wait_s=round(wait, 2))
             except OSError:
                 continue  # a vanished share; the next scan tries again
-            folder, settle, poll = source.path, source.settle, source.poll
-            for entry, info in candidates:
-                name = entry.name
-                key = (source.name, name)
-                still_present.add(key)
-                present_paths.add(entry.path)
-                wait = self._settle_wait(key, info, settle, now, mono, poll)
-                was_closed = False
-                if self._closed and not poll:
-                    closed = self._closed.get(entry.path)
-                    if (
-                        closed is not None
-                        and closed[:2] == (info.st_size, info.st_mtime_ns)
-                        and (closed[3] or source.format_name not in CUT_FILE_PARSES)
-                    ):
-                        wait, was_closed = 0.0, True  # closed by its writer and unchanged since
-                if ignore_settle or wait <= 0 or not stat.S_ISREG(info.st_mode):
-                    child = folder / name if _CHILD_OF is None else _CHILD_OF(folder, name)
-                    ready_file = ReadyFile(
-                        source, child, info.st_mtime, key, entry.path, was_closed
-                    )
-                    found.append((info.st_mtime, name, ready_file))
-                    if debug:
-                        self._tell(key, "spool.ready", size_bytes=info.st_size)
-                else:
-                    next_due = wait if next_due is None else min(next_due, wait)
-                    if debug:
-                        self._tell(key, "spool.settling", wait_s=round(wait, 2))
-        for key in set(self._seen) - still_present:
-            del self._seen[key]
-        for key in set(self._told) - still_present:
-            del self._told[key]
-        if self._closed:
+        for key in set(seen) - still_present:
+            del seen[key]
+        for key in set(told) - still_present:
+            del told[key]
+        if closed_files:
             with self._closed_lock:  # forget files gone since (noted before this scan)
-                for path, (_, _, noted, _) in list(self._closed.items()):
+                for path, (_, _, noted, _) in list(closed_files.items()):
                     if noted < mono and path not in present_paths:
-                        del self._closed[path]
-        found.sort(key=operator.itemgetter(0, 1))
-        return [ready_file for _, _, ready_file in found], next_due
+                        del closed_files[path]
+        if wait_min is not None:
+            next_due.append(wait_min)
 
     def _tell(self, key: tuple[str, str], event: str, **details: Any) -> None:
         """Log a file's settle decision (`event`) at debug level when it changed."""
@@ -249,162 +380,3 @@ class Spool:
         if self._closed:  # `run --once` and polled shares note none
             with self._closed_lock:
                 self._closed.pop(ready.where, None)
-
-
-class _WakeHandler(FileSystemEventHandler):
-    def __init__(
-        self, wake: threading.Event, on_closed: Callable[[str, bool], None] | None = None
-    ) -> None:
-        self._wake = wake
-        self._on_closed = on_closed
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        if self._on_closed is not None:
-            if isinstance(event, FileClosedEvent):
-                self._on_closed(os.fsdecode(event.src_path), False)
-            elif isinstance(event, FileMovedEvent):
-                self._on_closed(os.fsdecode(event.dest_path), True)
-        self._wake.set()
-
-
-def build_observers(
-    sources: list[Any], wake: threading.Event, on_closed: Callable[[str, bool], None] | None = None
-) -> list[Any]:
-    """Given sources and a wake-up event, return unstarted watchdog observers.
-
-    One inotify observer for all `poll: false` sources, one PollingObserver for the
-    `poll: true` ones (SMB/NFS shares, where inotify sees nothing). `on_closed` hears
-    each file an inotify source's writer closed after writing or renamed in.
-    """
-    from watchdog.observers import Observer  # the daemon only; `run --once` never watches
-    from watchdog.observers.polling import PollingObserver
-
-    handler = _WakeHandler(wake)
-    native_handler = _WakeHandler(wake, on_closed)
-    wanted = [FileCreatedEvent, FileMovedEvent, FileClosedEvent]
-    observers: list[Any] = []
-    native = [s for s in sources if not s.poll]
-    polled = [s for s in sources if s.poll]
-    if native:
-        observer = Observer()
-        for source in native:
-            observer.schedule(
-                native_handler, str(source.path), recursive=False, event_filter=wanted
-            )
-        observers.append(observer)
-    if polled:
-        observer = PollingObserver(timeout=max(0.5, min(s.settle for s in polled)))
-        for source in polled:
-            observer.schedule(handler, str(source.path), recursive=False, event_filter=wanted)
-        observers.append(observer)
-    return observers
-
-
-class SpoolWatcher:
-    """The observers of every source folder, re-armed when a folder goes and comes back.
-
-    CONTRACT §3: a source folder that disappears (a share unmounted, a till reinstalled)
-    is reported once by `check()`, and watched again as soon as it is back, without
-    waiting for the minutely rescan: inotify drops a watch whose folder was deleted, and
-    a new folder at the same path is a new inode nobody watches. `check()` is cheap (one
-    stat per source) and meant for the agent's 0.5 s tick. Never reads or moves files.
-    """
-
-    def __init__(
-        self,
-        sources: list[Any],
-        wake: threading.Event,
-        on_closed: Callable[[str, bool], None] | None = None,
-    ) -> None:
-        from watchdog.observers import Observer  # the daemon only; `run --once` never watches
-        from watchdog.observers.polling import PollingObserver
-
-        self._sources: list[SourceBase] = list(sources)
-        self._handler = _WakeHandler(wake)
-        # inotify folders also report files closed after writing (see Spool.note_closed)
-        self._native_handler = _WakeHandler(wake, on_closed)
-        self._wanted = [FileCreatedEvent, FileMovedEvent, FileClosedEvent]
-        self._wake = wake
-        self.observers: list[Any] = []
-        self._observer_of: dict[str, Any] = {}
-        native = [s for s in self._sources if not s.poll]
-        polled = [s for s in self._sources if s.poll]
-        if native:
-            observer = Observer()
-            self.observers.append(observer)
-            self._observer_of.update({s.name: observer for s in native})
-        if polled:
-            observer = PollingObserver(timeout=max(0.5, min(s.settle for s in polled)))
-            self.observers.append(observer)
-            self._observer_of.update({s.name: observer for s in polled})
-        self._watches: dict[str, Any] = {}
-        # source name → (device, inode) of its folder, None while it is missing: a folder
-        # removed and made again between two checks is a new inode with no watch on it.
-        self._folder: dict[str, tuple[int, int] | None] = {}
-
-    def start(self) -> list[tuple[SourceBase, OSError]]:
-        """Start the observers and watch every folder that exists.
-
-        Return the folders whose watch failed (e.g. the inotify watch limit; the rescan
-        still finds their files). Missing folders are left to `check()`.
-        """
-        for observer in self.observers:
-            observer.start()
-        failed = []
-        for source in self._sources:
-            self._folder[source.name] = _identity(source.path)
-            if self._folder[source.name] is not None and (error := self._watch(source)):
-                failed.append((source, error))
-        return failed
-
-    def check(self) -> tuple[list[SourceBase], list[SourceBase]]:
-        """Return (folders that went missing, folders that came back) since the last call.
-
-        A folder that came back is watched again and the intake is woken to list it.
-        """
-        gone, back = [], []
-        for source in self._sources:
-            now = _identity(source.path)
-            before = self._folder.get(source.name)
-            if now == before:
-                continue
-            self._folder[source.name] = now
-            if before is not None:
-                self._unwatch(source)
-                gone.append(source)
-            if now is not None:
-                self._watch(source)
-                back.append(source)
-                self._wake.set()
-        return gone, back
-
-    def missing(self) -> list[SourceBase]:
-        """Return the sources whose folder is missing (as of the last start or check)."""
-        return [s for s in self._sources if self._folder.get(s.name) is None]
-
-    def _watch(self, source: SourceBase) -> OSError | None:
-        self._unwatch(source)
-        try:
-            self._watches[source.name] = self._observer_of[source.name].schedule(
-                self._handler if source.poll else self._native_handler,
-                str(source.path),
-                recursive=False,
-                event_filter=self._wanted,
-            )
-        except OSError as error:  # gone again, or the inotify watch limit
-            return error
-        return None
-
-    def _unwatch(self, source: SourceBase) -> None:
-        watch = self._watches.pop(source.name, None)
-        if watch is not None:
-            with contextlib.suppress(KeyError, OSError):
-                self._observer_of[source.name].unschedule(watch)
-
-
-def _identity(folder: Path) -> tuple[int, int] | None:
-    try:
-        info = folder.stat()
-    except OSError:
-        return None
-    return (info.st_dev, info.st_ino) if stat.S_ISDIR(info.st_mode) else None

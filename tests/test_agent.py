@@ -21,10 +21,11 @@ import pytest
 from pydantic import SecretStr
 from support import ACCOUNT, SECRET, drop, events, make_receipt, read_log, wait_until
 
-from receipt_agent import logs, scheduler
+from receipt_agent import logs, scheduler, spool
 from receipt_agent.agent import EXIT_FAILED, EXIT_OK, Agent
 from receipt_agent.config import AgentConfig, load_config
 from receipt_agent.errors import AgentLockedError
+from receipt_agent.once_report import EXIT_NEEDS_A_PERSON
 from receipt_agent.sandbox import Sandbox
 
 
@@ -183,6 +184,37 @@ def test_run_once_delivers_everything_and_exits_0(
     assert Agent(config, SecretStr(SECRET)).run_once() == EXIT_OK
     assert len(sandbox.receipt_ids(ACCOUNT)) == 12
     assert list(spool_dir.iterdir()) == []
+
+
+def test_run_once_takes_a_backlog_in_chunks_every_file_once(
+    config: AgentConfig, spool_dir: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run --once` over more files than a scan chunk holds takes each of them in once.
+
+    1. Scan chunks of 4 files (SCAN_LIMIT, 10,000 in production).
+    2. Eleven settled files: ten of one receipt, one corrupt, the corrupt one in the
+       middle of the order.
+    Result: ten receipts at the sandbox, the corrupt file quarantined, one `file.accepted`
+    line per good file and one `file.quarantined`, the spool empty, exit 3 (a person
+    should look at the quarantine).
+    """
+    monkeypatch.setattr(spool, "SCAN_LIMIT", 4)
+    now = time.time()
+    for number in range(11):
+        name = f"f-{number:02d}.json"
+        if number == 5:
+            drop(spool_dir, name, b"{ not json")
+        else:
+            drop(spool_dir, name, [make_receipt(number)])
+        os.utime(spool_dir / name, (now - 600 + number, now - 600 + number))
+    assert Agent(config, SecretStr(SECRET)).run_once() == EXIT_NEEDS_A_PERSON
+    assert len(sandbox.receipt_ids(ACCOUNT)) == 10
+    assert list(spool_dir.iterdir()) == []
+    accepted = sorted(line["file"] for line in events(Path(config.log.file), "file.accepted"))
+    assert accepted == [f"f-{number:02d}.json" for number in range(11) if number != 5]
+    assert [line["file"] for line in events(Path(config.log.file), "file.quarantined")] == [
+        "f-05.json"
+    ]
 
 
 def test_run_once_with_the_api_down_keeps_receipts_pending_and_exits_1(

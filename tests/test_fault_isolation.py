@@ -13,7 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 from support import ACCOUNT, base_config, drop, events, make_receipt, wait_until
 
-from receipt_agent import intake, intake_record
+from receipt_agent import intake, intake_record, spool
 from receipt_agent.agent import Agent
 from receipt_agent.config import load_config
 from receipt_agent.file_faults import FileFaults
@@ -195,3 +195,38 @@ def test_take_in_quarantines_a_file_its_reader_crashes_on_and_queues_nothing(
     assert "ZeroDivisionError" in sidecar["error"]
     assert "test_fault_isolation.py" in sidecar["detail"]
     assert "kari.nordmann" not in orjson.dumps(sidecar).decode()
+
+
+def test_files_in_their_backoff_never_fill_a_scan_chunk_and_keep_their_backoff(
+    tmp_path: Path,
+    two_sources: dict[str, Any],
+    sandbox: Sandbox,
+    run_agent: Callable[..., Agent],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """More failing files than a scan chunk holds, all oldest: the good files still go.
+
+    1. Scan chunks of 3 files (SCAN_LIMIT, 10,000 in production).
+    2. Source `a` gets four corrupt files whose names leave no room for the `.error.json`
+       sidecar (each fails its quarantine), older than anything else; then six good files.
+    Result: all six receipts at the sandbox, the four bad files still in the spool, and
+    each of them `file.unreadable` once: their fault records and backoffs survive the
+    passes that leave them out (a dropped record starts again at attempt 1 and logs the
+    file again).
+    """
+    monkeypatch.setattr(spool, "SCAN_LIMIT", 3)
+    log = tmp_path / "agent.log"
+    old = time.time() - 3600
+    bad = [f"{number}" + "x" * 244 + ".json" for number in range(4)]
+    for name in bad:
+        drop(tmp_path / "a", name, b"{ not json")
+        os.utime(tmp_path / "a" / name, (old, old))
+    for number in range(6):
+        drop(tmp_path / "a", f"r-{number:02d}.json", [make_receipt(number)])
+    agent = run_agent(two_sources)
+    wait_until(lambda: len(sandbox.receipt_ids(ACCOUNT)) == 6, timeout=60)
+    # Each bad file tried again after its first backoff (2 s), its record kept
+    faults = agent._intake.faults._faults
+    wait_until(lambda: sorted(f.attempts >= 2 for f in faults.values()) == [True] * 4, timeout=30)
+    assert sorted(path.name for path in (tmp_path / "a").iterdir()) == sorted(bad)
+    assert len(events(log, "file.unreadable")) == 4

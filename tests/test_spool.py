@@ -13,7 +13,8 @@ import time_machine
 from support import base_config, wait_until
 
 from receipt_agent.config import AgentConfig, load_config
-from receipt_agent.spool import Spool, build_observers, is_candidate
+from receipt_agent.spool import Spool, is_candidate
+from receipt_agent.spool_watch import build_observers
 
 
 @pytest.fixture
@@ -332,3 +333,58 @@ def test_scan_names_each_ready_file_by_the_same_path_as_its_folder_joined_with_i
     assert {(item.where, item.key) for item in ready} == {
         (str(spool_dir / name), ("till-1", name)) for name in names
     }
+
+
+def test_scan_with_a_limit_gives_the_oldest_and_the_next_scan_goes_on_after_them(
+    config: AgentConfig, spool_dir: Path
+) -> None:
+    """A backlog comes a chunk at a time, oldest first, nothing twice, nothing left out.
+
+    1. Seven settled files with mtimes 7, 6, …, 1 minutes ago (named against that order).
+    2. Scans of at most 3, each after the last file of the one before.
+    Result: chunks of 3, 3 and 1 file, oldest first; the first two say more are ready
+    (next scan at once), the last does not; every file exactly once.
+    """
+    now = time.time()
+    for number in range(7):
+        path = spool_dir / f"{number}.json"
+        path.write_text("{}")
+        os.utime(path, (now - 60 * (7 - number), now - 60 * (7 - number)))
+    spool = Spool(config.sources)
+    chunks, after = [], None
+    while True:
+        ready, next_due = spool.scan(limit=3, after=after)
+        chunks.append([item.path.name for item in ready])
+        assert (next_due == 0.0) is ready.more
+        if not ready.more:
+            break
+        after = ready.last()
+    assert chunks == [["0.json", "1.json", "2.json"], ["3.json", "4.json", "5.json"], ["6.json"]]
+    assert [item.path.name for item in spool.scan()[0]] == [n for chunk in chunks for n in chunk]
+
+
+def test_scan_leaves_out_skipped_files_before_the_limit_and_reports_tracked_ones(
+    config: AgentConfig, spool_dir: Path
+) -> None:
+    """Files the caller skips (in their backoff) never fill a chunk, and still count as there.
+
+    1. Five settled files; the three oldest are skipped; a limit of 2.
+    Result: the two others are returned (no chunk of skipped files), no more; the skipped
+    and tracked `0.json` is reported present, the tracked but deleted `gone.json` is not.
+    """
+    now = time.time()
+    for number in range(5):
+        path = spool_dir / f"{number}.json"
+        path.write_text("{}")
+        os.utime(path, (now - 60 * (5 - number), now - 60 * (5 - number)))
+    skipped = {("till-1", f"{number}.json") for number in range(3)}
+    ready, next_due = Spool(config.sources).scan(
+        limit=2,
+        skip=lambda key, mtime, closed: key in skipped,
+        tracked={("till-1", "0.json"), ("till-1", "gone.json")},
+    )
+    assert [item.path.name for item in ready] == ["3.json", "4.json"]
+    assert [item.where for item in ready] == [str(spool_dir / "3.json"), str(spool_dir / "4.json")]
+    assert not ready.more
+    assert next_due is None
+    assert ready.present == {("till-1", "0.json")}
