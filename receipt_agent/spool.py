@@ -108,7 +108,8 @@ class ReadyFile:
 
 
 # A scan keeps at most this many ready files, the oldest: a backlog of 100,000 files is
-# taken in 10,000 at a time, each chunk listed again (~6 µs a file), instead of held whole.
+# taken in 10,000 at a time, the folder listed again for each chunk (~10 µs a file),
+# instead of held whole.
 SCAN_LIMIT = 10_000
 
 # A ready file as a scan keeps it: (mtime, name, its source's index, closed by its writer).
