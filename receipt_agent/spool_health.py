@@ -108,16 +108,17 @@ def as_json(views: list[SourceFolders]) -> list[dict[str, Any]]:
 
 
 def _spool(folder: Path, pattern: str) -> tuple[int, float | None, str | None]:
+    """(files waiting, the oldest one's mtime, or why the folder cannot be listed), counted
+    as the folder streams past (a spool of 100,000 files is never a list of them)."""
+    waiting, oldest = 0, None
     try:
-        candidates = list(list_candidates(folder, pattern))
+        for _, info in list_candidates(folder, pattern):
+            waiting += 1
+            oldest = info.st_mtime if oldest is None else min(oldest, info.st_mtime)
     except FileNotFoundError:
         return 0, None, "missing"
     except OSError as error:
         return 0, None, f"cannot be listed by this user ({error.strerror})"
-    waiting, oldest = 0, None
-    for _, info in candidates:
-        waiting += 1
-        oldest = info.st_mtime if oldest is None else min(oldest, info.st_mtime)
     return waiting, oldest, None
 
 

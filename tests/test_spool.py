@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -12,6 +13,7 @@ import pytest
 import time_machine
 from support import base_config, wait_until
 
+from receipt_agent import spool_health
 from receipt_agent.config import AgentConfig, load_config
 from receipt_agent.spool import Spool, is_candidate
 from receipt_agent.spool_watch import build_observers
@@ -388,3 +390,26 @@ def test_scan_leaves_out_skipped_files_before_the_limit_and_reports_tracked_ones
     assert not ready.more
     assert next_due is None
     assert ready.present == {("till-1", "0.json")}
+
+
+def test_status_counts_a_spool_as_it_streams_and_names_a_missing_folder(
+    config: AgentConfig, spool_dir: Path
+) -> None:
+    """`status`'s spool view: files waiting and the oldest one's age; "missing" when gone.
+
+    1. Three files, the oldest stamped 100 s before `now`; a sub-folder and a hidden file.
+    2. The spool folder removed.
+    Result: 3 waiting, the oldest 100 s old; then 0 waiting and "missing".
+    """
+    now = time.time()
+    for number in range(3):
+        path = spool_dir / f"{number}.json"
+        path.write_text("{}")
+        os.utime(path, (now - 100 + number, now - 100 + number))
+    (spool_dir / "sub.json").mkdir()
+    (spool_dir / ".hidden.json").write_text("{}")
+    (view,) = spool_health.inspect(config, {}, max_age_s=3600, now=now)
+    assert (view.waiting, view.oldest_waiting_age_s, view.spool_error) == (3, 100.0, None)
+    shutil.rmtree(spool_dir)
+    (view,) = spool_health.inspect(config, {}, max_age_s=3600, now=now)
+    assert (view.waiting, view.oldest_waiting_age_s, view.spool_error) == (0, None, "missing")
