@@ -88,7 +88,7 @@ def list_candidates(
 # ~57,000 instructions per file). A name scandir listed is one part without a separator,
 # which pathlib's own shortcut for listings (what Path.iterdir builds its paths with)
 # appends unparsed: the same Path. Private, so looked up once; `/` where it is missing
-# (`Spool.scan`, inline).
+# (`ReadyFiles._ready`).
 _CHILD_OF: Callable[[Path, str], Path] | None = getattr(Path, "_make_child_relpath", None)
 
 
@@ -101,8 +101,8 @@ class ReadyFile:
     path: Path
     mtime: float
     key: tuple[str, str]  # (source name, file name): the spool's and intake's key, no Path.name
-    # `path` as a string, as the listing gave it: a fresh Path's first str() costs ~11,000
-    # instructions (it formats its parts), more than building it
+    # `path` as a string (its folder's string and its name): a fresh Path's first str()
+    # costs ~11,000 instructions (it formats its parts), more than building it
     where: str
     closed: bool = False  # its writer closed it (close-write seen) and it is unchanged since
 
